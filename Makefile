@@ -1,0 +1,113 @@
+# Agentry — build, test and install.
+
+# Versions of the tools and test components, all built from source into bin/.
+K8S_VERSION ?= 1.37.2
+ETCD_VERSION ?= 3.6.16
+VERSITYGW_VERSION ?= 1.8.0
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+
+IMG ?= agentry/manager:dev
+RUNNER_IMG ?= agentry/runner:dev
+
+LOCALBIN ?= $(CURDIR)/bin
+TOOLBIN ?= $(LOCALBIN)/tools
+CONTROLLER_GEN ?= $(TOOLBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-linux-amd64
+VERSITYGW ?= $(LOCALBIN)/versitygw-v$(VERSITYGW_VERSION)
+KUBECTL ?= kubectl
+# Packages whose markers generate CRDs and RBAC.
+MARKER_PATHS = $(foreach d,api controllers gateway,$(if $(wildcard $(d)),paths="./$(d)/..."))
+GO_TEST_FLAGS ?= -count=1 -timeout=20m
+
+export KUBEBUILDER_ASSETS
+export AGENTRY_VERSITYGW = $(VERSITYGW)
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Set-up
+
+.PHONY: setup
+setup: controller-gen envtest-assets versitygw build ## Build everything the tests and a local run need (cached under bin/).
+	@echo "Set-up complete: control plane in $(KUBEBUILDER_ASSETS), S3 server $(VERSITYGW), binaries in $(LOCALBIN)."
+
+.PHONY: envtest-assets
+envtest-assets: ## Build kube-apiserver and etcd from source for envtest (cached).
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-control-plane.sh
+
+.PHONY: versitygw
+versitygw: ## Build the versitygw S3 server (cached).
+	VERSITYGW_VERSION=$(VERSITYGW_VERSION) hack/build-versitygw.sh
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into bin/.
+$(CONTROLLER_GEN):
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(TOOLBIN)/controller-gen $(CONTROLLER_GEN)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate CRDs and RBAC from markers.
+	$(CONTROLLER_GEN) rbac:roleName=agentry-manager crd $(MARKER_PATHS) output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: verify
+verify: manifests generate ## Fail if generated files are stale.
+	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+
+.PHONY: test
+test: manifests generate vet envtest-assets versitygw ## Run unit and envtest tests against a real kube-apiserver, etcd and S3 server.
+	go test $(GO_TEST_FLAGS) ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager, runner and kubectl plugin binaries into bin/.
+	go build ./...
+	$(if $(wildcard cmd/main.go),CGO_ENABLED=0 go build -o $(LOCALBIN)/manager ./cmd)
+	$(if $(wildcard cmd/runner),CGO_ENABLED=0 go build -o $(LOCALBIN)/runner ./cmd/runner)
+	$(if $(wildcard cmd/kubectl-agentry),CGO_ENABLED=0 go build -o $(LOCALBIN)/kubectl-agentry ./cmd/kubectl-agentry)
+
+.PHONY: run
+run: manifests generate ## Run the manager against the cluster in ~/.kube/config.
+	go run ./cmd/main.go
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster in ~/.kube/config.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRDs (and with them every AgentSession) from the cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator to the cluster in ~/.kube/config.
+	$(KUBECTL) apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove the operator from the cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/default

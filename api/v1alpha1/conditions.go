@@ -1,0 +1,64 @@
+package v1alpha1
+
+// Condition types on AgentSession.
+const (
+	// ConditionSucceeded summarises a run to completion, like Tekton's Succeeded:
+	// Unknown while the session is pending or running, True when it completed, False
+	// (with one of the failure reasons below) when it did not.
+	ConditionSucceeded = "Succeeded"
+
+	// ConditionPodReady is True while the runner pod's containers are running.
+	ConditionPodReady = "PodReady"
+
+	// ConditionArchived is True once the transcript, patch and summary are in object storage.
+	ConditionArchived = "Archived"
+)
+
+// Condition reasons. PascalCase, stable: tooling may match on them.
+const (
+	// ReasonPending: the session is accepted and its pod is being created.
+	ReasonPending = "Pending"
+	// ReasonQueued: the namespace's AgentPolicy concurrency limit is reached.
+	ReasonQueued = "Queued"
+	// ReasonRunning: the runner is working.
+	ReasonRunning = "Running"
+	// ReasonWaitingForApproval: the runner waits for a decision in spec.approvals.
+	ReasonWaitingForApproval = "WaitingForApproval"
+	// ReasonCompleted: the agent finished its task.
+	ReasonCompleted = "Completed"
+
+	// ReasonPodFailed: the runner pod failed for a reason not listed below.
+	ReasonPodFailed = "PodFailed"
+	// ReasonPodEvicted: the node evicted the pod.
+	ReasonPodEvicted = "PodEvicted"
+	// ReasonPodDeleted: the pod disappeared before the session finished.
+	ReasonPodDeleted = "PodDeleted"
+	// ReasonOOMKilled: a container exceeded its memory limit.
+	ReasonOOMKilled = "OOMKilled"
+	// ReasonImagePullFailed: an image could not be pulled.
+	ReasonImagePullFailed = "ImagePullFailed"
+	// ReasonCheckoutFailed: the repository could not be cloned.
+	ReasonCheckoutFailed = "CheckoutFailed"
+	// ReasonTimeout: spec.limits.timeout elapsed.
+	ReasonTimeout = "Timeout"
+	// ReasonCancelled: a user set spec.cancel.
+	ReasonCancelled = "Cancelled"
+	// ReasonLimitReached: spec.limits.maxTurns or maxTokens was hit.
+	ReasonLimitReached = "LimitReached"
+	// ReasonBudgetExceeded: a namespace token budget was spent.
+	ReasonBudgetExceeded = "BudgetExceeded"
+	// ReasonProviderError: the LLM provider refused the session's requests.
+	ReasonProviderError = "ProviderError"
+	// ReasonRunnerError: the runner stopped on an internal error.
+	ReasonRunnerError = "RunnerError"
+	// ReasonInvalidSpec: the spec cannot be run (for example an unknown ModelProvider or
+	// a model the policy forbids). Fix the spec by creating a new session.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonPolicyViolation: the namespace's AgentPolicy forbids what the spec asks for.
+	ReasonPolicyViolation = "PolicyViolation"
+
+	// ReasonUploaded: all artifacts were written to object storage.
+	ReasonUploaded = "Uploaded"
+	// ReasonUploadFailed: writing artifacts to object storage failed; it is retried.
+	ReasonUploadFailed = "UploadFailed"
+)
