@@ -1,0 +1,381 @@
+// Package controllers holds the AgentSession reconciler: it turns a session into an
+// isolated runner pod with its NetworkPolicy, follows the pod to completion, enforces
+// cancel and timeout, and deletes finished sessions after their TTL.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+)
+
+// FieldOwner is the field manager of the reconciler's writes.
+const FieldOwner = client.FieldOwner("agentry-controller")
+
+// Resolver resolves host names for NetworkPolicies.
+type Resolver interface {
+	LookupIP(ctx context.Context, network, host string) ([]net.IP, error)
+}
+
+// AgentSessionReconciler reconciles AgentSessions.
+type AgentSessionReconciler struct {
+	client.Client
+	// APIReader reads around the cache, to confirm a pod is really gone.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  record.EventRecorder
+	Runner    RunnerConfig
+	Network   NetworkConfig
+	Resolver  Resolver
+	Clock     clock.PassiveClock
+	// MaxConcurrentReconciles bounds parallel reconciles.
+	MaxConcurrentReconciles int
+}
+
+// scope is one reconcile's working state.
+type scope struct {
+	obj  *v1.AgentSession
+	base *v1.AgentSession
+	pod  *corev1.Pod
+	now  time.Time
+	// requeueAfter is the earliest deadline a phase asked to be woken for.
+	requeueAfter time.Duration
+}
+
+func (s *scope) wakeAt(d time.Duration) {
+	if d > 0 && (s.requeueAfter == 0 || d < s.requeueAfter) {
+		s.requeueAfter = d
+	}
+}
+
+type phaseFunc func(ctx context.Context, s *scope) error
+
+// +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves one session towards its end.
+func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	obj := &v1.AgentSession{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owner references delete the pod and policy
+	}
+	s := &scope{obj: obj, base: obj.DeepCopy(), now: r.Clock.Now()}
+	if obj.Status.Phase.IsTerminal() {
+		// A terminal session never changes back and never gets a new pod.
+		return r.reconcileFinished(ctx, s)
+	}
+
+	defer func() {
+		if reterr == nil {
+			s.obj.Status.ObservedGeneration = s.obj.Generation
+		}
+		reterr = errors.Join(reterr, r.patchStatus(ctx, s))
+	}()
+
+	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.ensureNetworkPolicy, r.ensurePod, r.observePod}
+	for _, phase := range phases {
+		if err := phase(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+		if s.obj.Status.Phase.IsTerminal() {
+			r.recordFinish(s.obj)
+			return r.requeueForTTL(s), nil
+		}
+	}
+	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
+}
+
+// reconcileCancel stops the session when the user sets spec.cancel.
+func (r *AgentSessionReconciler) reconcileCancel(ctx context.Context, s *scope) error {
+	if !s.obj.Spec.Cancel {
+		return nil
+	}
+	if err := r.deletePod(ctx, s.obj); err != nil {
+		return err
+	}
+	finish(s.obj, v1.PhaseCancelled, v1.ReasonCancelled, "Cancelled by spec.cancel.", s.now)
+	return nil
+}
+
+// reconcileTimeout ends the session when spec.limits.timeout has passed since the pod
+// started (or since creation, for a pod that never starts).
+func (r *AgentSessionReconciler) reconcileTimeout(ctx context.Context, s *scope) error {
+	if s.obj.Spec.Limits.Timeout == nil {
+		return nil
+	}
+	start := s.obj.CreationTimestamp.Time
+	if s.obj.Status.StartTime != nil {
+		start = s.obj.Status.StartTime.Time
+	}
+	deadline := start.Add(s.obj.Spec.Limits.Timeout.Duration)
+	if s.now.Before(deadline) {
+		s.wakeAt(deadline.Sub(s.now))
+		return nil
+	}
+	if err := r.deletePod(ctx, s.obj); err != nil {
+		return err
+	}
+	finish(s.obj, v1.PhaseFailed, v1.ReasonTimeout,
+		fmt.Sprintf("The session ran past spec.limits.timeout (%s).", s.obj.Spec.Limits.Timeout.Duration), s.now)
+	return nil
+}
+
+// ensureNetworkPolicy creates the session's NetworkPolicy before its pod, so the pod never
+// runs unconfined.
+func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *scope) error {
+	np := &networkingv1.NetworkPolicy{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	resolved := map[string][]net.IP{}
+	for _, h := range egressHosts(s.obj) {
+		ips, err := r.Resolver.LookupIP(ctx, "ip", h.host)
+		if err != nil {
+			// Safer to start without that destination than to open egress wider.
+			r.Recorder.Eventf(s.obj, corev1.EventTypeWarning, "EgressHostUnresolved",
+				"Host %s could not be resolved; the runner pod cannot reach it: %v", h.host, err)
+			continue
+		}
+		resolved[h.host] = ips
+	}
+	np = buildNetworkPolicy(s.obj, r.Network, resolved)
+	if err := controllerutil.SetControllerReference(s.obj, np, r.Scheme); err != nil {
+		return err
+	}
+	log.FromContext(ctx).Info("Creating NetworkPolicy", "NetworkPolicy", klog.KObj(np))
+	if err := r.Create(ctx, np, FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating NetworkPolicy: %w", err)
+	}
+	return nil
+}
+
+// ensurePod creates the runner pod, or notices that it vanished.
+func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error {
+	key := client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}
+	pod := &corev1.Pod{}
+	err := r.Get(ctx, key, pod)
+	if err == nil {
+		if !metav1IsControlledBy(pod, s.obj) {
+			return fmt.Errorf("pod %s exists but does not belong to this session", key)
+		}
+		s.pod = pod
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	if s.obj.Status.PodName != "" {
+		// The cache may simply lag behind our own create; ask the apiserver.
+		if err := r.APIReader.Get(ctx, key, pod); err == nil {
+			s.pod = pod
+			return nil
+		} else if !apierrors.IsNotFound(err) {
+			return err
+		}
+		finish(s.obj, v1.PhaseFailed, v1.ReasonPodDeleted, fmt.Sprintf("The runner pod %s was deleted before the session finished.", key.Name), s.now)
+		return nil
+	}
+	pod = buildRunnerPod(s.obj, r.Runner)
+	if err := controllerutil.SetControllerReference(s.obj, pod, r.Scheme); err != nil {
+		return err
+	}
+	log.FromContext(ctx).Info("Creating Pod", "Pod", klog.KObj(pod))
+	if err := r.Create(ctx, pod, FieldOwner); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return r.APIReader.Get(ctx, key, s.podOrNew())
+		}
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			// Admission (Pod Security, quota, policy) refused the pod: retrying the same
+			// pod cannot help, and the user must see why.
+			finish(s.obj, v1.PhaseFailed, v1.ReasonPodFailed, "The runner pod was refused: "+err.Error(), s.now)
+			r.Recorder.Eventf(s.obj, corev1.EventTypeWarning, "PodRefused", "The runner pod was refused: %v", err)
+			return nil
+		}
+		return fmt.Errorf("creating pod: %w", err)
+	}
+	r.Recorder.Eventf(s.obj, corev1.EventTypeNormal, "PodCreated", "Created runner pod %s", pod.Name)
+	s.obj.Status.PodName = pod.Name
+	if s.obj.Status.Phase == "" {
+		s.obj.Status.Phase = v1.PhasePending
+		setSucceeded(s.obj, v1.PhasePending, v1.ReasonPending, "Waiting for the runner pod to start.")
+	}
+	if s.obj.Status.Resolved == nil {
+		s.obj.Status.Resolved = &v1.Resolved{Image: agentImage(s.obj, r.Runner), Model: s.obj.Spec.Model.Name}
+	}
+	s.pod = pod
+	return nil
+}
+
+func (s *scope) podOrNew() *corev1.Pod {
+	if s.pod == nil {
+		s.pod = &corev1.Pod{}
+	}
+	return s.pod
+}
+
+// observePod derives the session's status from its pod.
+func (r *AgentSessionReconciler) observePod(ctx context.Context, s *scope) error {
+	if s.pod == nil || s.pod.CreationTimestamp.IsZero() {
+		return nil
+	}
+	s.obj.Status.PodName = s.pod.Name
+	before := s.obj.Status.Phase
+	applyOutcome(s.obj, outcomeFromPod(s.pod, s.now), s.now)
+	if before != s.obj.Status.Phase && s.obj.Status.Phase == v1.PhaseRunning {
+		r.Recorder.Eventf(s.obj, corev1.EventTypeNormal, "Running", "Runner pod %s is running", s.pod.Name)
+	}
+	if s.obj.Status.Phase == v1.PhasePending {
+		// Image pull back-off turns into a failure after a grace period: look again then.
+		s.wakeAt(imagePullGrace)
+	}
+	return nil
+}
+
+// reconcileFinished handles a terminal session: stop a pod that should not run, then
+// delete the session when its TTL runs out.
+func (r *AgentSessionReconciler) reconcileFinished(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if s.obj.Status.Phase == v1.PhaseCancelled || (s.obj.Status.Phase == v1.PhaseFailed && reason(s.obj) == v1.ReasonTimeout) {
+		if err := r.deletePod(ctx, s.obj); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	res := r.requeueForTTL(s)
+	if res.RequeueAfter > 0 || s.obj.Spec.TTLSecondsAfterFinished == nil || s.obj.Status.CompletionTime == nil {
+		return res, nil
+	}
+	log.FromContext(ctx).Info("Deleting AgentSession after its TTL", "AgentSession", klog.KObj(s.obj))
+	err := r.Delete(ctx, s.obj, client.PropagationPolicy("Background"), client.Preconditions{UID: &s.obj.UID})
+	return ctrl.Result{}, client.IgnoreNotFound(err)
+}
+
+// requeueForTTL returns when a finished session's TTL runs out.
+func (r *AgentSessionReconciler) requeueForTTL(s *scope) ctrl.Result {
+	ttl := s.obj.Spec.TTLSecondsAfterFinished
+	if ttl == nil || s.obj.Status.CompletionTime == nil {
+		return ctrl.Result{}
+	}
+	expiry := s.obj.Status.CompletionTime.Add(time.Duration(*ttl) * time.Second)
+	if d := expiry.Sub(s.now); d > 0 {
+		return ctrl.Result{RequeueAfter: d}
+	}
+	if s.base != nil && !s.base.Status.Phase.IsTerminal() {
+		// Finished in this reconcile: let the status patch land first; come back at once.
+		return ctrl.Result{RequeueAfter: time.Millisecond}
+	}
+	return ctrl.Result{}
+}
+
+// deletePod stops the runner pod if it is still there; the runner gets its grace period to
+// flush the transcript.
+func (r *AgentSessionReconciler) deletePod(ctx context.Context, sess *v1.AgentSession) error {
+	pod := &corev1.Pod{}
+	key := client.ObjectKey{Namespace: sess.Namespace, Name: podName(sess)}
+	if err := r.Get(ctx, key, pod); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !pod.DeletionTimestamp.IsZero() || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return nil
+	}
+	log.FromContext(ctx).Info("Deleting Pod", "Pod", klog.KObj(pod))
+	if err := r.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting pod: %w", err)
+	}
+	return nil
+}
+
+func (r *AgentSessionReconciler) recordFinish(s *v1.AgentSession) {
+	eventType := corev1.EventTypeNormal
+	if s.Status.Phase != v1.PhaseSucceeded {
+		eventType = corev1.EventTypeWarning
+	}
+	msg := ""
+	for _, c := range s.Status.Conditions {
+		if c.Type == v1.ConditionSucceeded {
+			msg = c.Message
+		}
+	}
+	r.Recorder.Event(s, eventType, reason(s), msg)
+	sessionsFinished.WithLabelValues(string(s.Status.Phase), reason(s)).Inc()
+}
+
+// reason returns the Succeeded condition's reason.
+func reason(s *v1.AgentSession) string {
+	for _, c := range s.Status.Conditions {
+		if c.Type == v1.ConditionSucceeded {
+			return c.Reason
+		}
+	}
+	return ""
+}
+
+// patchStatus writes the status fields this reconcile changed, in one request. The
+// optimistic lock makes a concurrent write by the gateway a conflict (and a retry), never
+// a lost update.
+func (r *AgentSessionReconciler) patchStatus(ctx context.Context, s *scope) error {
+	if equalStatus(s.base.Status, s.obj.Status) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, s.obj, patch, FieldOwner); err != nil {
+		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+func metav1IsControlledBy(pod *corev1.Pod, s *v1.AgentSession) bool {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Controller != nil && *ref.Controller && ref.UID == s.UID {
+			return true
+		}
+	}
+	return false
+}
+
+// SetupWithManager registers the reconciler: it watches sessions and the pods and
+// NetworkPolicies they own.
+func (r *AgentSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.Resolver == nil {
+		r.Resolver = net.DefaultResolver
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1.AgentSession{}).
+		Owns(&corev1.Pod{}, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		Owns(&networkingv1.NetworkPolicy{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Named("agentsession").
+		Complete(r)
+}

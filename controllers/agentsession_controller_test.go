@@ -1,0 +1,336 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/test/testutil"
+)
+
+func create(t *testing.T, s *v1.AgentSession) *v1.AgentSession {
+	t.Helper()
+	ctx := testContext(t, 30*time.Second)
+	if err := env.Client.Create(ctx, s); err != nil {
+		t.Fatalf("creating session: %v", err)
+	}
+	return s
+}
+
+// TestSessionRunsToCompletion follows one session from creation to success, as a user
+// watching `kubectl get agentsessions` would see it.
+func TestSessionRunsToCompletion(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	m := startManager(t, ns)
+	s := create(t, testutil.Session("fix-flaky", ns).Credentials("git-creds").
+		Egress(v1.EgressRule{Host: "pkg.go.dev"}).Egress(v1.EgressRule{Host: "nowhere.invalid"}).Obj())
+
+	pod := waitForPod(t, ctx, s)
+	if !metav1.IsControlledBy(pod, s) {
+		t.Fatalf("pod owner references = %+v, want the session as controller", pod.OwnerReferences)
+	}
+	got := waitForPhase(t, ctx, s, v1.PhasePending, v1.ReasonPending)
+	if got.Status.PodName != pod.Name || got.Status.ObservedGeneration != got.Generation {
+		t.Fatalf("status = %+v", got.Status)
+	}
+
+	np := &networkingv1.NetworkPolicy{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: podName(s)}, np); err != nil {
+		t.Fatalf("session NetworkPolicy: %v", err)
+	}
+	if !metav1.IsControlledBy(np, s) || len(np.Spec.Ingress) != 0 || len(np.Spec.PolicyTypes) != 2 {
+		t.Fatalf("NetworkPolicy must deny all ingress and be owned by the session: %+v", np)
+	}
+	var cidrs []string
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.To {
+			if p.IPBlock != nil {
+				cidrs = append(cidrs, p.IPBlock.CIDR)
+			}
+		}
+	}
+	if strings.Join(cidrs, ",") != "192.0.2.10/32,192.0.2.20/32" {
+		t.Fatalf("egress CIDRs = %v, want the repository host and pkg.go.dev only", cidrs)
+	}
+	expectEvent(t, m, "EgressHostUnresolved")
+
+	started := time.Now().Add(-5 * time.Second).Truncate(time.Second)
+	kubelet{t}.run(ctx, pod, started)
+	got = waitForPhase(t, ctx, s, v1.PhaseRunning, v1.ReasonRunning)
+	if c := cond(got, v1.ConditionPodReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("PodReady = %+v, want True", c)
+	}
+	if got.Status.StartTime == nil || !got.Status.StartTime.Time.Equal(started) {
+		t.Fatalf("startTime = %v, want %v", got.Status.StartTime, started)
+	}
+
+	sum, err := contract.Summary{
+		Outcome: contract.OutcomeCompleted, Message: "Made TestFoo deterministic by waiting on the channel.",
+		Turns: 7, ToolCalls: 12, Usage: contract.Usage{PromptTokens: 9000, CompletionTokens: 1000},
+		Diff: contract.DiffStats{FilesChanged: 2, Additions: 10, Deletions: 3}, BaseCommit: "abc123", Model: "gpt-4.1",
+	}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubelet{t}.exit(ctx, pod, 0, "Completed", string(sum))
+	got = waitForPhase(t, ctx, s, v1.PhaseSucceeded, v1.ReasonCompleted)
+	if got.Status.CompletionTime == nil || got.Status.Result == nil || got.Status.Result.Additions != 10 ||
+		got.Status.Usage == nil || got.Status.Usage.TotalTokens != 10000 || got.Status.Resolved.CommitSHA != "abc123" {
+		t.Fatalf("final status incomplete: %+v", got.Status)
+	}
+	if !strings.Contains(got.Status.Result.Summary, "waiting on the channel") {
+		t.Fatalf("result summary = %q", got.Status.Result.Summary)
+	}
+	expectEvent(t, m, "PodCreated")
+	expectEvent(t, m, "Completed")
+}
+
+func expectEvent(t *testing.T, m *manager, reason string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-m.recorder.Events:
+			if strings.Contains(e, " "+reason+" ") {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s event recorded", reason)
+		}
+	}
+}
+
+// TestFailureReasons checks that why a pod failed reaches the session's condition.
+func TestFailureReasons(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	cases := map[string]struct {
+		code           int32
+		reason, msg    string
+		wantReason     string
+		wantMsgContain string
+	}{
+		"turn-limit": {code: int32(contract.ExitLimitReached), reason: "Error", wantReason: v1.ReasonLimitReached},
+		"oom":        {code: 137, reason: "OOMKilled", wantReason: v1.ReasonOOMKilled, wantMsgContain: "memory"},
+		"provider": {code: int32(contract.ExitModelError), reason: "Error", wantReason: v1.ReasonProviderError,
+			msg: `{"v":1,"outcome":"ModelError","exitCode":7,"message":"401: invalid api key","turns":0,"toolCalls":0,"usage":{"promptTokens":0,"completionTokens":0,"cachedTokens":0},"diff":{"filesChanged":0,"additions":0,"deletions":0},"events":3}`,
+			wantMsgContain: "invalid api key"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := create(t, testutil.Session(name, ns).Obj())
+			pod := waitForPod(t, ctx, s)
+			kubelet{t}.run(ctx, pod, time.Now())
+			waitForPhase(t, ctx, s, v1.PhaseRunning, "")
+			kubelet{t}.exit(ctx, pod, tc.code, tc.reason, tc.msg)
+			got := waitForPhase(t, ctx, s, v1.PhaseFailed, tc.wantReason)
+			if c := cond(got, v1.ConditionSucceeded); !strings.Contains(c.Message, tc.wantMsgContain) {
+				t.Fatalf("message %q lacks %q", c.Message, tc.wantMsgContain)
+			}
+			if got.Status.Result == nil || got.Status.Result.ExitCode == nil || *got.Status.Result.ExitCode != tc.code {
+				t.Fatalf("result.exitCode = %+v, want %d", got.Status.Result, tc.code)
+			}
+		})
+	}
+}
+
+func TestCancelStopsThePod(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	m := startManager(t, ns)
+	s := create(t, testutil.Session("cancel-me", ns).Obj())
+	pod := waitForPod(t, ctx, s)
+	kubelet{t}.run(ctx, pod, time.Now())
+	waitForPhase(t, ctx, s, v1.PhaseRunning, "")
+
+	setCancel(t, s)
+	got := waitForPhase(t, ctx, s, v1.PhaseCancelled, v1.ReasonCancelled)
+	eventually(t, ctx, "pod deletion", func() error { return podGone(ctx, s) })
+	if c := cond(got, v1.ConditionSucceeded); c.Status != metav1.ConditionFalse {
+		t.Fatalf("Succeeded = %+v, want False", c)
+	}
+	expectEvent(t, m, "Cancelled")
+}
+
+func setCancel(t *testing.T, s *v1.AgentSession) {
+	t.Helper()
+	ctx := testContext(t, 30*time.Second)
+	patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`))
+	if err := env.Client.Patch(ctx, s.DeepCopy(), patch); err != nil {
+		t.Fatalf("setting spec.cancel: %v", err)
+	}
+}
+
+func TestTimeoutEndsTheSession(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	s := create(t, testutil.Session("slow", ns).Timeout(time.Minute).Obj())
+	pod := waitForPod(t, ctx, s)
+	if got := *pod.Spec.ActiveDeadlineSeconds; got != 60 {
+		t.Fatalf("activeDeadlineSeconds = %d, want 60", got)
+	}
+	// The pod has been running for longer than the timeout.
+	kubelet{t}.run(ctx, pod, time.Now().Add(-2*time.Minute))
+	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonTimeout)
+	eventually(t, ctx, "pod deletion", func() error { return podGone(ctx, s) })
+	if !strings.Contains(cond(got, v1.ConditionSucceeded).Message, "spec.limits.timeout (1m0s)") {
+		t.Fatalf("timeout message = %q", cond(got, v1.ConditionSucceeded).Message)
+	}
+}
+
+func TestPodDeletedUnderTheSession(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	s := create(t, testutil.Session("orphaned", ns).Obj())
+	pod := waitForPod(t, ctx, s)
+	kubelet{t}.run(ctx, pod, time.Now())
+	waitForPhase(t, ctx, s, v1.PhaseRunning, "")
+	if err := env.Client.Delete(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPodDeleted)
+	// A finished session never gets a new pod.
+	eventually(t, ctx, "no new pod", func() error { return podGone(ctx, s) })
+}
+
+func TestTTLDeletesFinishedSessions(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	m := startManager(t, ns)
+	s := create(t, testutil.Session("short-lived", ns).TTL(1).Obj())
+	pod := waitForPod(t, ctx, s)
+	kubelet{t}.exit(ctx, pod, 0, "Completed", "")
+	expectEvent(t, m, "Completed")
+	eventually(t, ctx, "session deletion after its TTL", func() error {
+		_, err := getSession(ctx, s)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("session still exists (err %v)", err)
+	})
+}
+
+// TestManagerRestartConverges stops the manager, changes the world while it is down, and
+// starts a new one: status must be recomputed from what exists, not from memory.
+func TestManagerRestartConverges(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	m := startManager(t, ns)
+
+	running := create(t, testutil.Session("was-pending", ns).Obj())
+	succeeded := create(t, testutil.Session("was-running", ns).Obj())
+	cancelled := create(t, testutil.Session("to-cancel", ns).Obj())
+	timedOut := create(t, testutil.Session("to-time-out", ns).Timeout(time.Minute).Obj())
+	pods := map[string]*corev1.Pod{}
+	for _, s := range []*v1.AgentSession{running, succeeded, cancelled, timedOut} {
+		pods[s.Name] = waitForPod(t, ctx, s)
+	}
+	kubelet{t}.run(ctx, pods[succeeded.Name], time.Now())
+	kubelet{t}.run(ctx, pods[cancelled.Name], time.Now())
+	waitForPhase(t, ctx, succeeded, v1.PhaseRunning, "")
+	waitForPhase(t, ctx, cancelled, v1.PhaseRunning, "")
+
+	m.stop()
+	kubelet{t}.run(ctx, pods[running.Name], time.Now())
+	kubelet{t}.exit(ctx, pods[succeeded.Name], 0, "Completed", "")
+	setCancel(t, cancelled)
+	kubelet{t}.run(ctx, pods[timedOut.Name], time.Now().Add(-2*time.Minute))
+
+	startManager(t, ns)
+	waitForPhase(t, ctx, running, v1.PhaseRunning, v1.ReasonRunning)
+	waitForPhase(t, ctx, succeeded, v1.PhaseSucceeded, v1.ReasonCompleted)
+	waitForPhase(t, ctx, cancelled, v1.PhaseCancelled, v1.ReasonCancelled)
+	waitForPhase(t, ctx, timedOut, v1.PhaseFailed, v1.ReasonTimeout)
+	eventually(t, ctx, "cancelled pod deletion", func() error { return podGone(ctx, cancelled) })
+	eventually(t, ctx, "timed-out pod deletion", func() error { return podGone(ctx, timedOut) })
+
+	var list corev1.PodList
+	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Items {
+		if p.DeletionTimestamp.IsZero() && p.Name != podName(running) && p.Name != podName(succeeded) {
+			t.Errorf("unexpected pod %s after restart", p.Name)
+		}
+	}
+}
+
+// TestManySessionsAllGetPods creates 200 sessions at once.
+func TestManySessionsAllGetPods(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- env.Client.Create(ctx, testutil.Session(fmt.Sprintf("s-%03d", i), ns).Obj())
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, ctx, fmt.Sprintf("%d runner pods", n), func() error {
+		var pods corev1.PodList
+		if err := env.Client.List(ctx, &pods, client.InNamespace(ns), client.HasLabels{LabelSessionUID}); err != nil {
+			return err
+		}
+		if len(pods.Items) != n {
+			return fmt.Errorf("%d pods", len(pods.Items))
+		}
+		return nil
+	})
+	eventually(t, ctx, "every session Pending with its pod recorded", func() error {
+		var list v1.AgentSessionList
+		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, s := range list.Items {
+			if s.Status.PodName == "" || s.Status.Phase != v1.PhasePending {
+				return fmt.Errorf("session %s: phase %q pod %q", s.Name, s.Status.Phase, s.Status.PodName)
+			}
+		}
+		return nil
+	})
+}
+
+// TestRestrictedAdmissionIsEnforced proves the admission check in these tests is real: the
+// same namespace that accepts runner pods refuses a pod that is not restricted.
+func TestRestrictedAdmissionIsEnforced(t *testing.T) {
+	ctx := testContext(t, 30*time.Second)
+	ns := restrictedNamespace(t, ctx)
+	s := testutil.Session("probe", ns).UID("uid-probe").Obj()
+
+	ok := buildRunnerPod(s, testRunnerConfig)
+	if err := env.Client.Create(ctx, ok); err != nil {
+		t.Fatalf("the apiserver refused the runner pod under Pod Security 'restricted': %v", err)
+	}
+	bad := buildRunnerPod(s, testRunnerConfig)
+	bad.Name = "not-restricted"
+	bad.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptrTo(true)
+	err := env.Client.Create(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "restricted") {
+		t.Fatalf("a pod allowing privilege escalation was not refused by Pod Security admission: %v", err)
+	}
+}

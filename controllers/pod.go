@@ -1,0 +1,300 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+)
+
+// Labels and paths shared by the runner pod and everything that finds it.
+const (
+	// LabelSession carries the session's name (when it fits in a label value).
+	LabelSession = "agentry.dev/session"
+	// LabelSessionUID carries the session's UID: the link from pod to session the
+	// gateway and the cache rely on.
+	LabelSessionUID = "agentry.dev/session-uid"
+	labelManagedBy  = "app.kubernetes.io/managed-by"
+	labelName       = "app.kubernetes.io/name"
+	managedBy       = "agentry"
+	runnerName      = "agentry-runner"
+
+	// GatewayAudience is the audience of the token the runner presents to the gateway.
+	GatewayAudience = "agentry-gateway"
+
+	// Container names.
+	ContainerInstall  = "install-runner"
+	ContainerCheckout = "checkout"
+	ContainerAgent    = "agent"
+
+	runnerUID        = 65532
+	workspacePath    = "/workspace"
+	homePath         = "/home/agentry"
+	tmpPath          = "/tmp"
+	agentryBinPath   = "/agentry/bin"
+	tokenDir         = "/var/run/secrets/agentry.dev/gateway"
+	tokenFile        = "token"
+	gitCredsPath     = "/var/run/secrets/agentry.dev/git"
+	runnerBinInImage = "/usr/local/bin/runner"
+)
+
+// RunnerConfig is what the operator, not the session, decides about runner pods.
+type RunnerConfig struct {
+	// Image is the runner image: the runner binary at /usr/local/bin/runner, a shell and
+	// CA certificates. It runs the init containers, and the agent when the session names
+	// no toolchain image.
+	Image string
+	// ImagePullPolicy applies to the runner image.
+	ImagePullPolicy corev1.PullPolicy
+	// GatewayURL is how runner pods reach the session gateway.
+	GatewayURL string
+	// TokenExpirationSeconds is the lifetime of the projected gateway token; the kubelet
+	// refreshes it well before it expires.
+	TokenExpirationSeconds int64
+}
+
+// podName is the runner pod's deterministic name: a stale cache can never create a second one.
+func podName(s *v1.AgentSession) string {
+	const suffix = "-runner"
+	if len(s.Name)+len(suffix) <= 63 {
+		return s.Name + suffix
+	}
+	// Long names: keep a readable prefix and make it unique with a hash of the full name.
+	sum := sha256.Sum256([]byte(s.Name))
+	return strings.TrimRight(s.Name[:63-len(suffix)-9], "-.") + "-" + hex.EncodeToString(sum[:])[:8] + suffix
+}
+
+// sessionLabels link a child object to its session.
+func sessionLabels(s *v1.AgentSession) map[string]string {
+	l := map[string]string{
+		labelManagedBy:  managedBy,
+		labelName:       runnerName,
+		LabelSessionUID: string(s.UID),
+	}
+	if len(s.Name) <= 63 {
+		l[LabelSession] = s.Name
+	}
+	return l
+}
+
+// agentImage is the image the agent's tools run in.
+func agentImage(s *v1.AgentSession, cfg RunnerConfig) string {
+	if s.Spec.Runner.Image != "" {
+		return s.Spec.Runner.Image
+	}
+	return cfg.Image
+}
+
+// buildRunnerPod returns the pod that runs a session. It is a pure function of the session
+// and the operator's configuration; the reconciler sets the owner reference.
+//
+// The pod meets the Pod Security Standards "restricted" profile. It holds no long-lived
+// secret: it mounts no ServiceAccount token for the Kubernetes API, only a short-lived
+// projected token whose audience is the gateway; git credentials, when the session has
+// them, are mounted into the checkout init container alone.
+func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      podName(s),
+			Namespace: s.Namespace,
+			Labels:    sessionLabels(s),
+			Annotations: map[string]string{
+				// Tells cluster autoscalers not to evict a half-done agent run.
+				"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+			},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			// The projected gateway token needs a ServiceAccount to be issued for. The token's
+			// audience is the gateway alone, so the apiserver refuses it whatever RBAC the
+			// namespace's default ServiceAccount has; no API token is mounted.
+			ServiceAccountName:            "default",
+			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			RuntimeClassName:              s.Spec.Runner.RuntimeClassName,
+			NodeSelector:                  s.Spec.Runner.NodeSelector,
+			Tolerations:                   s.Spec.Runner.Tolerations,
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   ptr.To(true),
+				RunAsUser:      ptr.To[int64](runnerUID),
+				RunAsGroup:     ptr.To[int64](runnerUID),
+				FSGroup:        ptr.To[int64](runnerUID),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Volumes:        runnerVolumes(s, cfg),
+			InitContainers: []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg)},
+			Containers:     []corev1.Container{agentContainer(s, cfg)},
+		},
+	}
+	if s.Spec.Limits.Timeout != nil {
+		// The kubelet's own backstop; the reconciler ends the session at the same deadline.
+		pod.Spec.ActiveDeadlineSeconds = ptr.To(int64(s.Spec.Limits.Timeout.Seconds()))
+	}
+	return pod
+}
+
+func restrictedContainerSecurity() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// smallResources bounds the init containers, which only copy a binary and clone a repo.
+func smallResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
+	}
+}
+
+func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig) []corev1.Volume {
+	emptyDir := func(name string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	}
+	vols := []corev1.Volume{
+		emptyDir("workspace"),
+		emptyDir("home"),
+		emptyDir("tmp"),
+		emptyDir("agentry-bin"),
+		{
+			Name: "gateway-token",
+			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				DefaultMode: ptr.To[int32](0o440),
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience:          GatewayAudience,
+					ExpirationSeconds: ptr.To(cfg.TokenExpirationSeconds),
+					Path:              tokenFile,
+				}}},
+			}},
+		},
+	}
+	if ref := s.Spec.Repository.CredentialsSecretRef; ref != nil {
+		vols = append(vols, corev1.Volume{Name: "git-credentials", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: ref.Name, DefaultMode: ptr.To[int32](0o440)},
+		}})
+	}
+	return vols
+}
+
+// installContainer copies the runner binary into a shared volume, so the agent container
+// can run any Linux image the user picks (the pattern Tekton uses for its entrypoint).
+func installContainer(cfg RunnerConfig) corev1.Container {
+	return corev1.Container{
+		Name:                     ContainerInstall,
+		Image:                    cfg.Image,
+		ImagePullPolicy:          cfg.ImagePullPolicy,
+		Command:                  []string{"cp", runnerBinInImage, agentryBinPath + "/runner"},
+		SecurityContext:          restrictedContainerSecurity(),
+		Resources:                smallResources(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts:             []corev1.VolumeMount{{Name: "agentry-bin", MountPath: agentryBinPath}},
+	}
+}
+
+func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
+	args := []string{"checkout", "--repo", s.Spec.Repository.URL, "--dir", workspacePath}
+	if s.Spec.Repository.Ref != "" {
+		args = append(args, "--ref", s.Spec.Repository.Ref)
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "workspace", MountPath: workspacePath},
+		{Name: "home", MountPath: homePath},
+		{Name: "tmp", MountPath: tmpPath},
+	}
+	if s.Spec.Repository.CredentialsSecretRef != nil {
+		args = append(args, "--credentials-dir", gitCredsPath)
+		mounts = append(mounts, corev1.VolumeMount{Name: "git-credentials", MountPath: gitCredsPath, ReadOnly: true})
+	}
+	return corev1.Container{
+		Name:                     ContainerCheckout,
+		Image:                    cfg.Image,
+		ImagePullPolicy:          cfg.ImagePullPolicy,
+		Command:                  []string{runnerBinInImage},
+		Args:                     args,
+		Env:                      []corev1.EnvVar{{Name: "HOME", Value: homePath}},
+		SecurityContext:          restrictedContainerSecurity(),
+		Resources:                smallResources(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts:             mounts,
+	}
+}
+
+func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
+	spec := s.Spec
+	tools := make([]string, 0, len(spec.Tools))
+	for _, t := range spec.Tools {
+		tools = append(tools, string(t))
+	}
+	args := []string{
+		"run",
+		"--workspace", workspacePath,
+		"--task", spec.Task,
+		"--session", s.Namespace + "/" + s.Name,
+		"--tools", strings.Join(tools, ","),
+		"--approval-bash", string(spec.Approval.Bash),
+		"--approval-writes", string(spec.Approval.Writes),
+		"--max-turns", strconv.Itoa(int(spec.Limits.MaxTurns)),
+		"--max-tokens", strconv.FormatInt(spec.Limits.MaxTokens, 10),
+		// The gateway is the runner's model endpoint; the projected token is its key. The
+		// kubelet rotates the token file, and the runner re-reads it before every request.
+		"--base-url", strings.TrimSuffix(cfg.GatewayURL, "/") + "/v1",
+		"--api-key-file", tokenDir + "/" + tokenFile,
+	}
+	if spec.Model.Name != "" {
+		args = append(args, "--model", spec.Model.Name)
+	}
+	if spec.Model.Temperature != "" {
+		args = append(args, "--temperature", spec.Model.Temperature)
+	}
+	if spec.Model.MaxOutputTokens != nil {
+		args = append(args, "--max-output-tokens", strconv.Itoa(int(*spec.Model.MaxOutputTokens)))
+	}
+	if spec.Limits.Timeout != nil {
+		args = append(args, "--timeout", spec.Limits.Timeout.Duration.String())
+	}
+	for _, p := range spec.Approval.AllowCommands {
+		args = append(args, "--allow-command", p)
+	}
+	for _, p := range spec.Approval.DenyCommands {
+		args = append(args, "--deny-command", p)
+	}
+	image := agentImage(s, cfg)
+	pull := corev1.PullIfNotPresent
+	if image == cfg.Image {
+		pull = cfg.ImagePullPolicy
+	}
+	return corev1.Container{
+		Name:            ContainerAgent,
+		Image:           image,
+		ImagePullPolicy: pull,
+		Command:         []string{agentryBinPath + "/runner"},
+		Args:            args,
+		WorkingDir:      workspacePath,
+		Env: []corev1.EnvVar{
+			{Name: "HOME", Value: homePath},
+			{Name: "TMPDIR", Value: tmpPath},
+		},
+		Resources:                spec.Runner.Resources,
+		SecurityContext:          restrictedContainerSecurity(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "workspace", MountPath: workspacePath},
+			{Name: "home", MountPath: homePath},
+			{Name: "tmp", MountPath: tmpPath},
+			{Name: "agentry-bin", MountPath: agentryBinPath, ReadOnly: true},
+			{Name: "gateway-token", MountPath: tokenDir, ReadOnly: true},
+		},
+	}
+}

@@ -1,0 +1,174 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/test/testutil"
+)
+
+var testRunnerConfig = RunnerConfig{
+	Image:                  "agentry/runner:test",
+	ImagePullPolicy:        corev1.PullIfNotPresent,
+	GatewayURL:             "https://agentry-gateway.agentry-system.svc:8443",
+	TokenExpirationSeconds: 3600,
+}
+
+func containerByName(p *corev1.Pod, name string) *corev1.Container {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == name {
+				return &cs[i]
+			}
+		}
+	}
+	return nil
+}
+
+func TestRunnerPodIsRestrictedAndHoldsNoSecret(t *testing.T) {
+	s := testutil.Session("fix", "team-a").UID("uid-1").Credentials("git-creds").Obj()
+	pod := buildRunnerPod(s, testRunnerConfig)
+
+	if got := ptr.Deref(pod.Spec.AutomountServiceAccountToken, true); got {
+		t.Error("automountServiceAccountToken is not false: the pod would get a Kubernetes API token")
+	}
+	if pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("restartPolicy = %s, want Never", pod.Spec.RestartPolicy)
+	}
+	psc := pod.Spec.SecurityContext
+	if !ptr.Deref(psc.RunAsNonRoot, false) || ptr.Deref(psc.RunAsUser, 0) == 0 || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context not restricted: %+v", psc)
+	}
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil || ptr.Deref(sc.AllowPrivilegeEscalation, true) || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) ||
+			sc.Capabilities == nil || !cmp.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+			t.Errorf("container %s security context not restricted: %+v", c.Name, sc)
+		}
+		if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+			t.Errorf("container %s terminationMessagePolicy = %s", c.Name, c.TerminationMessagePolicy)
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil {
+				t.Errorf("container %s reads env %s from %+v: no secret may reach the pod's environment", c.Name, e.Name, e.ValueFrom)
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			if m.Name == "git-credentials" && c.Name != ContainerCheckout {
+				t.Errorf("git credentials mounted into %s; only the checkout container may see them", c.Name)
+			}
+		}
+	}
+	if m := containerByName(pod, ContainerCheckout).VolumeMounts; !hasMount(m, "git-credentials") {
+		t.Error("checkout container lacks the git credentials it needs")
+	}
+
+	var token *corev1.ServiceAccountTokenProjection
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.ServiceAccountToken != nil {
+					token = src.ServiceAccountToken
+				}
+			}
+		}
+		if v.Secret != nil && v.Secret.SecretName != "git-creds" {
+			t.Errorf("unexpected secret volume %s", v.Secret.SecretName)
+		}
+	}
+	if token == nil || token.Audience != GatewayAudience || ptr.Deref(token.ExpirationSeconds, 0) != 3600 {
+		t.Errorf("projected gateway token = %+v, want audience %s and 3600s expiry", token, GatewayAudience)
+	}
+	if !hasMount(containerByName(pod, ContainerAgent).VolumeMounts, "gateway-token") {
+		t.Error("agent container cannot read its gateway token")
+	}
+}
+
+func hasMount(ms []corev1.VolumeMount, name string) bool {
+	for _, m := range ms {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
+	s := testutil.Session("fix", "team-a").UID("uid-1").Image("golang:1.26").Timeout(45 * time.Minute).
+		Tools(v1.ToolReadFile, v1.ToolGrep, v1.ToolBash).Obj()
+	s.Spec.Model.Temperature = "0.2"
+	s.Spec.Approval.AllowCommands = []string{"go test *"}
+	s.Spec.Runner.RuntimeClassName = ptr.To("gvisor")
+	s.Spec.Runner.NodeSelector = map[string]string{"pool": "agents"}
+	s.Spec.Runner.Tolerations = []corev1.Toleration{{Key: "agents", Operator: corev1.TolerationOpExists}}
+	s.Spec.Runner.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}}
+
+	pod := buildRunnerPod(s, testRunnerConfig)
+
+	if pod.Name != "fix-runner" || pod.Namespace != "team-a" {
+		t.Errorf("pod = %s/%s, want team-a/fix-runner", pod.Namespace, pod.Name)
+	}
+	if diff := cmp.Diff(map[string]string{
+		"app.kubernetes.io/managed-by": "agentry", "app.kubernetes.io/name": "agentry-runner",
+		LabelSession: "fix", LabelSessionUID: "uid-1",
+	}, pod.Labels); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	if got := ptr.Deref(pod.Spec.ActiveDeadlineSeconds, 0); got != 2700 {
+		t.Errorf("activeDeadlineSeconds = %d, want 2700", got)
+	}
+	if ptr.Deref(pod.Spec.RuntimeClassName, "") != "gvisor" || pod.Spec.NodeSelector["pool"] != "agents" || len(pod.Spec.Tolerations) != 1 {
+		t.Errorf("scheduling settings not copied: %+v", pod.Spec)
+	}
+
+	agent := containerByName(pod, ContainerAgent)
+	if agent.Image != "golang:1.26" {
+		t.Errorf("agent image = %s, want the toolchain image", agent.Image)
+	}
+	if agent.Command[0] != "/agentry/bin/runner" {
+		t.Errorf("agent command = %v, want the runner copied into the shared volume", agent.Command)
+	}
+	if !agent.Resources.Limits.Memory().Equal(resource.MustParse("4Gi")) {
+		t.Errorf("agent resources = %+v", agent.Resources)
+	}
+	args := strings.Join(agent.Args, " ")
+	for _, want := range []string{
+		"--task Make TestFoo deterministic.", "--tools read_file,grep,bash", "--max-turns 60", "--max-tokens 2000000",
+		"--timeout 45m0s", "--temperature 0.2", "--model gpt-4.1", "--approval-bash Ask", "--allow-command go test *",
+		"--base-url https://agentry-gateway.agentry-system.svc:8443/v1", "--api-key-file /var/run/secrets/agentry.dev/gateway/token",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("agent args lack %q: %s", want, args)
+		}
+	}
+	install := containerByName(pod, ContainerInstall)
+	checkout := containerByName(pod, ContainerCheckout)
+	if install.Image != testRunnerConfig.Image || checkout.Image != testRunnerConfig.Image {
+		t.Errorf("init containers must use the runner image, got %s and %s", install.Image, checkout.Image)
+	}
+	if got := strings.Join(checkout.Args, " "); got != "checkout --repo https://git.example.com/org/repo.git --dir /workspace --ref main" {
+		t.Errorf("checkout args = %q", got)
+	}
+}
+
+func TestPodNameIsDeterministicAndFits(t *testing.T) {
+	long := strings.Repeat("a", 200)
+	a := testutil.Session(long, "ns").Obj()
+	b := testutil.Session(long+"b", "ns").Obj()
+	if podName(a) != podName(a.DeepCopy()) {
+		t.Error("pod name is not deterministic")
+	}
+	if len(podName(a)) > 63 || podName(a) == podName(b) {
+		t.Errorf("long names: %q and %q (want distinct, at most 63 characters)", podName(a), podName(b))
+	}
+	if _, ok := sessionLabels(a)[LabelSession]; ok {
+		t.Error("a 200-character name cannot be a label value")
+	}
+}

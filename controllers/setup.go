@@ -1,0 +1,28 @@
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// CacheOptions keeps the manager's memory proportional to Agentry's own objects: pods and
+// NetworkPolicies are cached only when they carry a session label, and managedFields (often
+// the larger part of an object) are dropped from everything cached.
+func CacheOptions() cache.Options {
+	req, err := labels.NewRequirement(LabelSessionUID, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key: cannot fail
+	}
+	sessionOwned := labels.NewSelector().Add(*req)
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:                  {Label: sessionOwned},
+			&networkingv1.NetworkPolicy{}: {Label: sessionOwned},
+		},
+	}
+}

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/spf13/cobra"
+
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gitrepo"
+)
+
+// checkoutCommand clones the session's repository. In a pod it runs in the checkout init
+// container, the only container that ever sees the git credentials.
+func checkoutCommand(std IO, code *contract.ExitCode) *cobra.Command {
+	var repo, ref, dir, credsDir string
+	cmd := &cobra.Command{
+		Use:   "checkout --repo URL --dir DIR [--ref REF] [--credentials-dir DIR]",
+		Short: "Clone a repository into a directory (the pod's checkout step)",
+		Long: `Clone a repository into a directory and check out a branch, tag or commit, without a
+git binary.
+
+--credentials-dir holds the keys of a mounted Secret: username and password (a token) for
+http(s), or ssh-privatekey and known_hosts for ssh. An ssh clone without known_hosts is
+refused rather than trusting an unknown host key.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if repo == "" || dir == "" {
+				*code = contract.ExitUsage
+				return usagef("--repo and --dir are required")
+			}
+			auth, err := gitAuth(repo, credsDir)
+			if err != nil {
+				*code = contract.ExitUsage
+				return err
+			}
+			commit, err := gitrepo.CloneWithAuth(cmd.Context(), repo, ref, dir, auth, std.Err)
+			if err != nil {
+				*code = contract.ExitError
+				return err
+			}
+			fmt.Fprintf(std.Out, "checked out %s at %s into %s\n", repo, commit, dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", "", "repository URL or local directory")
+	cmd.Flags().StringVar(&ref, "ref", "", "branch, tag or commit (default: the remote's default branch)")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory to clone into (empty or absent)")
+	cmd.Flags().StringVar(&credsDir, "credentials-dir", "", "directory holding git credentials (a mounted Secret)")
+	return cmd
+}
+
+// gitAuth reads credentials for repo from dir.
+func gitAuth(repo, dir string) (transport.AuthMethod, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	read := func(name string) (string, bool) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return "", false
+		}
+		return strings.TrimRight(string(b), "\r\n"), true
+	}
+	isSSH := strings.HasPrefix(repo, "ssh://") || (!strings.Contains(repo, "://") && strings.Contains(repo, "@"))
+	if isSSH {
+		key, ok := read("ssh-privatekey")
+		if !ok {
+			return nil, errors.New("ssh repository: the credentials Secret has no ssh-privatekey key")
+		}
+		user := "git"
+		if at := strings.Index(strings.TrimPrefix(repo, "ssh://"), "@"); at > 0 {
+			user = strings.TrimPrefix(repo, "ssh://")[:at]
+		}
+		auth, err := gitssh.NewPublicKeys(user, []byte(key+"\n"), "")
+		if err != nil {
+			return nil, fmt.Errorf("ssh-privatekey: %w", err)
+		}
+		knownHosts := filepath.Join(dir, "known_hosts")
+		if _, err := os.Stat(knownHosts); err != nil {
+			return nil, errors.New("ssh repository: the credentials Secret has no known_hosts key; add the host's key so it can be verified")
+		}
+		cb, err := gitssh.NewKnownHostsCallback(knownHosts)
+		if err != nil {
+			return nil, fmt.Errorf("known_hosts: %w", err)
+		}
+		auth.HostKeyCallback = cb
+		return auth, nil
+	}
+	password, ok := read("password")
+	if !ok {
+		return nil, errors.New("http repository: the credentials Secret has no password key (put a token there)")
+	}
+	user, ok := read("username")
+	if !ok {
+		user = "git" // most forges accept any user name with a token
+	}
+	return &githttp.BasicAuth{Username: user, Password: password}, nil
+}

@@ -1,0 +1,449 @@
+// Package cli is the runner's command line: `runner run` turns flags and
+// environment into a workspace, a model client, sinks and a Loop, runs it and
+// maps the result to the published exit code.
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner"
+	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/gitrepo"
+	"github.com/agentry-dev/agentry/runner/llm"
+	"github.com/agentry-dev/agentry/runner/tools"
+	"github.com/agentry-dev/agentry/runner/transcript"
+	"github.com/agentry-dev/agentry/runner/workspace"
+)
+
+// Version is set at build time (-ldflags "-X .../runner/cli.Version=...").
+var Version = "dev"
+
+// IO is the process's standard streams and environment, injectable for tests.
+type IO struct {
+	In     io.Reader
+	Out    io.Writer // final result
+	Err    io.Writer // progress and diagnostics
+	Getenv func(string) string
+	// IsTerminal reports whether In is interactive (for Ask approvals).
+	IsTerminal func() bool
+}
+
+// Main runs the command line with the process's streams and signals and
+// returns the exit code.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The first signal cancels the session, which still writes its patch and
+	// transcript; a second one kills the process the default way.
+	go func() { <-ctx.Done(); stop() }()
+	return Run(ctx, args, IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: func() bool { return isTerminal(os.Stdin) }})
+}
+
+// Run executes args and returns the exit code.
+func Run(ctx context.Context, args []string, std IO) int {
+	if std.Getenv == nil {
+		std.Getenv = func(string) string { return "" }
+	}
+	if std.IsTerminal == nil {
+		std.IsTerminal = func() bool { return false }
+	}
+	code := contract.ExitOK
+	root := &cobra.Command{
+		Use:           "runner",
+		Short:         "Agentry runner: an LLM coding agent working in a git checkout",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(std.In)
+	root.SetOut(std.Out)
+	root.SetErr(std.Err)
+	root.AddCommand(runCommand(ctx, std, &code), checkoutCommand(std, &code), versionCommand(std))
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(std.Err, "runner: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown flag") || strings.Contains(err.Error(), "unknown command") ||
+			strings.Contains(err.Error(), "invalid argument") || strings.Contains(err.Error(), "flag needs an argument") {
+			return int(contract.ExitUsage)
+		}
+		if code == contract.ExitOK {
+			code = contract.ExitError
+		}
+	}
+	return int(code)
+}
+
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func versionCommand(std IO) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the runner version and the transcript schema version",
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(std.Out, "runner %s (transcript schema v%d)\n", Version, contract.SchemaVersion)
+			return nil
+		},
+	}
+}
+
+// options are the parsed flags of `runner run`.
+type options struct {
+	repo, ref, task, taskFile, workspace, session string
+	model, baseURL, apiKeyFile                    string
+	temperature                                   float32
+	maxOutputTokens, maxTurns, parallelism        int
+	maxTokens                                     int64
+	timeout, bashTimeout, bashMaxTimeout          time.Duration
+	stream                                        bool
+	tools                                         []string
+	approvalBash, approvalWrites                  string
+	allowCommands, denyCommands                   []string
+	yes, quiet                                    bool
+	transcriptDir                                 string
+	s3                                            transcript.S3Config
+	terminationPath                               string
+	systemPromptFile                              string
+}
+
+func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
+	o := &options{}
+	all := tools.All(tools.Env{}).Names()
+	cmd := &cobra.Command{
+		Use:   "run --task TEXT (--repo DIR|URL | --workspace DIR) [flags]",
+		Short: "Run one agent session over a repository",
+		Long: `Run one agent session: clone (or reuse) a repository, let the model work on the task with
+the tools, then write the transcript, the patch and a summary.
+
+The API key is read from OPENAI_API_KEY (or --api-key-file), never from a flag, so it
+does not appear in process listings. S3 credentials come from AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY.
+
+Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
+5 cancelled, 6 timeout, 7 model provider error.`,
+		Example: `  export OPENAI_API_KEY=sk-...
+  runner run --repo https://github.com/org/repo --ref main \
+    --task "Make TestFoo deterministic; run go test ./... before you finish." --yes
+
+  # in a pod: the checkout already exists, the gateway is the model endpoint
+  runner run --workspace /workspace --task-file /etc/agentry/task \
+    --base-url http://agentry-gateway.agentry-system:8080/v1 --api-key-file /var/run/secrets/agentry/token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("temperature") {
+				t := o.temperature
+				return execute(ctx, std, o, &t, code)
+			}
+			return execute(ctx, std, o, nil, code)
+		},
+	}
+	env := func(name, def string) string {
+		if v := std.Getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringVar(&o.repo, "repo", "", "repository to clone: a URL or a local directory (committed state at --ref)")
+	f.StringVar(&o.ref, "ref", "", "branch, tag or commit to check out (default: the remote's default branch)")
+	f.StringVar(&o.task, "task", "", "the task for the model")
+	f.StringVar(&o.taskFile, "task-file", "", "read the task from a file (- for stdin)")
+	f.StringVar(&o.workspace, "workspace", "", "working directory; an existing git checkout there is used as is (the pod case), otherwise --repo is cloned into it (default: a new temporary directory)")
+	f.StringVar(&o.session, "session", env("AGENTRY_SESSION", ""), "session name recorded in the transcript (default: generated; env AGENTRY_SESSION)")
+	f.StringVar(&o.model, "model", env("AGENTRY_MODEL", "gpt-4.1"), "model name (env AGENTRY_MODEL)")
+	f.StringVar(&o.baseURL, "base-url", env("OPENAI_BASE_URL", "https://api.openai.com/v1"), "OpenAI-compatible API base URL (env OPENAI_BASE_URL)")
+	f.StringVar(&o.apiKeyFile, "api-key-file", "", "read the API key from this file before every request (a rotated token); overrides OPENAI_API_KEY")
+	f.Float32Var(&o.temperature, "temperature", 0, "sampling temperature (default: the provider's)")
+	f.IntVar(&o.maxOutputTokens, "max-output-tokens", 0, "max_completion_tokens per model call (0: provider default)")
+	f.IntVar(&o.maxTurns, "max-turns", 60, "stop after this many model turns (0: unlimited)")
+	f.Int64Var(&o.maxTokens, "max-tokens", 2_000_000, "stop once prompt+completion tokens reach this total (0: unlimited)")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "wall-clock limit for the session (0: none)")
+	f.BoolVar(&o.stream, "stream", true, "stream responses (SSE with usage)")
+	f.StringSliceVar(&o.tools, "tools", all, "tools offered to the model, comma-separated")
+	f.StringVar(&o.approvalBash, "approval-bash", "Ask", "bash commands: Allow, Ask or Deny")
+	f.StringVar(&o.approvalWrites, "approval-writes", "Allow", "file writes and edits: Allow, Ask or Deny")
+	f.StringArrayVar(&o.allowCommands, "allow-command", nil, "always allow bash commands matching this pattern (* is a wildcard; simple commands only); repeatable")
+	f.StringArrayVar(&o.denyCommands, "deny-command", nil, "always deny bash commands matching this pattern; wins over --allow-command; repeatable")
+	f.BoolVarP(&o.yes, "yes", "y", false, "answer yes to every Ask approval")
+	f.DurationVar(&o.bashTimeout, "bash-timeout", 2*time.Minute, "default timeout of one bash command")
+	f.DurationVar(&o.bashMaxTimeout, "bash-max-timeout", 10*time.Minute, "longest timeout the model may request for one bash command")
+	f.IntVar(&o.parallelism, "parallelism", 8, "concurrent read-only tool calls")
+	f.StringVar(&o.transcriptDir, "transcript-dir", "", "directory for transcript.jsonl, result.patch and summary.json (default: <user cache dir>/agentry/sessions/<session>)")
+	f.StringVar(&o.s3.Endpoint, "s3-endpoint", env("AGENTRY_S3_ENDPOINT", ""), "also store the session in S3 at this endpoint (host:port or URL)")
+	f.StringVar(&o.s3.Bucket, "s3-bucket", env("AGENTRY_S3_BUCKET", ""), "S3 bucket")
+	f.StringVar(&o.s3.Prefix, "s3-prefix", "", "S3 key prefix (default: sessions/<session>)")
+	f.StringVar(&o.s3.Region, "s3-region", env("AWS_REGION", ""), "S3 region")
+	f.BoolVar(&o.s3.Insecure, "s3-insecure", false, "use plain HTTP for a host:port S3 endpoint")
+	f.StringVar(&o.terminationPath, "termination-message-path", "", "write the JSON summary (≤4 KiB) here (default: /dev/termination-log when it exists)")
+	f.StringVar(&o.systemPromptFile, "system-prompt-file", "", "replace the built-in system prompt with this file's content")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
+	return cmd
+}
+
+func execute(ctx context.Context, std IO, o *options, temperature *float32, code *contract.ExitCode) error {
+	*code = contract.ExitUsage
+	task, err := readTask(o, std.In)
+	if err != nil {
+		return err
+	}
+	if o.repo == "" && o.workspace == "" {
+		return usagef("give --repo (to clone) or --workspace (an existing checkout)")
+	}
+	bashMode, err := approval.ParseMode(o.approvalBash)
+	if err != nil {
+		return usagef("--approval-bash: %v", err)
+	}
+	writesMode, err := approval.ParseMode(o.approvalWrites)
+	if err != nil {
+		return usagef("--approval-writes: %v", err)
+	}
+	apiKey := std.Getenv("OPENAI_API_KEY")
+	if apiKey == "" && o.apiKeyFile == "" {
+		return usagef("set OPENAI_API_KEY (or --api-key-file); use any non-empty value for endpoints without authentication")
+	}
+	if o.session == "" {
+		o.session = newSessionID()
+	}
+	var systemPrompt string
+	if o.systemPromptFile != "" {
+		b, err := os.ReadFile(o.systemPromptFile)
+		if err != nil {
+			return usagef("--system-prompt-file: %v", err)
+		}
+		systemPrompt = string(b)
+	}
+	*code = contract.ExitError
+
+	progress := newProgress(std.Err, o.quiet)
+
+	// Workspace: reuse a checkout (pod: the init container made it) or clone.
+	wsDir, baseCommit, err := prepareWorkspace(ctx, o, progress)
+	if err != nil {
+		if ctx.Err() != nil {
+			*code = contract.ExitCancelled
+		}
+		return err
+	}
+	ws, err := workspace.Open(wsDir)
+	if err != nil {
+		return err
+	}
+	defer ws.Close()
+	var repo *gitrepo.Repo
+	var differ runner.Differ
+	if r, err := gitrepo.Open(ws.Dir()); err == nil {
+		repo, differ = r, r
+		baseCommit = r.Base()
+	} else {
+		progress.warn("%v: git_status, git_diff and the result patch are unavailable", err)
+	}
+
+	set, err := tools.All(tools.Env{Workspace: ws, Repo: repo, Bash: tools.BashConfig{
+		DefaultTimeout: o.bashTimeout, MaxTimeout: o.bashMaxTimeout,
+	}}).Select(o.tools)
+	if err != nil {
+		*code = contract.ExitUsage
+		return usagef("--tools: %v", err)
+	}
+
+	// Sinks: always a local directory; S3 when asked. The remote sink goes
+	// last: the termination summary points at the last sink's copies.
+	dir := o.transcriptDir
+	if dir == "" {
+		dir = defaultTranscriptDir(std.Getenv, o.session)
+	}
+	dirSink, err := transcript.NewDir(dir)
+	if err != nil {
+		return err
+	}
+	secrets := []string{apiKey, std.Getenv("AWS_SECRET_ACCESS_KEY"), std.Getenv("AWS_SESSION_TOKEN"), std.Getenv("AGENTRY_GATEWAY_TOKEN")}
+	if o.apiKeyFile != "" {
+		if b, err := os.ReadFile(o.apiKeyFile); err == nil {
+			secrets = append(secrets, strings.TrimSpace(string(b)))
+		}
+	}
+	progress.describe = describer(set)
+	sinks := []transcript.Sink{progress, dirSink}
+	if o.s3.Bucket != "" || o.s3.Endpoint != "" {
+		o.s3.AccessKey, o.s3.SecretKey, o.s3.SessionToken = std.Getenv("AWS_ACCESS_KEY_ID"), std.Getenv("AWS_SECRET_ACCESS_KEY"), std.Getenv("AWS_SESSION_TOKEN")
+		if o.s3.Prefix == "" {
+			o.s3.Prefix = "sessions/" + o.session
+		}
+		s3, err := transcript.NewS3(ctx, o.s3, dirSink.Path())
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, s3)
+	}
+	rec := transcript.NewRecorder(transcript.NewRedactor(secrets...), nil, sinks...)
+
+	policy := approval.Policy{Bash: bashMode, Writes: writesMode, AllowCommands: o.allowCommands, DenyCommands: o.denyCommands}
+	var asker approval.Asker
+	switch {
+	case o.yes:
+		asker = approval.Fixed{Decision: contract.DecisionAllow, By: "flag", Reason: "--yes"}
+	case std.IsTerminal():
+		asker = &approval.Terminal{In: std.In, Out: std.Err}
+	default:
+		asker = approval.Fixed{Decision: contract.DecisionDeny, By: "runner", Reason: "approval needed but stdin is not a terminal; pass --yes or --approval-bash Allow"}
+		if bashMode == approval.Ask || writesMode == approval.Ask {
+			progress.warn("stdin is not a terminal: calls needing approval (Ask) will be denied; pass --yes to allow them")
+		}
+	}
+
+	model := llm.NewOpenAI(llm.Config{BaseURL: o.baseURL, APIKey: apiKey, APIKeyFile: o.apiKeyFile, Stream: o.stream})
+	loop := &runner.Loop{
+		Model: model, Tools: set, Transcript: rec, Policy: policy, Approver: asker, Diff: differ,
+		Config: runner.Config{
+			Session: o.session, Model: o.model, BaseURL: o.baseURL, Temperature: temperature, MaxOutputTokens: o.maxOutputTokens,
+			MaxTurns: o.maxTurns, MaxTokens: o.maxTokens, Timeout: o.timeout, SystemPrompt: systemPrompt,
+			Workspace: ws.Dir(), Repository: o.repo, Ref: o.ref, BaseCommit: baseCommit,
+			Parallelism: o.parallelism, RunnerVersion: Version,
+		},
+	}
+	progress.header(o, ws.Dir(), baseCommit, task, set)
+	res, err := loop.Run(ctx, task)
+	if err != nil {
+		return err
+	}
+	*code = res.ExitCode()
+	progress.result(std.Out, res, dirSink)
+	if res.SinkErr != nil {
+		progress.warn("storing the transcript: %v", res.SinkErr)
+	}
+	if err := writeTerminationMessage(o.terminationPath, res.TerminationSummary(o.model, baseCommit)); err != nil {
+		progress.warn("%v", err)
+	}
+	if res.SinkErr != nil && *code == contract.ExitOK {
+		*code = contract.ExitError
+	}
+	return nil
+}
+
+func readTask(o *options, stdin io.Reader) (string, error) {
+	if o.task != "" && o.taskFile != "" {
+		return "", usagef("give --task or --task-file, not both")
+	}
+	task := o.task
+	if o.taskFile != "" {
+		var b []byte
+		var err error
+		if o.taskFile == "-" {
+			b, err = io.ReadAll(stdin)
+		} else {
+			b, err = os.ReadFile(o.taskFile)
+		}
+		if err != nil {
+			return "", usagef("--task-file: %v", err)
+		}
+		task = string(b)
+	}
+	if strings.TrimSpace(task) == "" {
+		return "", usagef("a task is required: --task TEXT or --task-file FILE")
+	}
+	return task, nil
+}
+
+func prepareWorkspace(ctx context.Context, o *options, p *progress) (dir, commit string, err error) {
+	dir = o.workspace
+	if dir != "" {
+		if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() {
+			if o.repo != "" {
+				p.note("using the existing checkout in %s (not cloning %s)", dir, o.repo)
+			}
+			return dir, "", nil
+		}
+		if o.repo == "" {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return "", "", usagef("--workspace %s: not a directory", dir)
+			}
+			return dir, "", nil
+		}
+		if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+			return "", "", usagef("--workspace %s is not empty and not a git checkout; cannot clone %s into it", dir, o.repo)
+		}
+	}
+	created := false
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "agentry-workspace-"); err != nil {
+			return "", "", fmt.Errorf("creating a workspace directory: %w", err)
+		}
+		created = true
+	}
+	p.note("cloning %s into %s", o.repo, dir)
+	commit, err = gitrepo.Clone(ctx, o.repo, o.ref, dir, nil)
+	if err != nil {
+		if created {
+			_ = os.RemoveAll(dir)
+		}
+		return "", "", err
+	}
+	return dir, commit, nil
+}
+
+// defaultTranscriptDir prefers the user's state or cache directory and falls
+// back to the temporary directory where those are unset or read-only (a
+// container with a read-only root file system).
+func defaultTranscriptDir(getenv func(string) string, session string) string {
+	var bases []string
+	if s := getenv("XDG_STATE_HOME"); s != "" {
+		bases = append(bases, s)
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		bases = append(bases, c)
+	}
+	for _, b := range bases {
+		dir := filepath.Join(b, "agentry", "sessions")
+		if os.MkdirAll(dir, 0o755) == nil {
+			return filepath.Join(dir, session)
+		}
+	}
+	return filepath.Join(os.TempDir(), "agentry", "sessions", session)
+}
+
+func newSessionID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return time.Now().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+// writeTerminationMessage writes the summary where the kubelet reads it. By
+// default it only does so inside a container (when /dev/termination-log exists).
+func writeTerminationMessage(path string, s contract.Summary) error {
+	if path == "" {
+		const def = "/dev/termination-log"
+		if _, err := os.Stat(def); err != nil {
+			return nil
+		}
+		path = def
+	}
+	b, err := s.Encode()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("writing termination message: %w", err)
+	}
+	return nil
+}
+
+// isTerminal is true for an interactive terminal (not /dev/null, which is
+// also a character device).
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -1,0 +1,311 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner"
+	"github.com/agentry-dev/agentry/runner/tools"
+	"github.com/agentry-dev/agentry/runner/transcript"
+)
+
+// progress renders the (already redacted) event stream for a human. It is a
+// transcript sink, so what the terminal shows is exactly what was recorded.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	quiet    bool
+	color    bool
+	describe func(name, args string) string
+	calls    map[string]contract.ToolCall
+	turn     int
+}
+
+func newProgress(w io.Writer, quiet bool) *progress {
+	color := false
+	if f, ok := w.(*os.File); ok && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" {
+		color = isTerminal(f)
+	}
+	return &progress{w: w, quiet: quiet, color: color, calls: map[string]contract.ToolCall{}}
+}
+
+func describer(set tools.Set) func(name, args string) string {
+	return func(name, args string) string {
+		if t, ok := set.Lookup(name); ok {
+			return t.Describe(json.RawMessage(args))
+		}
+		return ""
+	}
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiDim    = "\x1b[2m"
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiCyan   = "\x1b[36m"
+)
+
+func (p *progress) c(code, s string) string {
+	if !p.color || s == "" {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+func (p *progress) printf(format string, a ...any) {
+	if p.quiet {
+		return
+	}
+	fmt.Fprintf(p.w, format, a...)
+}
+
+func (p *progress) warn(format string, a ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "%s %s\n", p.c(ansiYellow, "warning:"), fmt.Sprintf(format, a...))
+}
+
+func (p *progress) note(format string, a ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.printf("%s\n", p.c(ansiDim, fmt.Sprintf(format, a...)))
+}
+
+func (p *progress) header(o *options, ws, commit, task string, set tools.Set) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.printf("%s  session %s\n", p.c(ansiBold, "agentry runner"), o.session)
+	row := func(k, v string) { p.printf("  %s %s\n", p.c(ansiDim, fmt.Sprintf("%-10s", k)), v) }
+	row("model", fmt.Sprintf("%s  %s", o.model, p.c(ansiDim, o.baseURL)))
+	src := ws
+	if o.repo != "" {
+		src += p.c(ansiDim, "  ← "+o.repo)
+		if o.ref != "" {
+			src += p.c(ansiDim, "@"+o.ref)
+		}
+	}
+	if commit != "" {
+		src += p.c(ansiDim, "  "+shortSHA(commit))
+	}
+	row("workspace", src)
+	var lim []string
+	if o.maxTurns > 0 {
+		lim = append(lim, fmt.Sprintf("%d turns", o.maxTurns))
+	}
+	if o.maxTokens > 0 {
+		lim = append(lim, humanTokens(o.maxTokens)+" tokens")
+	}
+	if o.timeout > 0 {
+		lim = append(lim, o.timeout.String())
+	}
+	if len(lim) == 0 {
+		lim = []string{"none"}
+	}
+	row("limits", strings.Join(lim, " · "))
+	row("approval", fmt.Sprintf("bash %s · writes %s", o.approvalBash, o.approvalWrites))
+	row("tools", strings.Join(set.Names(), " "))
+	row("task", oneLine(task, 100))
+	p.printf("\n")
+}
+
+// Write renders a batch; it never fails, so a closed terminal cannot stall a session.
+func (p *progress) Write(_ context.Context, batch []contract.Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.quiet {
+		return nil
+	}
+	for _, ev := range batch {
+		p.render(ev)
+	}
+	return nil
+}
+
+func (p *progress) Close(context.Context, transcript.Final) (transcript.Stored, error) {
+	return transcript.Stored{}, nil
+}
+
+func (p *progress) render(ev contract.Event) {
+	switch ev.Type {
+	case contract.EventModelResponse:
+		r := ev.ModelResponse
+		if ev.Turn != p.turn {
+			p.turn = ev.Turn
+		}
+		tok := fmt.Sprintf("↑%s ↓%s", humanTokens(r.Usage.PromptTokens), humanTokens(r.Usage.CompletionTokens))
+		if r.Usage.CachedTokens > 0 {
+			tok += fmt.Sprintf(" (%s cached)", humanTokens(r.Usage.CachedTokens))
+		}
+		what := fmt.Sprintf("%d tool calls", len(r.ToolCalls))
+		if len(r.ToolCalls) == 1 {
+			what = "1 tool call"
+		} else if len(r.ToolCalls) == 0 {
+			what = "answer"
+		}
+		retries := ""
+		if r.Attempts > 1 {
+			retries = fmt.Sprintf(" · %d attempts", r.Attempts)
+		}
+		p.printf("%s %s\n", p.c(ansiBold, fmt.Sprintf("turn %-3d", ev.Turn)),
+			p.c(ansiDim, fmt.Sprintf("model %s · %s tokens · %s%s", ms(r.DurationMS), tok, what, retries)))
+		if t := strings.TrimSpace(r.Content); t != "" && len(r.ToolCalls) > 0 {
+			p.printf("   %s\n", p.c(ansiDim, "“"+oneLine(t, 110)+"”"))
+		}
+	case contract.EventToolCall:
+		p.calls[ev.ToolCall.ID] = *ev.ToolCall
+		if ev.ToolCall.Name == "bash" {
+			// Commands may take minutes: show them as they start.
+			p.printf("   %s %s %s\n", p.c(ansiCyan, "›"), ev.ToolCall.Name, oneLine(p.describeCall(*ev.ToolCall), 90))
+		}
+	case contract.EventToolResult:
+		r := ev.ToolResult
+		call := p.calls[r.ID]
+		delete(p.calls, r.ID)
+		mark, detail := p.c(ansiGreen, "✓"), resultDetail(r)
+		if r.IsError {
+			mark, detail = p.c(ansiRed, "✗"), p.c(ansiRed, oneLine(strings.TrimPrefix(r.Output, "error: "), 100))
+		}
+		p.printf("   %s %s %s  %s %s\n", mark, r.Name, oneLine(p.describeCall(call), 70), p.c(ansiDim, ms(r.DurationMS)), detail)
+	case contract.EventApproval:
+		a := ev.Approval
+		col := ansiGreen
+		if a.Decision == contract.DecisionDeny {
+			col = ansiYellow
+		}
+		reason := ""
+		if a.Reason != "" {
+			reason = " — " + a.Reason
+		}
+		p.printf("   %s %s %s%s\n", p.c(col, "⚑ "+string(a.Decision)), a.Tool, p.c(ansiDim, "by "+a.By), p.c(ansiDim, reason))
+	case contract.EventError:
+		e := ev.Error
+		if e.Retrying {
+			p.printf("   %s %s\n", p.c(ansiYellow, "↻"), p.c(ansiDim, fmt.Sprintf("attempt %d failed, retrying in %s: %s", e.Attempt, ms(e.RetryInMS), oneLine(e.Message, 100))))
+		} else {
+			p.printf("   %s %s\n", p.c(ansiRed, "✗"), oneLine(e.Message, 160))
+		}
+	case contract.EventLimitHit:
+		l := ev.LimitHit
+		p.printf("   %s %s\n", p.c(ansiYellow, "■"), fmt.Sprintf("limit %s reached (%d of %d)", l.Limit, l.Used, l.Max))
+	}
+}
+
+func (p *progress) describeCall(c contract.ToolCall) string {
+	if p.describe == nil {
+		return ""
+	}
+	return p.describe(c.Name, c.Arguments)
+}
+
+// resultDetail summarises a successful result in a few words.
+func resultDetail(r *contract.ToolResult) string {
+	out := strings.TrimRight(r.Output, "\n")
+	switch r.Name {
+	case "bash":
+		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
+			return strings.TrimSpace(out[i:])
+		}
+	case "edit_file", "write_file":
+		return oneLine(out, 80)
+	case "grep", "glob", "git_status", "git_diff", "list_dir":
+		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
+			return strings.Trim(out[i+1:], "[]")
+		}
+		if !strings.Contains(out, "\n") {
+			return oneLine(out, 80)
+		}
+	}
+	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
+}
+
+func (p *progress) result(out io.Writer, res runner.Result, dir *transcript.Dir) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mark, col := "✓", ansiGreen
+	if res.Outcome != contract.OutcomeCompleted {
+		mark, col = "✗", ansiRed
+		if res.Outcome == contract.OutcomeMaxTurns || res.Outcome == contract.OutcomeBudgetExceeded || res.Outcome == contract.OutcomeTimeout {
+			mark, col = "■", ansiYellow
+		}
+	}
+	tokens := humanTokens(res.Usage.Total())
+	if res.Usage.CachedTokens > 0 {
+		tokens += fmt.Sprintf(" (%s cached)", humanTokens(res.Usage.CachedTokens))
+	}
+	fmt.Fprintf(p.w, "\n%s %s %s\n", p.c(col, mark), p.c(ansiBold, string(res.Outcome)),
+		p.c(ansiDim, fmt.Sprintf("after %d turns · %d tool calls · %s tokens · %s · exit %d",
+			res.Turns, res.ToolCalls, tokens, res.Duration.Round(100*time.Millisecond), res.ExitCode())))
+	if res.Diff.FilesChanged > 0 {
+		files := "1 file"
+		if res.Diff.FilesChanged != 1 {
+			files = fmt.Sprintf("%d files", res.Diff.FilesChanged)
+		}
+		fmt.Fprintf(p.w, "  %s changed, %s %s\n", files,
+			p.c(ansiGreen, fmt.Sprintf("+%d", res.Diff.Additions)), p.c(ansiRed, fmt.Sprintf("-%d", res.Diff.Deletions)))
+	} else {
+		fmt.Fprintf(p.w, "  no files changed\n")
+	}
+	row := func(k, v string) { fmt.Fprintf(p.w, "  %s %s\n", p.c(ansiDim, fmt.Sprintf("%-11s", k)), v) }
+	row("transcript", dir.TranscriptPath())
+	if len(res.Patch) > 0 {
+		row("patch", dir.Path()+"/"+transcript.PatchFile)
+	}
+	for _, st := range res.Stored {
+		if st.Transcript != nil && strings.HasPrefix(st.Transcript.URI, "s3://") {
+			row("s3", strings.TrimSuffix(st.Transcript.URI, transcript.TranscriptFile))
+		}
+	}
+	// The model's answer goes to stdout so it can be piped; everything else is stderr.
+	fmt.Fprintln(out, strings.TrimSpace(res.Summary))
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+func ms(v int64) string {
+	d := time.Duration(v) * time.Millisecond
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%dms", v)
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+func humanTokens(n int64) string {
+	switch {
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	case n >= 10_000:
+		return fmt.Sprintf("%.0fk", float64(n)/1e3)
+	case n >= 1000:
+		return fmt.Sprintf("%.1fk", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+func shortSHA(s string) string {
+	if len(s) > 10 {
+		return s[:10]
+	}
+	return s
+}

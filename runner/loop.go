@@ -1,0 +1,503 @@
+// Package runner is the agent loop: it sends the task and the tool schemas to
+// the model, runs the tool calls the model returns (read-only ones in
+// parallel), appends the results and repeats until the model answers without
+// calling a tool or a limit ends the session. It always finishes by producing
+// the workspace patch and closing the transcript.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/gitrepo"
+	"github.com/agentry-dev/agentry/runner/llm"
+	"github.com/agentry-dev/agentry/runner/tools"
+	"github.com/agentry-dev/agentry/runner/transcript"
+)
+
+// Clock is the loop's source of time, for durations in the transcript.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Recorder is the transcript as the loop uses it; *transcript.Recorder
+// implements it.
+type Recorder interface {
+	Emit(contract.Event) contract.Event
+	Flush(ctx context.Context) error
+	Close(ctx context.Context, final transcript.Final) ([]transcript.Stored, error)
+}
+
+// Differ produces the session's patch; *gitrepo.Repo implements it. Nil when
+// the workspace is not a git checkout.
+type Differ interface {
+	Diff(paths ...string) (gitrepo.Patch, error)
+}
+
+// Config is what the loop needs to know about the session.
+type Config struct {
+	Session         string
+	Model           string
+	BaseURL         string
+	Temperature     *float32
+	MaxOutputTokens int
+	MaxTurns        int
+	MaxTokens       int64
+	Timeout         time.Duration
+	// SystemPrompt overrides the built-in prompt.
+	SystemPrompt string
+	Workspace    string
+	Repository   string
+	Ref          string
+	BaseCommit   string
+	// Parallelism bounds concurrent read-only calls; 0 means 8.
+	Parallelism int
+	// MaxToolOutput caps any tool result sent to the model; 0 means 128 KiB.
+	// Tools bound their own output well below this; it is a safety net.
+	MaxToolOutput int
+	RunnerVersion string
+}
+
+// Loop runs one session.
+type Loop struct {
+	Model      llm.Client
+	Tools      tools.Set
+	Transcript Recorder
+	Policy     approval.Policy
+	Approver   approval.Asker
+	Diff       Differ
+	Clock      Clock
+	Config     Config
+}
+
+// Result is how the session ended.
+type Result struct {
+	Outcome contract.Outcome
+	// Summary is the model's final answer, or a description of why it stopped.
+	Summary   string
+	Err       error
+	Turns     int
+	ToolCalls int
+	Usage     contract.Usage
+	Patch     []byte
+	Diff      contract.DiffStats
+	Duration  time.Duration
+	Events    int64
+	// Stored lists, per sink, where the artifacts went.
+	Stored []transcript.Stored
+	// SinkErr reports transcript storage problems; the session result stands.
+	SinkErr error
+}
+
+// ExitCode is the process status for this result.
+func (r Result) ExitCode() contract.ExitCode { return r.Outcome.ExitCode() }
+
+// TerminationSummary is the ≤4 KiB message for the controller.
+func (r Result) TerminationSummary(model, baseCommit string) contract.Summary {
+	s := contract.Summary{
+		Outcome: r.Outcome, ExitCode: r.ExitCode(), Message: r.Summary, Turns: r.Turns, ToolCalls: r.ToolCalls,
+		Usage: r.Usage, Diff: r.Diff, BaseCommit: baseCommit, Model: model, Events: r.Events,
+	}
+	// The last sink is the most remote one (S3, gateway) by convention of the
+	// caller; prefer it, since the controller cannot read the pod's disk.
+	for i := len(r.Stored) - 1; i >= 0; i-- {
+		if r.Stored[i].Transcript != nil {
+			s.Transcript, s.Patch = r.Stored[i].Transcript, r.Stored[i].Patch
+			break
+		}
+	}
+	return s
+}
+
+// ErrTimeout is the cause of the session context when Config.Timeout elapses.
+var ErrTimeout = errors.New("session timeout elapsed")
+
+// Run executes the session. It returns after the transcript is closed; the
+// returned error is non-nil only for misuse (no model, no tools).
+func (l *Loop) Run(ctx context.Context, task string) (Result, error) {
+	if l.Model == nil || l.Transcript == nil {
+		return Result{}, errors.New("runner: Loop needs a Model and a Transcript")
+	}
+	if l.Clock == nil {
+		l.Clock = realClock{}
+	}
+	if l.Approver == nil {
+		l.Approver = approval.Fixed{Decision: contract.DecisionDeny, By: "runner", Reason: "no approver is configured"}
+	}
+	start := l.Clock.Now()
+	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	if l.Config.Timeout > 0 {
+		runCtx, cancel = context.WithTimeoutCause(ctx, l.Config.Timeout, ErrTimeout)
+	}
+	defer cancel()
+
+	s := &session{Loop: l, task: task}
+	s.start()
+	res := s.run(runCtx)
+	res.Duration = l.Clock.Now().Sub(start)
+
+	// Finishing must happen even when the session context is gone: the patch
+	// and the transcript are the point of a session that hit a limit.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer fcancel()
+	l.finish(fctx, &res)
+	return res, nil
+}
+
+func (l *Loop) finish(ctx context.Context, res *Result) {
+	if l.Diff != nil {
+		if p, err := l.Diff.Diff(); err != nil {
+			l.Transcript.Emit(contract.Event{Type: contract.EventError, Error: &contract.ErrorInfo{Source: "runner", Message: "computing the patch: " + err.Error()}})
+		} else {
+			res.Patch = p.Text
+			f, a, d := p.Totals()
+			res.Diff = contract.DiffStats{FilesChanged: f, Additions: a, Deletions: d}
+		}
+	}
+	fin := &contract.Finish{
+		Outcome: res.Outcome, ExitCode: res.ExitCode(), Summary: res.Summary, Turns: res.Turns, ToolCalls: res.ToolCalls,
+		Usage: res.Usage, Diff: res.Diff, DurationMS: res.Duration.Milliseconds(),
+	}
+	if res.Err != nil {
+		fin.Error = res.Err.Error()
+	}
+	ev := l.Transcript.Emit(contract.Event{Type: contract.EventFinish, Turn: res.Turns, Finish: fin})
+	res.Summary = ev.Finish.Summary // the redacted form is what leaves the runner
+	res.Events = ev.Seq
+	summary := res.TerminationSummary(l.Config.Model, l.Config.BaseCommit)
+	res.Stored, res.SinkErr = l.Transcript.Close(ctx, transcript.Final{Summary: summary, Patch: res.Patch})
+}
+
+// session is the mutable state of one Run.
+type session struct {
+	*Loop
+	task     string
+	messages []openai.ChatCompletionMessage
+	defs     []openai.Tool
+	res      Result
+}
+
+func (s *session) start() {
+	prompt := s.Config.SystemPrompt
+	if prompt == "" {
+		prompt = DefaultSystemPrompt(s.Tools)
+	}
+	s.messages = []openai.ChatCompletionMessage{
+		{Role: openai.ChatMessageRoleSystem, Content: prompt},
+		{Role: openai.ChatMessageRoleUser, Content: s.task},
+	}
+	for _, t := range s.Tools {
+		s.defs = append(s.defs, openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
+			Name: t.Name(), Description: t.Description(), Parameters: t.Schema(),
+		}})
+	}
+	c := s.Config
+	s.Transcript.Emit(contract.Event{Type: contract.EventSessionStart, SessionStart: &contract.SessionStart{
+		Session: c.Session, Task: s.task, SystemPrompt: prompt, Model: c.Model, BaseURL: c.BaseURL,
+		Temperature: c.Temperature, MaxOutputTokens: c.MaxOutputTokens, Tools: s.Tools.Names(),
+		Workspace: c.Workspace, Repository: c.Repository, Ref: c.Ref, BaseCommit: c.BaseCommit,
+		Limits:        contract.Limits{MaxTurns: c.MaxTurns, MaxTokens: c.MaxTokens, TimeoutSeconds: int64(c.Timeout.Seconds())},
+		RunnerVersion: c.RunnerVersion,
+	}})
+}
+
+// DefaultSystemPrompt tells the model how the session works with these tools.
+func DefaultSystemPrompt(set tools.Set) string {
+	var b strings.Builder
+	b.WriteString("You are an autonomous software engineer working in a git repository (the workspace). ")
+	b.WriteString("Complete the user's task by inspecting the code, changing files with the tools, and verifying your work")
+	if _, ok := set.Lookup("bash"); ok {
+		b.WriteString(" (build and run the relevant tests with bash)")
+	}
+	b.WriteString(".\n\nRules:\n")
+	b.WriteString("- Paths are relative to the workspace root; you cannot access files outside it.\n")
+	b.WriteString("- Tool errors explain what went wrong; adjust the call instead of repeating it.\n")
+	b.WriteString("- Independent read-only calls may be issued together in one turn; they run in parallel.\n")
+	b.WriteString("- Nobody can answer questions during the session; make reasonable decisions yourself.\n")
+	b.WriteString("- When the task is done, reply without calling any tool: a short summary of what you changed and how you verified it. That reply ends the session.\n")
+	b.WriteString("\nAvailable tools: " + strings.Join(set.Names(), ", ") + ".\n")
+	return b.String()
+}
+
+func (s *session) emit(turn int, ev contract.Event) contract.Event {
+	ev.Turn = turn
+	return s.Transcript.Emit(ev)
+}
+
+func (s *session) run(ctx context.Context) Result {
+	defer func() { _ = s.Transcript.Flush(context.WithoutCancel(ctx)) }()
+	for turn := 1; ; turn++ {
+		if s.Config.MaxTurns > 0 && turn > s.Config.MaxTurns {
+			s.emit(turn-1, contract.Event{Type: contract.EventLimitHit, LimitHit: &contract.LimitHit{Limit: "maxTurns", Max: int64(s.Config.MaxTurns), Used: int64(turn - 1)}})
+			return s.end(contract.OutcomeMaxTurns, fmt.Sprintf("stopped: reached the limit of %d turns before the model finished", s.Config.MaxTurns), nil)
+		}
+		s.emit(turn, contract.Event{Type: contract.EventModelRequest, ModelRequest: &contract.ModelRequest{Model: s.Config.Model, Messages: len(s.messages), Tools: len(s.defs)}})
+		_ = s.Transcript.Flush(ctx)
+
+		began := s.Clock.Now()
+		resp, err := s.Model.Complete(ctx, llm.Request{
+			Model: s.Config.Model, Messages: s.messages, Tools: s.defs,
+			Temperature: s.Config.Temperature, MaxOutputTokens: s.Config.MaxOutputTokens,
+			OnRetry: func(n llm.RetryNotice) {
+				s.emit(turn, contract.Event{Type: contract.EventError, Error: &contract.ErrorInfo{
+					Source: "model", Message: n.Err.Error(), HTTPStatus: n.Status, Retrying: true, Attempt: n.Attempt, RetryInMS: n.Delay.Milliseconds(),
+				}})
+				_ = s.Transcript.Flush(ctx)
+			},
+		})
+		if err != nil {
+			return s.modelFailed(ctx, turn, err)
+		}
+		s.res.Turns = turn
+		s.res.Usage = s.res.Usage.Add(resp.Usage)
+		// Some OpenAI-compatible servers omit call ids; tool results must
+		// reference one, so missing ids are made up once, before the message
+		// enters the history.
+		for i := range resp.Message.ToolCalls {
+			if resp.Message.ToolCalls[i].ID == "" {
+				resp.Message.ToolCalls[i].ID = fmt.Sprintf("call_%d_%d", turn, i)
+			}
+			if resp.Message.ToolCalls[i].Type == "" {
+				resp.Message.ToolCalls[i].Type = openai.ToolTypeFunction
+			}
+		}
+		mr := &contract.ModelResponse{
+			Content: resp.Message.Content, FinishReason: resp.FinishReason, Usage: resp.Usage,
+			Attempts: resp.Attempts, DurationMS: s.Clock.Now().Sub(began).Milliseconds(),
+		}
+		for _, tc := range resp.Message.ToolCalls {
+			mr.ToolCalls = append(mr.ToolCalls, contract.ToolCallSpec{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+		}
+		s.emit(turn, contract.Event{Type: contract.EventModelResponse, ModelResponse: mr})
+		// The assistant message goes into history exactly as received, so the
+		// next request's prefix is byte-identical and prompt caching applies.
+		s.messages = append(s.messages, resp.Message)
+
+		if len(resp.Message.ToolCalls) == 0 {
+			summary := strings.TrimSpace(resp.Message.Content)
+			if summary == "" {
+				summary = "(the model finished without a message)"
+			}
+			return s.end(contract.OutcomeCompleted, summary, nil)
+		}
+		s.runTools(ctx, turn, resp.Message.ToolCalls)
+		_ = s.Transcript.Flush(ctx)
+		if ctx.Err() != nil {
+			return s.interrupted(ctx, turn)
+		}
+		if s.Config.MaxTokens > 0 && s.res.Usage.Total() >= s.Config.MaxTokens {
+			s.emit(turn, contract.Event{Type: contract.EventLimitHit, LimitHit: &contract.LimitHit{Limit: "maxTokens", Max: s.Config.MaxTokens, Used: s.res.Usage.Total()}})
+			return s.end(contract.OutcomeBudgetExceeded, fmt.Sprintf("stopped: used %d tokens, the limit is %d", s.res.Usage.Total(), s.Config.MaxTokens), nil)
+		}
+	}
+}
+
+func (s *session) end(o contract.Outcome, summary string, err error) Result {
+	s.res.Outcome, s.res.Summary, s.res.Err = o, summary, err
+	return s.res
+}
+
+func (s *session) interrupted(ctx context.Context, turn int) Result {
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		s.emit(turn, contract.Event{Type: contract.EventLimitHit, LimitHit: &contract.LimitHit{Limit: "timeout", Max: int64(s.Config.Timeout.Seconds()), Used: int64(s.Config.Timeout.Seconds())}})
+		return s.end(contract.OutcomeTimeout, fmt.Sprintf("stopped: the session timeout of %s elapsed", s.Config.Timeout), nil)
+	}
+	return s.end(contract.OutcomeCancelled, "stopped: the session was cancelled", context.Cause(ctx))
+}
+
+func (s *session) modelFailed(ctx context.Context, turn int, err error) Result {
+	if ctx.Err() != nil {
+		return s.interrupted(ctx, turn)
+	}
+	info := &contract.ErrorInfo{Source: "model", Message: err.Error()}
+	var pe *llm.ProviderError
+	if errors.As(err, &pe) {
+		info.HTTPStatus = pe.Status
+	}
+	s.emit(turn, contract.Event{Type: contract.EventError, Error: info})
+	if errors.Is(err, llm.ErrBudgetExceeded) {
+		return s.end(contract.OutcomeBudgetExceeded, "stopped: "+err.Error(), err)
+	}
+	return s.end(contract.OutcomeModelError, "stopped: "+err.Error(), err)
+}
+
+// call is one tool call being processed.
+type call struct {
+	tc     openai.ToolCall
+	tool   tools.Tool // nil if unknown
+	out    string
+	isErr  bool
+	took   time.Duration
+	denied bool
+}
+
+// runTools executes the calls of one turn and appends their results to the
+// history in the model's order. Consecutive read-only calls run concurrently;
+// a write or shell call is a barrier, so it sees every earlier call's effect
+// and no later call runs before it.
+func (s *session) runTools(ctx context.Context, turn int, tcs []openai.ToolCall) {
+	calls := make([]*call, len(tcs))
+	for i, tc := range tcs {
+		c := &call{tc: tc}
+		c.tool, _ = s.Tools.Lookup(tc.Function.Name)
+		calls[i] = c
+	}
+	for i := 0; i < len(calls); {
+		j := i + 1
+		if readOnly(calls[i]) {
+			for j < len(calls) && readOnly(calls[j]) {
+				j++
+			}
+		}
+		group := calls[i:j]
+		for _, c := range group {
+			s.emit(turn, contract.Event{Type: contract.EventToolCall, ToolCall: &contract.ToolCall{
+				ID: c.tc.ID, Name: c.tc.Function.Name, Arguments: c.tc.Function.Arguments, ReadOnly: readOnly(c),
+			}})
+		}
+		if len(group) == 1 {
+			_ = s.Transcript.Flush(ctx)
+			s.execute(ctx, turn, group[0])
+		} else {
+			_ = s.Transcript.Flush(ctx)
+			s.executeParallel(ctx, turn, group)
+		}
+		for _, c := range group {
+			s.res.ToolCalls++
+			s.emit(turn, contract.Event{Type: contract.EventToolResult, ToolResult: &contract.ToolResult{
+				ID: c.tc.ID, Name: c.tc.Function.Name, Output: c.out, IsError: c.isErr, DurationMS: c.took.Milliseconds(),
+			}})
+		}
+		i = j
+	}
+	for _, c := range calls {
+		content := c.out
+		if content == "" {
+			content = "(no output)"
+		}
+		s.messages = append(s.messages, openai.ChatCompletionMessage{
+			Role: openai.ChatMessageRoleTool, ToolCallID: c.tc.ID, Name: c.tc.Function.Name, Content: content,
+		})
+	}
+}
+
+func readOnly(c *call) bool { return c.tool == nil || c.tool.Kind() == tools.KindRead }
+
+func (s *session) executeParallel(ctx context.Context, turn int, group []*call) {
+	limit := s.Config.Parallelism
+	if limit <= 0 {
+		limit = 8
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for _, c := range group {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			s.execute(ctx, turn, c)
+		})
+	}
+	wg.Wait()
+}
+
+func (s *session) execute(ctx context.Context, turn int, c *call) {
+	began := s.Clock.Now()
+	defer func() { c.took = s.Clock.Now().Sub(began) }()
+	if c.tool == nil {
+		c.out, c.isErr = fmt.Sprintf("error: unknown tool %q; available tools: %s", c.tc.Function.Name, strings.Join(s.Tools.Names(), ", ")), true
+		return
+	}
+	if ctx.Err() != nil {
+		c.out, c.isErr = "error: not run: the session is ending", true
+		return
+	}
+	if c.tool.Kind() != tools.KindRead && !s.approve(ctx, turn, c) {
+		return
+	}
+	out, err := safeExecute(ctx, c.tool, c.tc.Function.Arguments)
+	if err != nil {
+		c.out, c.isErr = "error: "+err.Error(), true
+		return
+	}
+	c.out = capOutput(out, s.Config.MaxToolOutput)
+}
+
+func safeExecute(ctx context.Context, t tools.Tool, args string) (out string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error in %s (this is a runner bug, not your mistake): %v\n%s", t.Name(), r, debug.Stack())
+		}
+	}()
+	return t.Execute(ctx, []byte(args))
+}
+
+// approve applies the policy and, for Ask, the Asker. A refusal becomes the
+// call's result, worded so the model changes course instead of retrying.
+func (s *session) approve(ctx context.Context, turn int, c *call) bool {
+	class := approval.ClassWrite
+	if c.tool.Kind() == tools.KindShell {
+		class = approval.ClassShell
+	}
+	req := approval.Request{ID: c.tc.ID, Tool: c.tc.Function.Name, Class: class, Summary: c.tool.Describe([]byte(c.tc.Function.Arguments))}
+	if cmd, ok := c.tool.(interface{ Command(json.RawMessage) string }); ok {
+		req.Command = cmd.Command([]byte(c.tc.Function.Arguments))
+	}
+	mode, reason := s.Policy.Decide(req)
+	res := approval.Result{Decision: contract.DecisionAllow, By: "policy", Reason: reason}
+	switch mode {
+	case approval.Allow:
+		if strings.HasPrefix(reason, "command matches") {
+			s.recordApproval(turn, req, res)
+		}
+		return true
+	case approval.Deny:
+		res.Decision = contract.DecisionDeny
+	case approval.Ask:
+		var err error
+		if res, err = s.Approver.Ask(ctx, req); err != nil {
+			res = approval.Result{Decision: contract.DecisionDeny, By: "runner", Reason: "approval was not obtained: " + err.Error()}
+		}
+	}
+	s.recordApproval(turn, req, res)
+	if res.Decision == contract.DecisionAllow {
+		return true
+	}
+	what := "this file change"
+	if class == approval.ClassShell {
+		what = "this command"
+	}
+	msg := fmt.Sprintf("denied: %s was not approved (%s)", what, res.Reason)
+	c.out, c.isErr, c.denied = msg+". Do not retry the same call; find another way or finish and explain what is blocked.", true, true
+	return false
+}
+
+func (s *session) recordApproval(turn int, req approval.Request, res approval.Result) {
+	s.emit(turn, contract.Event{Type: contract.EventApproval, Approval: &contract.Approval{
+		ID: req.ID, Tool: req.Tool, Summary: req.Summary, Decision: res.Decision, By: res.By, Reason: res.Reason,
+	}})
+}
+
+// capOutput keeps the head and tail of an oversized result; the middle of a
+// long log is the least useful part.
+func capOutput(s string, limit int) string {
+	if limit <= 0 {
+		limit = 128 << 10
+	}
+	if len(s) <= limit {
+		return s
+	}
+	half := limit / 2
+	return fmt.Sprintf("%s\n[… %d bytes omitted …]\n%s", s[:half], len(s)-2*half, s[len(s)-half:])
+}

@@ -1,0 +1,88 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/agentry-dev/agentry/runner/gitrepo"
+)
+
+var errNoRepo = errors.New("the workspace is not a git repository; git_status and git_diff are unavailable")
+
+// GitStatus lists changed files.
+type GitStatus struct{ Repo *gitrepo.Repo }
+
+func (*GitStatus) Name() string { return "git_status" }
+func (*GitStatus) Kind() Kind   { return KindRead }
+func (*GitStatus) Description() string {
+	return "Show changed, added, deleted and untracked files like `git status --short` (XY path; ?? = untracked)."
+}
+func (*GitStatus) Schema() json.RawMessage {
+	return schema(`{"type":"object","properties":{},"additionalProperties":false}`)
+}
+func (*GitStatus) Describe(json.RawMessage) string { return "" }
+
+func (t *GitStatus) Execute(context.Context, json.RawMessage) (string, error) {
+	if t.Repo == nil {
+		return "", errNoRepo
+	}
+	s, err := t.Repo.Status()
+	if err != nil {
+		return "", err
+	}
+	if s == "" {
+		return "working tree clean", nil
+	}
+	return s + "\n", nil
+}
+
+// GitDiff shows the session's changes as a patch.
+type GitDiff struct {
+	Repo *gitrepo.Repo
+	// MaxBytes bounds the output; 0 means 64 KiB.
+	MaxBytes int
+}
+
+func (*GitDiff) Name() string { return "git_diff" }
+func (*GitDiff) Kind() Kind   { return KindRead }
+func (*GitDiff) Description() string {
+	return "Show what changed since the session started as a unified diff (untracked files included), optionally limited to one path. " +
+		"This is the patch the session will produce."
+}
+func (*GitDiff) Schema() json.RawMessage {
+	return schema(`{"type":"object","properties":{` +
+		`"path":{"type":"string","description":"Limit the diff to this file or directory"}},` +
+		`"additionalProperties":false}`)
+}
+func (t *GitDiff) Describe(args json.RawMessage) string { return describeArg(args, "path") }
+
+func (t *GitDiff) Execute(_ context.Context, raw json.RawMessage) (string, error) {
+	if t.Repo == nil {
+		return "", errNoRepo
+	}
+	var a struct {
+		Path string `json:"path"`
+	}
+	if err := decode(t, raw, &a); err != nil {
+		return "", err
+	}
+	var paths []string
+	if a.Path != "" && a.Path != "." {
+		paths = []string{a.Path}
+	}
+	p, err := t.Repo.Diff(paths...)
+	if err != nil {
+		return "", err
+	}
+	if len(p.Text) == 0 {
+		return "no changes", nil
+	}
+	files, add, del := p.Totals()
+	out := string(p.Text)
+	if max := or(t.MaxBytes, 64<<10); len(out) > max {
+		out = out[:max] + fmt.Sprintf("\n[diff truncated: %d of %d bytes shown; pass path to see one file]\n", max, len(p.Text))
+	}
+	return fmt.Sprintf("%s%d files changed, +%d -%d\n", out, files, add, del), nil
+}

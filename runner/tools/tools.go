@@ -1,0 +1,155 @@
+// Package tools implements what the model can call. Each tool is a type with a
+// name, a JSON schema for its arguments, a kind (read, write, shell) and an
+// Execute method; the registry is a list. Errors returned by Execute are sent
+// to the model verbatim, so they say what went wrong and what to do instead.
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/agentry-dev/agentry/runner/gitrepo"
+	"github.com/agentry-dev/agentry/runner/workspace"
+)
+
+// Kind groups tools for scheduling and approval.
+type Kind int
+
+const (
+	// KindRead tools only observe the workspace; several run concurrently.
+	KindRead Kind = iota
+	// KindWrite tools change files; they need the writes approval.
+	KindWrite
+	// KindShell tools run commands; they need the bash approval.
+	KindShell
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRead:
+		return "read"
+	case KindWrite:
+		return "write"
+	case KindShell:
+		return "shell"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Tool is one callable tool.
+type Tool interface {
+	Name() string
+	Description() string
+	// Schema is the JSON schema of the arguments object.
+	Schema() json.RawMessage
+	Kind() Kind
+	// Execute runs the call. A returned error is a failed call whose message
+	// goes to the model; the session continues.
+	Execute(ctx context.Context, args json.RawMessage) (string, error)
+	// Describe renders the call in a few words for approval prompts and
+	// progress lines ("bash: go test ./...", "edit_file main.go").
+	Describe(args json.RawMessage) string
+}
+
+// Set is an ordered list of tools.
+type Set []Tool
+
+// Lookup finds a tool by name.
+func (s Set) Lookup(name string) (Tool, bool) {
+	for _, t := range s {
+		if t.Name() == name {
+			return t, true
+		}
+	}
+	return nil, false
+}
+
+// Names lists tool names in order.
+func (s Set) Names() []string {
+	out := make([]string, len(s))
+	for i, t := range s {
+		out[i] = t.Name()
+	}
+	return out
+}
+
+// Select keeps the named tools, in the set's order. Unknown names are an error
+// listing what exists.
+func (s Set) Select(names []string) (Set, error) {
+	var out Set
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if _, ok := s.Lookup(n); !ok {
+			return nil, fmt.Errorf("unknown tool %q (available: %s)", n, strings.Join(s.Names(), ", "))
+		}
+	}
+	for _, t := range s {
+		if slices.Contains(names, t.Name()) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// Env is what the tools act on.
+type Env struct {
+	Workspace *workspace.Root
+	// Repo is nil when the workspace is not a git checkout.
+	Repo *gitrepo.Repo
+	Bash BashConfig
+}
+
+// All returns every tool, in the order they are offered to the model.
+func All(env Env) Set {
+	return Set{
+		&ReadFile{WS: env.Workspace},
+		&WriteFile{WS: env.Workspace},
+		&EditFile{WS: env.Workspace},
+		&ListDir{WS: env.Workspace},
+		&Glob{WS: env.Workspace},
+		&Grep{WS: env.Workspace},
+		&Bash{WS: env.Workspace, Config: env.Bash},
+		&GitStatus{Repo: env.Repo},
+		&GitDiff{Repo: env.Repo},
+	}
+}
+
+// decode parses arguments, naming the tool and its schema on failure so the
+// model can correct the call.
+func decode(t Tool, args json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(args)) == 0 {
+		args = json.RawMessage("{}")
+	}
+	if err := json.Unmarshal(args, v); err != nil {
+		return fmt.Errorf("invalid arguments for %s: %v; arguments must be a JSON object matching %s", t.Name(), err, t.Schema())
+	}
+	return nil
+}
+
+func required(tool, field, value string) error {
+	if value == "" {
+		return fmt.Errorf("%s: %q is required", tool, field)
+	}
+	return nil
+}
+
+// describeArg is a tolerant decoder for Describe, which must never fail.
+func describeArg(args json.RawMessage, field string) string {
+	var m map[string]any
+	if json.Unmarshal(args, &m) != nil {
+		return ""
+	}
+	if v, ok := m[field].(string); ok {
+		return v
+	}
+	return ""
+}
+
+func schema(s string) json.RawMessage { return json.RawMessage(s) }
