@@ -5,6 +5,7 @@ K8S_VERSION ?= 1.37.2
 ETCD_VERSION ?= 3.6.16
 VERSITYGW_VERSION ?= 1.8.0
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+HELM_VERSION ?= v3.22.0
 
 IMG ?= agentry/manager:dev
 RUNNER_IMG ?= agentry/runner:dev
@@ -14,6 +15,7 @@ TOOLBIN ?= $(LOCALBIN)/tools
 CONTROLLER_GEN ?= $(TOOLBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-linux-amd64
 VERSITYGW ?= $(LOCALBIN)/versitygw-v$(VERSITYGW_VERSION)
+HELM ?= $(TOOLBIN)/helm-$(HELM_VERSION)
 KUBECTL ?= kubectl
 # Packages whose markers generate CRDs and RBAC.
 MARKER_PATHS = $(foreach d,api controllers gateway,$(if $(wildcard $(d)),paths="./$(d)/..."))
@@ -21,6 +23,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout=20m
 
 export KUBEBUILDER_ASSETS
 export AGENTRY_VERSITYGW = $(VERSITYGW)
+export AGENTRY_HELM = $(HELM)
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -37,7 +40,7 @@ help: ## Display this help.
 ##@ Set-up
 
 .PHONY: setup
-setup: controller-gen envtest-assets versitygw build ## Build everything the tests and a local run need (cached under bin/).
+setup: controller-gen helm envtest-assets versitygw build ## Build everything the tests and a local run need (cached under bin/).
 	@echo "Set-up complete: control plane in $(KUBEBUILDER_ASSETS), S3 server $(VERSITYGW), binaries in $(LOCALBIN)."
 
 .PHONY: envtest-assets
@@ -55,11 +58,21 @@ $(CONTROLLER_GEN):
 	GOBIN=$(TOOLBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(TOOLBIN)/controller-gen $(CONTROLLER_GEN)
 
+.PHONY: helm
+helm: $(HELM) ## Build helm into bin/ (for the chart tests).
+$(HELM):
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) go install -ldflags='-s -w' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLBIN)/helm $(HELM)
+
 ##@ Development
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=agentry-manager crd $(MARKER_PATHS) output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# The Helm chart ships the same CRDs and RBAC rules.
+	cp config/crd/bases/*.yaml charts/agentry/crds/
+	sed -n '/^rules:/,$$p' config/rbac/role.yaml | tail -n +2 > charts/agentry/files/manager-rules.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -75,10 +88,10 @@ vet: ## Run go vet.
 
 .PHONY: verify
 verify: manifests generate ## Fail if generated files are stale.
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: test
-test: manifests generate vet envtest-assets versitygw ## Run unit and envtest tests against a real kube-apiserver, etcd and S3 server.
+test: manifests generate vet envtest-assets versitygw helm ## Run unit and envtest tests against a real kube-apiserver, etcd and S3 server.
 	go test $(GO_TEST_FLAGS) ./...
 
 ##@ Build

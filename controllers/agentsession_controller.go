@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -22,8 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 )
@@ -49,6 +53,12 @@ type AgentSessionReconciler struct {
 	Clock     clock.PassiveClock
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
+
+	// admissions serialises admission per operator, and remembers sessions admitted whose
+	// pod is not yet visible in the cache, so parallel reconciles never overshoot a
+	// namespace's concurrency limit (the Job controller's "expectations", in small).
+	admissionMu sync.Mutex
+	admitted    map[types.UID]bool
 }
 
 // scope is one reconcile's working state.
@@ -59,6 +69,8 @@ type scope struct {
 	now  time.Time
 	// requeueAfter is the earliest deadline a phase asked to be woken for.
 	requeueAfter time.Duration
+	// hold stops the remaining phases: the session waits (queued, or for its provider).
+	hold bool
 }
 
 func (s *scope) wakeAt(d time.Duration) {
@@ -72,6 +84,7 @@ type phaseFunc func(ctx context.Context, s *scope) error
 // +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/finalizers,verbs=update
+// +kubebuilder:rbac:groups=agentry.dev,resources=modelproviders;agentpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -99,7 +112,7 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		reterr = errors.Join(reterr, r.patchStatus(ctx, s))
 	}()
 
-	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.ensureNetworkPolicy, r.ensurePod, r.observePod}
+	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.ensureNetworkPolicy, r.ensurePod, r.observePod}
 	for _, phase := range phases {
 		if err := phase(ctx, s); err != nil {
 			return ctrl.Result{}, err
@@ -107,6 +120,9 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if s.obj.Status.Phase.IsTerminal() {
 			r.recordFinish(s.obj)
 			return r.requeueForTTL(s), nil
+		}
+		if s.hold {
+			break
 		}
 	}
 	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
@@ -130,6 +146,11 @@ func (r *AgentSessionReconciler) reconcileTimeout(ctx context.Context, s *scope)
 	if s.obj.Spec.Limits.Timeout == nil {
 		return nil
 	}
+	// The clock starts with the pod: time spent queued or waiting for a provider does not
+	// count. A pod that never starts is timed from the session's creation.
+	if s.obj.Status.StartTime == nil && s.obj.Status.PodName == "" {
+		return nil
+	}
 	start := s.obj.CreationTimestamp.Time
 	if s.obj.Status.StartTime != nil {
 		start = s.obj.Status.StartTime.Time
@@ -144,6 +165,79 @@ func (r *AgentSessionReconciler) reconcileTimeout(ctx context.Context, s *scope)
 	}
 	finish(s.obj, v1.PhaseFailed, v1.ReasonTimeout,
 		fmt.Sprintf("The session ran past spec.limits.timeout (%s).", s.obj.Spec.Limits.Timeout.Duration), s.now)
+	return nil
+}
+
+// reconcileAdmission decides whether a session without a pod may start: its ModelProvider
+// must exist and offer the model, the namespace's AgentPolicies must allow what it asks
+// for, and the namespace must be under its concurrency limit.
+func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scope) error {
+	if s.obj.Status.PodName != "" {
+		return nil // admitted before
+	}
+	var provider *v1.ModelProvider
+	mp := &v1.ModelProvider{}
+	if err := r.Get(ctx, client.ObjectKey{Name: s.obj.Spec.Model.Provider}, mp); err == nil {
+		provider = mp
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	var policies v1.AgentPolicyList
+	if err := r.List(ctx, &policies, client.InNamespace(s.obj.Namespace)); err != nil {
+		return err
+	}
+	var siblings v1.AgentSessionList
+	if err := r.List(ctx, &siblings, client.InNamespace(s.obj.Namespace)); err != nil {
+		return err
+	}
+
+	r.admissionMu.Lock()
+	defer r.admissionMu.Unlock()
+	if r.admitted == nil {
+		r.admitted = map[types.UID]bool{}
+	}
+	for i := range siblings.Items {
+		o := &siblings.Items[i]
+		if !r.admitted[o.UID] {
+			continue
+		}
+		if o.Status.PodName != "" || o.Status.Phase.IsTerminal() {
+			delete(r.admitted, o.UID) // the cache caught up
+		} else if o.UID != s.obj.UID {
+			o.Status.PodName = podName(o) // admitted, pod on its way: it holds a slot
+		}
+	}
+	if r.admitted[s.obj.UID] {
+		return nil
+	}
+	a := admitSession(s.obj, provider, policies.Items, siblings.Items, r.Runner.Image)
+	switch a.verdict {
+	case reject:
+		finish(s.obj, v1.PhaseFailed, a.reason, a.message, s.now)
+		return nil
+	case wait, queue:
+		phase := v1.PhasePending
+		if a.verdict == queue {
+			phase = v1.PhaseQueued
+		}
+		if c := cond(s.obj, v1.ConditionSucceeded); c == nil || c.Message != a.message {
+			eventType := corev1.EventTypeNormal
+			if a.verdict == wait {
+				eventType = corev1.EventTypeWarning
+			}
+			r.Recorder.Event(s.obj, eventType, string(phase), a.message)
+		}
+		s.obj.Status.Phase = phase
+		setSucceeded(s.obj, phase, a.reason, a.message)
+		s.hold = true
+		s.wakeAt(30 * time.Second)
+		return nil
+	}
+	r.admitted[s.obj.UID] = true
+	if s.obj.Status.Resolved == nil {
+		s.obj.Status.Resolved = &v1.Resolved{}
+	}
+	s.obj.Status.Resolved.Model = a.model
 	return nil
 }
 
@@ -228,8 +322,9 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 		setSucceeded(s.obj, v1.PhasePending, v1.ReasonPending, "Waiting for the runner pod to start.")
 	}
 	if s.obj.Status.Resolved == nil {
-		s.obj.Status.Resolved = &v1.Resolved{Image: agentImage(s.obj, r.Runner), Model: s.obj.Spec.Model.Name}
+		s.obj.Status.Resolved = &v1.Resolved{}
 	}
+	s.obj.Status.Resolved.Image = agentImage(s.obj, r.Runner)
 	s.pod = pod
 	return nil
 }
@@ -359,6 +454,38 @@ func metav1IsControlledBy(pod *corev1.Pod, s *v1.AgentSession) bool {
 	return false
 }
 
+func (r *AgentSessionReconciler) queuedSiblings(ctx context.Context, o client.Object) []reconcile.Request {
+	s, ok := o.(*v1.AgentSession)
+	if !ok || !s.Status.Phase.IsTerminal() {
+		return nil
+	}
+	var list v1.AgentSessionList
+	if err := r.List(ctx, &list, client.InNamespace(s.Namespace)); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, q := range list.Items {
+		if q.Status.Phase == v1.PhaseQueued {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&q)})
+		}
+	}
+	return reqs
+}
+
+func (r *AgentSessionReconciler) sessionsWithoutPod(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list v1.AgentSessionList
+	if err := r.List(ctx, &list); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, s := range list.Items {
+		if s.Status.PodName == "" && !s.Status.Phase.IsTerminal() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+		}
+	}
+	return reqs
+}
+
 // SetupWithManager registers the reconciler: it watches sessions and the pods and
 // NetworkPolicies they own.
 func (r *AgentSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -375,6 +502,10 @@ func (r *AgentSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1.AgentSession{}).
 		Owns(&corev1.Pod{}, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Owns(&networkingv1.NetworkPolicy{}).
+		// A finished session frees a slot: wake the sessions queued behind it.
+		Watches(&v1.AgentSession{}, handler.EnqueueRequestsFromMapFunc(r.queuedSiblings)).
+		// A new or changed provider may unblock sessions waiting for it.
+		Watches(&v1.ModelProvider{}, handler.EnqueueRequestsFromMapFunc(r.sessionsWithoutPod)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("agentsession").
 		Complete(r)

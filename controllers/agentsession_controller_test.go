@@ -125,7 +125,7 @@ func TestFailureReasons(t *testing.T) {
 		"turn-limit": {code: int32(contract.ExitLimitReached), reason: "Error", wantReason: v1.ReasonLimitReached},
 		"oom":        {code: 137, reason: "OOMKilled", wantReason: v1.ReasonOOMKilled, wantMsgContain: "memory"},
 		"provider": {code: int32(contract.ExitModelError), reason: "Error", wantReason: v1.ReasonProviderError,
-			msg: `{"v":1,"outcome":"ModelError","exitCode":7,"message":"401: invalid api key","turns":0,"toolCalls":0,"usage":{"promptTokens":0,"completionTokens":0,"cachedTokens":0},"diff":{"filesChanged":0,"additions":0,"deletions":0},"events":3}`,
+			msg:            `{"v":1,"outcome":"ModelError","exitCode":7,"message":"401: invalid api key","turns":0,"toolCalls":0,"usage":{"promptTokens":0,"completionTokens":0,"cachedTokens":0},"diff":{"filesChanged":0,"additions":0,"deletions":0},"events":3}`,
 			wantMsgContain: "invalid api key"},
 	}
 	for name, tc := range cases {
@@ -333,4 +333,84 @@ func TestRestrictedAdmissionIsEnforced(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "restricted") {
 		t.Fatalf("a pod allowing privilege escalation was not refused by Pod Security admission: %v", err)
 	}
+}
+
+// TestQueueingUnderAgentPolicy runs more sessions than a namespace's policy allows: the
+// excess wait in Queued, and start, oldest first, as slots free up.
+func TestQueueingUnderAgentPolicy(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	if err := env.Client.Create(ctx, &v1.AgentPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "two-at-a-time", Namespace: ns},
+		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptrTo[int32](2)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, ns)
+	var sessions []*v1.AgentSession
+	for i := range 5 {
+		// Creation timestamps have one-second resolution; ties are broken by name, so q-0
+		// is always first in the queue, q-4 last.
+		sessions = append(sessions, create(t, testutil.Session(fmt.Sprintf("q-%d", i), ns).Obj()))
+	}
+	countPods := func() int {
+		var pods corev1.PodList
+		if err := env.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		return len(pods.Items)
+	}
+	waitForPod(t, ctx, sessions[0])
+	waitForPod(t, ctx, sessions[1])
+	got := waitForPhase(t, ctx, sessions[4], v1.PhaseQueued, v1.ReasonQueued)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "2 of 2 sessions running") || !strings.Contains(msg, "2 queued ahead") {
+		t.Fatalf("queued message = %q", cond(got, v1.ConditionSucceeded).Message)
+	}
+	if n := countPods(); n != 2 {
+		t.Fatalf("%d pods with a limit of 2", n)
+	}
+
+	// The first session finishes: the oldest queued one (q-2) starts, no other.
+	kubelet{t}.exit(ctx, waitForPod(t, ctx, sessions[0]), 0, "Completed", "")
+	waitForPod(t, ctx, sessions[2])
+	waitForPhase(t, ctx, sessions[3], v1.PhaseQueued, v1.ReasonQueued)
+	if n := countPods(); n != 3 { // two running, one finished
+		t.Fatalf("%d pods after one session finished, want 3", n)
+	}
+}
+
+func TestPolicyViolationAndMissingProvider(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	if err := env.Client.Create(ctx, &v1.AgentPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "images", Namespace: ns},
+		Spec:       v1.AgentPolicySpec{AllowedImages: []string{"registry.example/toolchains/"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := startManager(t, ns)
+
+	bad := create(t, testutil.Session("untrusted-image", ns).Image("docker.io/someone/miner:latest").Obj())
+	got := waitForPhase(t, ctx, bad, v1.PhaseFailed, v1.ReasonPolicyViolation)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, `AgentPolicy images: spec.runner.image "docker.io/someone/miner:latest" is not allowed`) {
+		t.Fatalf("message = %q", msg)
+	}
+	if err := podGone(ctx, bad); err != nil {
+		t.Fatalf("a rejected session got a pod: %v", err)
+	}
+
+	provider := "later-" + ns
+	waiting := testutil.Session("waits-for-provider", ns).Obj()
+	waiting.Spec.Model.Provider = provider
+	create(t, waiting)
+	got = waitForPhase(t, ctx, waiting, v1.PhasePending, v1.ReasonPending)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, fmt.Sprintf("ModelProvider %q does not exist", provider)) {
+		t.Fatalf("message = %q", msg)
+	}
+	expectEvent(t, m, "Pending")
+	if err := env.Client.Create(ctx, &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider},
+		Spec: v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPod(t, ctx, waiting)
 }

@@ -21,7 +21,7 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                  {Label: sessionOwned},
+			&corev1.Pod{}:                 {Label: sessionOwned},
 			&networkingv1.NetworkPolicy{}: {Label: sessionOwned},
 		},
 	}

@@ -284,3 +284,8 @@ func applySummary(s *v1.AgentSession, sum *contract.Summary) {
 		s.Status.Resolved.Model = sum.Model
 	}
 }
+
+// cond returns the session's condition of type typ, or nil.
+func cond(s *v1.AgentSession, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(s.Status.Conditions, typ)
+}

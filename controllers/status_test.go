@@ -132,8 +132,6 @@ func TestOutcomeFromPod(t *testing.T) {
 	}
 }
 
-
-
 // TestTerminalConditions checks the summary condition a user's `kubectl wait` relies on.
 func TestTerminalConditions(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -152,13 +150,4 @@ func TestTerminalConditions(t *testing.T) {
 	if s.Status.CompletionTime == nil || !s.Status.CompletionTime.Time.Equal(now) {
 		t.Fatalf("completionTime = %v", s.Status.CompletionTime)
 	}
-}
-
-func cond(s *v1.AgentSession, typ string) *metav1.Condition {
-	for i := range s.Status.Conditions {
-		if s.Status.Conditions[i].Type == typ {
-			return &s.Status.Conditions[i]
-		}
-	}
-	return nil
 }

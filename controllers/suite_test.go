@@ -32,6 +32,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The provider sessions name by default; tests of a missing provider use other names.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = env.Client.Create(ctx, &v1.ModelProvider{
+		ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec:       v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1", DefaultModel: "gpt-4.1", Models: []string{"gpt-4.1", "gpt-4.1-mini"}},
+	})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating ModelProvider:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	if err := env.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping control plane:", err)

@@ -57,8 +57,17 @@ func AssetsDir() string {
 	return filepath.Join(RepoRoot(), "bin", "k8s", K8sVersion+"-linux-amd64")
 }
 
+// Options adjust the control plane.
+type Options struct {
+	// APIServerArgs are extra kube-apiserver flags (name without dashes → value).
+	APIServerArgs map[string]string
+}
+
 // Start starts etcd and kube-apiserver and installs the CRDs from config/crd/bases.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return StartWith(Options{}) }
+
+// StartWith is Start with options.
+func StartWith(opts Options) (*Env, error) {
 	assets := AssetsDir()
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
@@ -84,6 +93,9 @@ func Start() (*Env, error) {
 		// Pod Security admission is on by default; make sure it stays on so namespaces
 		// labelled enforce=restricted reject non-compliant pods just as a real cluster does.
 		Append("enable-admission-plugins", "PodSecurity")
+	for k, v := range opts.APIServerArgs {
+		te.ControlPlane.GetAPIServer().Configure().Set(k, v)
+	}
 	cfg, err := te.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting control plane from %s: %w", assets, err)
