@@ -17,6 +17,8 @@ KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-linux-amd64
 VERSITYGW ?= $(LOCALBIN)/versitygw-v$(VERSITYGW_VERSION)
 HELM ?= $(TOOLBIN)/helm-$(HELM_VERSION)
 KUBECTL ?= kubectl
+# Prints the rules of the role of kind $$want from the multi-document role.yaml.
+RBAC_RULES_AWK = /^---/{kind="";r=0;next} /^kind: /{kind=$$2} /^rules:/{r=1;next} r && kind==want {print}
 # Packages whose markers generate CRDs and RBAC.
 MARKER_PATHS = $(foreach d,api controllers gateway,$(if $(wildcard $(d)),paths="./$(d)/..."))
 GO_TEST_FLAGS ?= -count=1 -timeout=20m
@@ -72,7 +74,8 @@ manifests: controller-gen ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=agentry-manager crd $(MARKER_PATHS) output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	@# The Helm chart ships the same CRDs and RBAC rules.
 	cp config/crd/bases/*.yaml charts/agentry/crds/
-	sed -n '/^rules:/,$$p' config/rbac/role.yaml | tail -n +2 > charts/agentry/files/manager-rules.yaml
+	awk -v want=ClusterRole '$(RBAC_RULES_AWK)' config/rbac/role.yaml > charts/agentry/files/manager-rules.yaml
+	awk -v want=Role '$(RBAC_RULES_AWK)' config/rbac/role.yaml > charts/agentry/files/manager-namespace-rules.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

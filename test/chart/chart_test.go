@@ -110,7 +110,7 @@ func TestChartInstallsOnARealAPIServer(t *testing.T) {
 
 	kustomized := decode(t, run(t, nil, "kubectl", "kustomize", "config/default"))
 	rules := func(u *unstructured.Unstructured) []rbacv1.PolicyRule {
-		var r rbacv1.ClusterRole
+		var r rbacv1.Role // a ClusterRole's rules decode the same way
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -118,6 +118,13 @@ func TestChartInstallsOnARealAPIServer(t *testing.T) {
 	}
 	if diff := cmp.Diff(rules(find(t, kustomized, "ClusterRole", "agentry-manager")), rules(find(t, objs, "ClusterRole", "agentry-manager"))); diff != "" {
 		t.Errorf("chart ClusterRole differs from config/rbac (-kustomize +chart); run 'make manifests':\n%s", diff)
+	}
+	for _, o := range kustomized {
+		if o.GetKind() == "Role" && o.GetName() == "agentry-manager" {
+			if diff := cmp.Diff(rules(o), rules(find(t, objs, "Role", "agentry-manager"))); diff != "" {
+				t.Errorf("chart Role differs from config/rbac (-kustomize +chart):\n%s", diff)
+			}
+		}
 	}
 	crdCount := 0
 	for _, o := range objs {
