@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -85,7 +86,7 @@ func main() {
 		setupLog.Error(err, "Unable to set up controller", "controller", "AgentSession")
 		os.Exit(1)
 	}
-	must(controllers.RegisterPhaseMetrics(mgr.GetCache()))
+	must(controllers.RegisterPhaseMetrics(metrics.Registry, mgr.GetCache()))
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 

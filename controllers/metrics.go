@@ -27,9 +27,10 @@ type phaseCollector struct {
 	desc   *prometheus.Desc
 }
 
-// RegisterPhaseMetrics registers the agentry_sessions gauge, read through reader.
-func RegisterPhaseMetrics(reader client.Reader) error {
-	return metrics.Registry.Register(&phaseCollector{
+// RegisterPhaseMetrics registers the agentry_sessions gauge, read through reader, with reg
+// (the manager's metrics.Registry in production).
+func RegisterPhaseMetrics(reg prometheus.Registerer, reader client.Reader) error {
+	return reg.Register(&phaseCollector{
 		reader: reader,
 		desc:   prometheus.NewDesc("agentry_sessions", "AgentSessions by phase.", []string{"phase"}, nil),
 	})
