@@ -1,0 +1,204 @@
+// Package plugin is the kubectl plugin `kubectl agentry`: the day-to-day verbs on
+// AgentSessions that would otherwise be hand-written patches — see the pending approvals,
+// approve or deny one, cancel a session.
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+)
+
+// New returns the root command. Output goes to out.
+func New(out io.Writer) *cobra.Command {
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	overrides := &clientcmd.ConfigOverrides{}
+	var kubeconfig string
+	root := &cobra.Command{
+		Use:           "kubectl-agentry",
+		Short:         "Work with Agentry sessions: pending approvals, decisions, cancel",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", "", "path to the kubeconfig file")
+	root.PersistentFlags().StringVarP(&overrides.Context.Namespace, "namespace", "n", "", "namespace of the session")
+	root.PersistentFlags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context")
+	connect := func() (client.Client, string, error) {
+		if kubeconfig != "" {
+			loading.ExplicitPath = kubeconfig
+		}
+		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+		cfg, err := cc.ClientConfig()
+		if err != nil {
+			return nil, "", err
+		}
+		ns, _, err := cc.Namespace()
+		if err != nil {
+			return nil, "", err
+		}
+		scheme := runtime.NewScheme()
+		if err := v1.AddToScheme(scheme); err != nil {
+			return nil, "", err
+		}
+		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		return c, ns, err
+	}
+	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect))
+	return root
+}
+
+type connectFunc func() (client.Client, string, error)
+
+func pendingCommand(out io.Writer, connect connectFunc) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pending [SESSION]",
+		Short: "List tool calls waiting for a decision (in one session, or the whole namespace)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := connect()
+			if err != nil {
+				return err
+			}
+			var sessions []v1.AgentSession
+			if len(args) == 1 {
+				s := v1.AgentSession{}
+				if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, &s); err != nil {
+					return err
+				}
+				sessions = append(sessions, s)
+			} else {
+				var list v1.AgentSessionList
+				if err := c.List(cmd.Context(), &list, client.InNamespace(ns)); err != nil {
+					return err
+				}
+				sessions = list.Items
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(w, "SESSION\tID\tTOOL\tEXPIRES\tACTION")
+			n := 0
+			for _, s := range sessions {
+				for _, p := range s.Status.PendingApprovals {
+					expires := "-"
+					if p.ExpiresAt != nil {
+						expires = "in " + duration.HumanDuration(time.Until(p.ExpiresAt.Time))
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Name, p.ID, p.Tool, expires, oneLine(p.Summary, 80))
+					n++
+				}
+			}
+			if n == 0 {
+				fmt.Fprintln(out, "No pending approvals.")
+				return nil
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func decideCommand(out io.Writer, connect connectFunc, d v1.Decision) *cobra.Command {
+	var reason string
+	verb := map[v1.Decision]string{v1.DecisionAllow: "approve", v1.DecisionDeny: "deny"}[d]
+	cmd := &cobra.Command{
+		Use:   verb + " SESSION ID",
+		Short: fmt.Sprintf("Decide %s on a pending tool call", d),
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := connect()
+			if err != nil {
+				return err
+			}
+			name, id := args[0], args[1]
+			s := &v1.AgentSession{}
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+				return err
+			}
+			for _, a := range s.Spec.Approvals {
+				if a.ID == id {
+					return fmt.Errorf("approval %s of session %s was already decided: %s", id, name, a.Decision)
+				}
+			}
+			found := false
+			for _, p := range s.Status.PendingApprovals {
+				found = found || p.ID == id
+			}
+			if !found {
+				return fmt.Errorf("session %s has no pending approval %s (see: kubectl agentry pending %s)", name, id, name)
+			}
+			// A JSON patch that appends, guarded by the resourceVersion, so two people deciding
+			// at once cannot overwrite each other's decisions.
+			patch, _ := json.Marshal([]map[string]any{
+				{"op": "test", "path": "/metadata/resourceVersion", "value": s.ResourceVersion},
+				appendOp(s, v1.ApprovalDecision{ID: id, Decision: d, Reason: reason}),
+			})
+			if err := c.Patch(cmd.Context(), s, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+				return fmt.Errorf("recording the decision: %w", err)
+			}
+			fmt.Fprintf(out, "agentsession/%s: %s %s\n", name, map[v1.Decision]string{v1.DecisionAllow: "approved", v1.DecisionDeny: "denied"}[d], id)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why; shown to the model with a denial and kept in the transcript")
+	return cmd
+}
+
+func appendOp(s *v1.AgentSession, d v1.ApprovalDecision) map[string]any {
+	if len(s.Spec.Approvals) == 0 {
+		return map[string]any{"op": "add", "path": "/spec/approvals", "value": []v1.ApprovalDecision{d}}
+	}
+	return map[string]any{"op": "add", "path": "/spec/approvals/-", "value": d}
+}
+
+func cancelCommand(out io.Writer, connect connectFunc) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel SESSION",
+		Short: "Stop a session; what it did so far is archived",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := connect()
+			if err != nil {
+				return err
+			}
+			s := &v1.AgentSession{}
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, s); err != nil {
+				return err
+			}
+			if s.Status.Phase.IsTerminal() {
+				return fmt.Errorf("session %s already ended: %s", s.Name, s.Status.Phase)
+			}
+			if err := c.Patch(cmd.Context(), s, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`))); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "agentsession/%s: cancel requested\n", s.Name)
+			return nil
+		},
+	}
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+// Run executes the plugin with args and returns the error to print.
+func Run(ctx context.Context, out io.Writer, args []string) error {
+	root := New(out)
+	root.SetArgs(args)
+	root.SetOut(out)
+	return root.ExecuteContext(ctx)
+}
