@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/controllers"
 	"github.com/agentry-dev/agentry/test/controlplane"
 	"github.com/agentry-dev/agentry/test/testutil"
@@ -57,6 +59,7 @@ func main() {
 	workers := flag.Int("workers", 8, "AgentSession reconciles in parallel")
 	kcm := flag.String("kcm", "", "kube-controller-manager binary; runs its Job controller as the peer")
 	flag.Parse()
+	ctrl.SetLogger(logr.Discard())
 	if err := run(*n, *workers, *kcm); err != nil {
 		fmt.Fprintln(os.Stderr, "controllerbench:", err)
 		os.Exit(1)
@@ -102,7 +105,11 @@ rules:
 	fmt.Println("| controller | all pods exist after | pods/s | writes per object |")
 	fmt.Println("| --- | --- | --- | --- |")
 
-	// Agentry.
+	// Agentry. Sessions name the "default" ModelProvider, which must exist for them to start.
+	if err := creator.Create(ctx, &agentryv1alpha1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: agentryv1alpha1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1", DefaultModel: "gpt-4.1"}}); err != nil {
+		return err
+	}
 	stop, err := startAgentry(env, workers)
 	if err != nil {
 		return err
