@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -26,28 +25,16 @@ import (
 var env *controlplane.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = controlplane.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// The provider sessions name by default; tests of a missing provider use other names.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err = env.Client.Create(ctx, &v1.ModelProvider{
-		ObjectMeta: metav1.ObjectMeta{Name: "default"},
-		Spec:       v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1", DefaultModel: "gpt-4.1", Models: []string{"gpt-4.1", "gpt-4.1-mini"}},
+	controlplane.Main(m, func(e *controlplane.Env) error {
+		env = e
+		// The provider sessions name by default; tests of a missing provider use other names.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return env.Client.Create(ctx, &v1.ModelProvider{
+			ObjectMeta: metav1.ObjectMeta{Name: "default"},
+			Spec:       v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1", DefaultModel: "gpt-4.1", Models: []string{"gpt-4.1", "gpt-4.1-mini"}},
+		})
 	})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating ModelProvider:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
 }
 
 // staticResolver resolves host names from a table: tests must not depend on real DNS.

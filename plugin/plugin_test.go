@@ -20,14 +20,7 @@ import (
 var env *controlplane.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	if env, err = controlplane.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	controlplane.Main(m, func(e *controlplane.Env) error { env = e; return nil })
 }
 
 // TestKubectlAgentry installs the plugin where kubectl looks for plugins and drives it

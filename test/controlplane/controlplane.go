@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -147,4 +148,24 @@ func (e *Env) CreateNamespace(ctx context.Context, prefix string, labels map[str
 		return "", fmt.Errorf("creating namespace: %w", err)
 	}
 	return ns.Name, nil
+}
+
+// Main is a package's TestMain: it starts a control plane, hands it to setup (which keeps
+// it, and may create shared objects), runs the tests, stops the control plane and exits.
+func Main(m *testing.M, setup func(*Env) error) {
+	env, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := 1
+	if err := setup(env); err != nil {
+		fmt.Fprintln(os.Stderr, "setting up the control plane:", err)
+	} else {
+		code = m.Run()
+	}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+	}
+	os.Exit(code)
 }
