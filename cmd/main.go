@@ -1,5 +1,5 @@
-// Command manager runs Agentry's controllers (on the leader) and, in a later release, the
-// session gateway (on every replica).
+// Command manager runs Agentry's controllers (on the leader) and the session gateway (on
+// every replica).
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/controllers"
+	"github.com/agentry-dev/agentry/gateway"
 )
 
 func main() {
@@ -29,24 +30,38 @@ func main() {
 		gatewayPort                                int
 		tokenTTL                                   time.Duration
 		workers                                    int
+		gw                                         gateway.Config
+		s3Secure                                   bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	flag.StringVar(&runnerImage, "runner-image", "agentry/runner:dev", "Image holding the runner binary; runs init containers and sessions without a toolchain image.")
 	flag.StringVar(&pullPolicy, "runner-image-pull-policy", string(corev1.PullIfNotPresent), "Pull policy for the runner image.")
-	flag.StringVar(&gatewayURL, "gateway-url", "https://agentry-gateway.agentry-system.svc:8443", "URL runner pods use to reach the session gateway.")
+	flag.StringVar(&gatewayURL, "gateway-url", "http://agentry-gateway.agentry-system.svc:8443", "URL runner pods use to reach the session gateway.")
 	flag.StringVar(&gatewayNamespace, "gateway-namespace", envOr("POD_NAMESPACE", "agentry-system"), "Namespace of the gateway pods, for runner NetworkPolicies.")
 	flag.IntVar(&gatewayPort, "gateway-port", 8443, "Gateway container port, for runner NetworkPolicies.")
 	flag.StringVar(&dnsNamespace, "dns-namespace", "kube-system", "Namespace of the cluster DNS pods (label k8s-app=kube-dns).")
 	flag.DurationVar(&tokenTTL, "gateway-token-ttl", time.Hour, "Lifetime of the projected token runner pods present to the gateway (at least 10m).")
 	flag.IntVar(&workers, "max-concurrent-reconciles", 8, "AgentSessions reconciled in parallel.")
+	flag.StringVar(&gw.Addr, "gateway-bind-address", ":8443", "Address the session gateway serves runner pods on; \"0\" disables the gateway.")
+	flag.StringVar(&gw.TLSCertFile, "gateway-tls-cert-file", "", "Serving certificate of the gateway; with --gateway-tls-key-file the gateway serves HTTPS.")
+	flag.StringVar(&gw.TLSKeyFile, "gateway-tls-key-file", "", "Private key of the gateway's serving certificate.")
+	flag.StringVar(&gw.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "agentry-system"), "Namespace holding the ModelProviders' API key Secrets.")
+	flag.DurationVar(&gw.StatusInterval, "gateway-status-interval", time.Second, "Least time between two status writes for one session.")
+	flag.StringVar(&gw.S3.Endpoint, "s3-endpoint", os.Getenv("AGENTRY_S3_ENDPOINT"), "Object storage for transcripts: host:port or http(s):// URL (env AGENTRY_S3_ENDPOINT).")
+	flag.StringVar(&gw.S3.Bucket, "s3-bucket", envOr("AGENTRY_S3_BUCKET", "agentry"), "Bucket for transcripts (env AGENTRY_S3_BUCKET).")
+	flag.StringVar(&gw.S3.Prefix, "s3-prefix", "sessions", "Key prefix: objects go to <prefix>/<namespace>/<session>/<uid>/.")
+	flag.StringVar(&gw.S3.Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION).")
+	flag.BoolVar(&s3Secure, "s3-tls", true, "Use HTTPS for a host:port S3 endpoint.")
+	flag.StringVar(&gw.S3.CAFile, "s3-ca-file", "", "Extra CA bundle to trust for the S3 endpoint.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	setupLog := ctrl.Log.WithName("setup")
 
+	ctx := ctrl.SetupSignalHandler()
 	scheme := runtime.NewScheme()
 	must(clientgoscheme.AddToScheme(scheme))
 	must(agentryv1alpha1.AddToScheme(scheme))
@@ -91,7 +106,7 @@ func main() {
 	must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
 	setupLog.Info("Starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		setupLog.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}

@@ -251,6 +251,17 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 		// kubelet rotates the token file, and the runner re-reads it before every request.
 		"--base-url", strings.TrimSuffix(cfg.GatewayURL, "/") + "/v1",
 		"--api-key-file", tokenDir + "/" + tokenFile,
+		// The same token authenticates the transcript stream and approval requests.
+		"--gateway", strings.TrimSuffix(cfg.GatewayURL, "/"),
+		"--gateway-spool-dir", tmpPath + "/agentry-gateway-spool",
+	}
+	if t := spec.Approval.Timeout; t != nil {
+		// The gateway applies onTimeout at the expiry; the runner falls back to the same
+		// decision only if the gateway stays unreachable that long.
+		args = append(args, "--approval-timeout", t.Duration.String())
+	}
+	if spec.Approval.OnTimeout != "" {
+		args = append(args, "--approval-on-timeout", string(spec.Approval.OnTimeout))
 	}
 	if spec.Model.Name != "" {
 		args = append(args, "--model", spec.Model.Name)

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -101,10 +102,12 @@ func hasMount(ms []corev1.VolumeMount, name string) bool {
 }
 
 func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
-	s := testutil.Session("fix", "team-a").UID("uid-1").Image("golang:1.26").Timeout(45 * time.Minute).
+	s := testutil.Session("fix", "team-a").UID("uid-1").Image("golang:1.26").Timeout(45*time.Minute).
 		Tools(v1.ToolReadFile, v1.ToolGrep, v1.ToolBash).Obj()
 	s.Spec.Model.Temperature = "0.2"
 	s.Spec.Approval.AllowCommands = []string{"go test *"}
+	s.Spec.Approval.Timeout = &metav1.Duration{Duration: 5 * time.Minute}
+	s.Spec.Approval.OnTimeout = v1.DecisionAllow
 	s.Spec.Runner.RuntimeClassName = ptr.To("gvisor")
 	s.Spec.Runner.NodeSelector = map[string]string{"pool": "agents"}
 	s.Spec.Runner.Tolerations = []corev1.Toleration{{Key: "agents", Operator: corev1.TolerationOpExists}}
@@ -143,6 +146,8 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 		"--task Make TestFoo deterministic.", "--tools read_file,grep,bash", "--max-turns 60", "--max-tokens 2000000",
 		"--timeout 45m0s", "--temperature 0.2", "--model gpt-4.1", "--approval-bash Ask", "--allow-command go test *",
 		"--base-url https://agentry-gateway.agentry-system.svc:8443/v1", "--api-key-file /var/run/secrets/agentry.dev/gateway/token",
+		"--gateway https://agentry-gateway.agentry-system.svc:8443 ", "--gateway-spool-dir /tmp/agentry-gateway-spool",
+		"--approval-timeout 5m0s", "--approval-on-timeout Allow",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("agent args lack %q: %s", want, args)

@@ -244,9 +244,12 @@ func applyOutcome(s *v1.AgentSession, o podOutcome, now time.Time) {
 		finish(s, o.phase, o.reason, o.message, end)
 		return
 	}
-	// The gateway reports approvals; a running pod whose runner waits keeps that phase.
-	if !(o.phase == v1.PhaseRunning && s.Status.Phase == v1.PhaseWaitingForApproval && len(s.Status.PendingApprovals) > 0) {
-		s.Status.Phase = o.phase
+	// The gateway lists the tool calls waiting for a person in pendingApprovals; a running
+	// session with any is waiting for approval.
+	s.Status.Phase = o.phase
+	if o.phase == v1.PhaseRunning && len(s.Status.PendingApprovals) > 0 {
+		s.Status.Phase, o.reason = v1.PhaseWaitingForApproval, v1.ReasonWaitingForApproval
+		o.message = fmt.Sprintf("Waiting for a decision on %d tool call(s): kubectl agentry pending %s", len(s.Status.PendingApprovals), s.Name)
 	}
 	setSucceeded(s, s.Status.Phase, o.reason, o.message)
 	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{

@@ -151,3 +151,21 @@ func TestTerminalConditions(t *testing.T) {
 		t.Fatalf("completionTime = %v", s.Status.CompletionTime)
 	}
 }
+
+func TestWaitingForApprovalFollowsPendingApprovals(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	running := podOutcome{phase: v1.PhaseRunning, reason: v1.ReasonRunning, podReady: metav1.ConditionTrue, podReadyReason: "ContainersRunning"}
+	s := &v1.AgentSession{}
+	s.Name = "fix"
+	s.Status.PendingApprovals = []v1.PendingApproval{{ID: "ap-1", Tool: "bash"}}
+	applyOutcome(s, running, now)
+	if c := cond(s, v1.ConditionSucceeded); s.Status.Phase != v1.PhaseWaitingForApproval || c.Reason != v1.ReasonWaitingForApproval ||
+		!strings.Contains(c.Message, "kubectl agentry pending fix") {
+		t.Fatalf("with a pending approval: phase %s, condition %+v", s.Status.Phase, c)
+	}
+	s.Status.PendingApprovals = nil
+	applyOutcome(s, running, now)
+	if s.Status.Phase != v1.PhaseRunning {
+		t.Fatalf("after the decision: phase %s, want Running", s.Status.Phase)
+	}
+}

@@ -120,6 +120,9 @@ type options struct {
 	s3                                            transcript.S3Config
 	terminationPath                               string
 	systemPromptFile                              string
+	gateway, gatewaySpool                         string
+	approvalTimeout                               time.Duration
+	approvalOnTimeout                             string
 }
 
 func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
@@ -191,6 +194,10 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.s3.Prefix, "s3-prefix", "", "S3 key prefix (default: sessions/<session>)")
 	f.StringVar(&o.s3.Region, "s3-region", env("AWS_REGION", ""), "S3 region")
 	f.BoolVar(&o.s3.Insecure, "s3-insecure", false, "use plain HTTP for a host:port S3 endpoint")
+	f.StringVar(&o.gateway, "gateway", env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
+	f.StringVar(&o.gatewaySpool, "gateway-spool-dir", "", "where events not yet acknowledged by the gateway are kept (default: <transcript-dir>/gateway-spool)")
+	f.DurationVar(&o.approvalTimeout, "approval-timeout", 0, "with --gateway: decide by --approval-on-timeout when the gateway cannot be reached for this long while waiting for an approval (0: wait for the gateway)")
+	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
 	f.StringVar(&o.terminationPath, "termination-message-path", "", "write the JSON summary (≤4 KiB) here (default: /dev/termination-log when it exists)")
 	f.StringVar(&o.systemPromptFile, "system-prompt-file", "", "replace the built-in system prompt with this file's content")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
@@ -213,6 +220,13 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	writesMode, err := approval.ParseMode(o.approvalWrites)
 	if err != nil {
 		return usagef("--approval-writes: %v", err)
+	}
+	onTimeout, err := approval.ParseMode(o.approvalOnTimeout)
+	if err != nil || onTimeout == approval.Ask {
+		return usagef("--approval-on-timeout: want Allow or Deny, got %q", o.approvalOnTimeout)
+	}
+	if o.gateway != "" && o.apiKeyFile == "" {
+		return usagef("--gateway needs --api-key-file: the token file the gateway authenticates")
 	}
 	apiKey := std.Getenv("OPENAI_API_KEY")
 	if apiKey == "" && o.apiKeyFile == "" {
@@ -292,6 +306,17 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		}
 		sinks = append(sinks, s3)
 	}
+	if o.gateway != "" {
+		spool := o.gatewaySpool
+		if spool == "" {
+			spool = filepath.Join(dirSink.Path(), "gateway-spool")
+		}
+		gw, err := transcript.NewGateway(transcript.GatewayConfig{URL: o.gateway, TokenFile: o.apiKeyFile, SpoolDir: spool})
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, gw)
+	}
 	rec := transcript.NewRecorder(transcript.NewRedactor(secrets...), nil, sinks...)
 
 	policy := approval.Policy{Bash: bashMode, Writes: writesMode, AllowCommands: o.allowCommands, DenyCommands: o.denyCommands}
@@ -299,6 +324,8 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	switch {
 	case o.yes:
 		asker = approval.Fixed{Decision: contract.DecisionAllow, By: "flag", Reason: "--yes"}
+	case o.gateway != "":
+		asker = &approval.Gateway{URL: o.gateway, TokenFile: o.apiKeyFile, Timeout: o.approvalTimeout, OnTimeout: contract.Decision(onTimeout)}
 	case std.IsTerminal():
 		asker = &approval.Terminal{In: std.In, Out: std.Err}
 	default:

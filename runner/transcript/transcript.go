@@ -31,6 +31,10 @@ type Sink interface {
 	Close(ctx context.Context, final Final) (Stored, error)
 }
 
+// redeliverer is implemented by sinks that keep unacknowledged events
+// themselves and keep trying to deliver them in Close.
+type redeliverer interface{ RedeliversOnClose() bool }
+
 // Final is what the session produced besides the event stream.
 type Final struct {
 	Summary contract.Summary
@@ -129,15 +133,22 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // order. A sink that could not take every event still gets Close, so it can
 // store the artifacts it has.
 func (r *Recorder) Close(ctx context.Context, final Final) ([]Stored, error) {
-	flushErr := r.Flush(ctx)
+	_ = r.Flush(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	final.Summary.Events = r.seq
 	r.redact.Apply(&final.Summary)
 	stored := make([]Stored, len(r.sinks))
 	var errs []error
-	if flushErr != nil {
-		errs = append(errs, flushErr)
+	for _, s := range r.sinks {
+		// A sink that redelivers at Close (the gateway) reports there whether
+		// it finally stored everything; its earlier refusals are not failures.
+		if rd, ok := s.sink.(redeliverer); ok && rd.RedeliversOnClose() {
+			continue
+		}
+		if len(s.pending) > 0 && s.lastErr != nil {
+			errs = append(errs, s.lastErr)
+		}
 	}
 	for i, s := range r.sinks {
 		st, err := s.sink.Close(ctx, final)

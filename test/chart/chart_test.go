@@ -139,7 +139,7 @@ func TestChartInstallsOnARealAPIServer(t *testing.T) {
 		cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
 		return fmt.Sprint(cs[0].(map[string]any)["args"])
 	}
-	for _, flag := range []string{"--runner-image=agentry/runner:dev", "--gateway-url=https://agentry-gateway.agentry-system.svc:8443"} {
+	for _, flag := range []string{"--runner-image=agentry/runner:dev", "--gateway-url=http://agentry-gateway.agentry-system.svc:8443", "--s3-bucket=agentry"} {
 		if !strings.Contains(args(find(t, objs, "Deployment", "agentry-manager")), flag) {
 			t.Errorf("chart Deployment lacks %s: %s", flag, args(find(t, objs, "Deployment", "agentry-manager")))
 		}

@@ -1,0 +1,89 @@
+package contract
+
+import "time"
+
+// The session gateway's wire protocol, spoken by the runner's gateway sink and
+// approval asker. Every request carries the pod's projected ServiceAccount token
+// (audience GatewayAudience) as "Authorization: Bearer <token>"; the gateway
+// derives the session from the token, so no request names a session.
+const (
+	// GatewayAudience is the audience of the token runner pods present.
+	GatewayAudience = "agentry-gateway"
+
+	// PathEvents takes an EventBatch (POST) and answers an EventAck once the
+	// batch is stored in object storage.
+	PathEvents = "/agentry/v1/events"
+	// PathFinish takes a FinishRequest (POST) after the last batch and answers a
+	// FinishResponse once the consolidated artifacts are stored.
+	PathFinish = "/agentry/v1/finish"
+	// PathApprovals takes an ApprovalRequest (POST) and long-polls: it answers an
+	// ApprovalAnswer when a decision is made, or with Pending after
+	// ApprovalPollWindow so the runner asks again.
+	PathApprovals = "/agentry/v1/approvals"
+	// PathChatCompletions is the OpenAI-compatible proxy, under the base URL
+	// <gateway>/v1 the runner is given.
+	PathChatCompletions = "/v1/chat/completions"
+
+	// ApprovalPollWindow is how long one approval request is held open.
+	ApprovalPollWindow = 20 * time.Second
+)
+
+// EventBatch is consecutive transcript events. Resending events the gateway
+// already stored is harmless: it skips sequence numbers it has.
+type EventBatch struct {
+	Events []Event `json:"events"`
+}
+
+// EventAck acknowledges every event up to and including LastSeq: those are in
+// object storage and the runner may forget them.
+type EventAck struct {
+	LastSeq int64 `json:"lastSeq"`
+}
+
+// FinishRequest closes the session's transcript. LastSeq is the last event's
+// sequence number; the gateway refuses to finish (409) while it misses events
+// before it, so the runner resends them first.
+type FinishRequest struct {
+	LastSeq int64   `json:"lastSeq"`
+	Summary Summary `json:"summary"`
+	// Patch is the workspace diff (result.patch), possibly empty.
+	Patch []byte `json:"patch,omitempty"`
+}
+
+// FinishResponse says where the consolidated artifacts are.
+type FinishResponse struct {
+	Transcript *Object `json:"transcript,omitempty"`
+	Patch      *Object `json:"patch,omitempty"`
+	Summary    *Object `json:"summary,omitempty"`
+}
+
+// ApprovalRequest asks a person, through the session's status, whether a call
+// may run. ID is stable across retries of the same request.
+type ApprovalRequest struct {
+	ID      string `json:"id"`
+	Tool    string `json:"tool"`
+	Class   string `json:"class"`
+	Summary string `json:"summary"`
+	Command string `json:"command,omitempty"`
+}
+
+// ApprovalAnswer is a decision, or Pending when none was made within the poll
+// window. By is "user" for a decision in spec.approvals and "timeout" when the
+// session's approval.onTimeout applied.
+type ApprovalAnswer struct {
+	Pending  bool     `json:"pending,omitempty"`
+	Decision Decision `json:"decision,omitempty"`
+	By       string   `json:"by,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+	// ExpiresAt is when onTimeout applies.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// GatewayError is the body of every non-2xx answer outside the OpenAI proxy,
+// which answers OpenAI-style errors instead.
+type GatewayError struct {
+	Error string `json:"error"`
+	// LastSeq, on a 409 from PathFinish or PathEvents, is the last event the
+	// gateway has stored.
+	LastSeq int64 `json:"lastSeq,omitempty"`
+}

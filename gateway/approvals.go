@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"regexp"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+)
+
+var approvalIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// approvalDigest is the sha256 of the exact action, so a decision applies to
+// what the user saw and nothing else.
+func approvalDigest(r *contract.ApprovalRequest) string {
+	h := sha256.New()
+	for _, f := range []string{r.Tool, r.Class, r.Summary, r.Command} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// handleApproval lists the call in status.pendingApprovals (once), then waits
+// for a decision in spec.approvals or the expiry, up to the poll window. All
+// state is in the AgentSession, so a retried request after a gateway restart
+// picks up the same entry and the same deadline.
+func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id identity) {
+	var req contract.ApprovalRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !approvalIDPattern.MatchString(req.ID) || req.Tool == "" || len(req.Tool) > 64 {
+		writeError(w, http.StatusBadRequest, "approval request needs an id (1-64 of A-Za-z0-9_.-) and a tool (at most 64 bytes)")
+		return
+	}
+	ctx := r.Context()
+	ss, err := s.session(ctx, id)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "loading session state: %v", err)
+		return
+	}
+	digest := approvalDigest(&req)
+	deadline := s.now().Add(s.cfg.ApprovalPollWindow)
+	listed := false
+	for {
+		sess := &v1.AgentSession{}
+		if err := s.auth.get(ctx, id.Session, sess); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "reading the session: %v", err)
+			return
+		}
+		if sess.UID != id.UID {
+			writeError(w, http.StatusForbidden, "session %s was replaced", id.Session)
+			return
+		}
+		for _, d := range sess.Spec.Approvals {
+			if d.ID == req.ID {
+				s.resolveApproval(ctx, ss, req.ID)
+				writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Decision: contract.Decision(d.Decision), By: "user", Reason: d.Reason})
+				return
+			}
+		}
+		now := s.now()
+		ss.mu.Lock()
+		var pending *v1.PendingApproval
+		for i := range ss.status.PendingApprovals {
+			if ss.status.PendingApprovals[i].ID == req.ID {
+				pending = &ss.status.PendingApprovals[i]
+			}
+		}
+		if pending == nil {
+			if len(ss.status.PendingApprovals) >= 16 {
+				ss.mu.Unlock()
+				writeError(w, http.StatusTooManyRequests, "too many pending approvals")
+				return
+			}
+			timeout := 10 * time.Minute
+			if t := sess.Spec.Approval.Timeout; t != nil && t.Duration > 0 {
+				timeout = t.Duration
+			}
+			at, exp := metav1.NewTime(now.Truncate(time.Second)), metav1.NewTime(now.Add(timeout).Truncate(time.Second))
+			ss.status.PendingApprovals = append(ss.status.PendingApprovals, v1.PendingApproval{
+				ID: req.ID, Tool: req.Tool, Summary: truncate(req.Summary, 4000), Digest: digest, RequestedAt: &at, ExpiresAt: &exp,
+			})
+			pending = &ss.status.PendingApprovals[len(ss.status.PendingApprovals)-1]
+			s.changed(ss)
+		} else if pending.Digest != digest {
+			ss.mu.Unlock()
+			writeError(w, http.StatusConflict, "approval %s was requested for a different action", req.ID)
+			return
+		}
+		expires := pending.ExpiresAt.Time
+		ss.mu.Unlock()
+		if !listed {
+			// Visible to users right away, not after the coalescing interval.
+			if err := s.flush(ctx, ss); err != nil {
+				writeError(w, http.StatusServiceUnavailable, "recording the pending approval: %v", err)
+				return
+			}
+			listed = true
+		}
+		if !now.Before(expires) {
+			decision := sess.Spec.Approval.OnTimeout
+			if decision == "" {
+				decision = v1.DecisionDeny
+			}
+			s.resolveApproval(ctx, ss, req.ID)
+			writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Decision: contract.Decision(decision), By: "timeout",
+				Reason: "nobody decided before " + expires.UTC().Format(time.RFC3339) + "; approval.onTimeout applied"})
+			return
+		}
+		if !now.Before(deadline) {
+			e := expires
+			writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Pending: true, ExpiresAt: &e})
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(250*time.Millisecond, expires.Sub(now)+time.Millisecond)):
+		}
+	}
+}
+
+// resolveApproval removes a decided call from status.pendingApprovals.
+func (s *Server) resolveApproval(ctx context.Context, ss *session, id string) {
+	ss.mu.Lock()
+	kept := ss.status.PendingApprovals[:0]
+	removed := false
+	for _, p := range ss.status.PendingApprovals {
+		if p.ID == id {
+			removed = true
+			continue
+		}
+		kept = append(kept, p)
+	}
+	ss.status.PendingApprovals = kept
+	if removed {
+		s.changed(ss)
+	}
+	ss.mu.Unlock()
+	if removed {
+		_ = s.flush(ctx, ss)
+	}
+}

@@ -1,0 +1,213 @@
+// Package gateway is the session gateway: runner pods authenticate with their
+// projected ServiceAccount token, post transcript events (stored in object
+// storage before they are acknowledged, and summarised into the session's
+// status), ask for approvals, and call the model through an OpenAI-compatible
+// proxy that injects the provider key and enforces token budgets.
+//
+// It runs on every manager replica. Everything that must survive a restart
+// lives in the AgentSession (status, spec.approvals) or in object storage
+// (segments); in-memory state is a cache rebuilt from them.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/agentry-dev/agentry/contract"
+)
+
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/status,verbs=get;patch
+// +kubebuilder:rbac:groups=agentry.dev,resources=modelproviders;agentpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=agentry-system,resources=secrets,verbs=get
+
+// FieldOwner is the field manager of the gateway's status writes. It applies
+// only the fields it owns (progress, usage, pendingApprovals, result,
+// transcript, patch and the Archived condition), with server-side apply, so it
+// can never overwrite the reconciler's phase or conditions.
+const FieldOwner = client.FieldOwner("agentry-gateway")
+
+// Config is the operator's configuration of the gateway.
+type Config struct {
+	// Addr is the listen address, for example ":8443".
+	Addr string
+	// TLSCertFile and TLSKeyFile, when both set, serve HTTPS.
+	TLSCertFile, TLSKeyFile string
+	// OperatorNamespace holds the ModelProviders' key Secrets.
+	OperatorNamespace string
+	// S3 is where transcripts are archived.
+	S3 S3Config
+	// StatusInterval is the least time between two status writes for one
+	// session (default 1s).
+	StatusInterval time.Duration
+	// ApprovalPollWindow is how long an approval request is held open
+	// (default contract.ApprovalPollWindow).
+	ApprovalPollWindow time.Duration
+	// UpstreamTimeout bounds one proxied model call (default 10m).
+	UpstreamTimeout time.Duration
+	// ShutdownTimeout is how long a stopping gateway lets in-flight requests
+	// finish before it cuts them (default 10s); runners retry what was cut.
+	ShutdownTimeout time.Duration
+}
+
+// Server is the gateway. Create it with New; it is a controller-runtime
+// Runnable that runs on every replica.
+type Server struct {
+	cfg Config
+	// client reads sessions, pods, providers and policies (the manager's cache)
+	// and writes session status.
+	client client.Client
+	// secrets reads the providers' key Secrets without caching every Secret.
+	secrets client.Reader
+	auth    *authenticator
+	store   *store
+	http    *http.Client
+	now     func() time.Time
+
+	mu       sync.Mutex
+	sessions map[types.UID]*session
+
+	ready chan struct{}
+	addr  string
+}
+
+// New creates a gateway. reader is an uncached reader (the manager's
+// APIReader): it reads Secrets, so the cache never holds every Secret, and
+// objects the cache has not seen yet. c serves everything else.
+func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader) (*Server, error) {
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Second
+	}
+	if cfg.ApprovalPollWindow <= 0 {
+		cfg.ApprovalPollWindow = contract.ApprovalPollWindow
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = 10 * time.Minute
+	}
+	st, err := newStore(ctx, cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:      cfg,
+		client:   c,
+		secrets:  reader,
+		auth:     newAuthenticator(c, reader),
+		store:    st,
+		http:     &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		now:      time.Now,
+		sessions: map[types.UID]*session{},
+		ready:    make(chan struct{}),
+	}, nil
+}
+
+// NeedLeaderElection is false: every replica serves runner pods.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Handler routes the gateway's endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST "+contract.PathEvents, s.authenticated("events", s.handleEvents))
+	mux.Handle("POST "+contract.PathFinish, s.authenticated("finish", s.handleFinish))
+	mux.Handle("POST "+contract.PathApprovals, s.authenticated("approvals", s.handleApproval))
+	mux.Handle("POST "+contract.PathChatCompletions, s.authenticated("chat", s.handleChat))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	return mux
+}
+
+// Start serves until ctx is done, then drains in-flight requests and writes
+// pending status updates.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Start on an existing listener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	logger := log.FromContext(ctx).WithName("gateway")
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return log.IntoContext(context.Background(), logger) },
+	}
+	s.addr = ln.Addr().String()
+	close(s.ready)
+	errc := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.evictIdle(ctx, 30*time.Minute)
+			}
+		}
+	}()
+	go func() {
+		logger.Info("Serving session gateway", "address", s.addr, "tls", s.cfg.TLSCertFile != "")
+		if s.cfg.TLSCertFile != "" && s.cfg.TLSKeyFile != "" {
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutdown)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	return errors.Join(err, s.flushAll(shutdown))
+}
+
+// Addr is the address the server listens on, once it serves.
+func (s *Server) Addr() string {
+	<-s.ready
+	return s.addr
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, format string, a ...any) {
+	writeJSON(w, status, contract.GatewayError{Error: fmt.Sprintf(format, a...)})
+}
+
+// maxBody bounds request bodies: an event batch, a patch, a chat request.
+const maxBody = 64 << 20
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "decoding request body: %v", err)
+		return false
+	}
+	return true
+}

@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/agentry-dev/agentry/contract"
+)
+
+func TestLastContiguousStopsAtTheFirstGap(t *testing.T) {
+	cases := map[string]struct {
+		segs []segment
+		want int64
+	}{
+		"none":        {nil, 0},
+		"consecutive": {[]segment{{first: 1, last: 4}, {first: 5, last: 9}}, 9},
+		"overlapping": {[]segment{{first: 1, last: 4}, {first: 3, last: 6}}, 6},
+		"gap":         {[]segment{{first: 1, last: 4}, {first: 7, last: 9}}, 4},
+		"no start":    {[]segment{{first: 2, last: 4}}, 0},
+	}
+	for name, tc := range cases {
+		if got := lastContiguous(tc.segs); got != tc.want {
+			t.Errorf("%s: lastContiguous = %d, want %d", name, got, tc.want)
+		}
+	}
+}
+
+func TestApprovalDigestCoversTheExactAction(t *testing.T) {
+	a := contract.ApprovalRequest{ID: "c1", Tool: "bash", Class: "shell", Summary: "rm -rf build", Command: "rm -rf build"}
+	b := a
+	b.Command = "rm -rf /"
+	c := a
+	c.ID = "c2"
+	if approvalDigest(&a) == approvalDigest(&b) {
+		t.Error("different commands share a digest")
+	}
+	if approvalDigest(&a) != approvalDigest(&c) {
+		t.Error("the digest must depend on the action, not on the request id")
+	}
+	if !strings.HasPrefix(approvalDigest(&a), "sha256:") || len(approvalDigest(&a)) != 71 {
+		t.Errorf("digest %q does not fit status.pendingApprovals[].digest", approvalDigest(&a))
+	}
+}
+
+func TestProgressFollowsEvents(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ss := &session{}
+	ss.observe([]contract.Event{
+		{Seq: 1, Time: now, Type: contract.EventSessionStart, SessionStart: &contract.SessionStart{Task: "fix it\nplease"}},
+		{Seq: 2, Time: now, Turn: 1, Type: contract.EventModelRequest, ModelRequest: &contract.ModelRequest{}},
+		{Seq: 3, Time: now.Add(time.Second), Turn: 1, Type: contract.EventToolCall, ToolCall: &contract.ToolCall{Name: "bash", Arguments: `{"command":"go test ./..."}`}},
+	})
+	p := ss.status.Progress
+	if p.Turn != 1 || p.LastTool != "bash" || !p.LastActivityTime.Time.Equal(now.Add(time.Second)) || !strings.Contains(p.Message, "go test") {
+		t.Errorf("progress = %+v", p)
+	}
+	if ss.status.Usage.ToolCalls != 1 {
+		t.Errorf("toolCalls = %d", ss.status.Usage.ToolCalls)
+	}
+}
+
+func TestUsageIsReadFromStreamsAndBodies(t *testing.T) {
+	body := `{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":8}}}`
+	if diff := cmp.Diff(&contract.Usage{PromptTokens: 12, CompletionTokens: 3, CachedTokens: 8}, usageFromJSON([]byte(body))); diff != "" {
+		t.Errorf("non-streamed usage (-want +got):\n%s", diff)
+	}
+	stream := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"
+	rec := httptest.NewRecorder()
+	u := relayStream(rec, strings.NewReader(stream))
+	if diff := cmp.Diff(&contract.Usage{PromptTokens: 5, CompletionTokens: 2}, u); diff != "" {
+		t.Errorf("streamed usage (-want +got):\n%s", diff)
+	}
+	if rec.Body.String() != stream {
+		t.Errorf("the stream was not relayed byte for byte:\n%q", rec.Body.String())
+	}
+}

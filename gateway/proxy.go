@@ -1,0 +1,304 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+)
+
+// handleChat proxies one chat-completions call to the session's provider,
+// injecting the provider key and counting the usage the provider reports.
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity) {
+	ctx := r.Context()
+	var body map[string]any
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+		writeOpenAIError(w, http.StatusBadRequest, "decoding request body: "+err.Error(), "invalid_request_error", "")
+		return
+	}
+	sess := &v1.AgentSession{}
+	if err := s.auth.get(ctx, id.Session, sess); err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, "reading the session: "+err.Error(), "server_error", "")
+		return
+	}
+	ss, err := s.session(ctx, id)
+	if err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, "loading session state: "+err.Error(), "server_error", "")
+		return
+	}
+	providerName := sess.Spec.Model.Provider
+	if providerName == "" {
+		providerName = "default"
+	}
+	if msg, err := s.overBudget(ctx, sess, ss); err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, "checking token budgets: "+err.Error(), "server_error", "")
+		return
+	} else if msg != "" {
+		llmErrors.WithLabelValues(providerName, "budget").Inc()
+		writeOpenAIError(w, http.StatusTooManyRequests, msg, "insufficient_quota", contract.ErrorCodeBudgetExceeded)
+		return
+	}
+	prov := &v1.ModelProvider{}
+	if err := s.client.Get(ctx, types.NamespacedName{Name: providerName}, prov); err != nil {
+		writeOpenAIError(w, http.StatusNotFound, fmt.Sprintf("ModelProvider %q: %v", providerName, client.IgnoreNotFound(err)), "invalid_request_error", "model_not_found")
+		return
+	}
+	model, _ := body["model"].(string)
+	switch {
+	case sess.Spec.Model.Name != "":
+		if model != sess.Spec.Model.Name {
+			writeOpenAIError(w, http.StatusBadRequest, fmt.Sprintf("model %q is not this session's model %q", model, sess.Spec.Model.Name), "invalid_request_error", "model_not_found")
+			return
+		}
+	case sess.Status.Resolved != nil && sess.Status.Resolved.Model != "":
+		// The session left the model to the provider; the runner does not know which it is.
+		model = sess.Status.Resolved.Model
+	case prov.Spec.DefaultModel != "":
+		model = prov.Spec.DefaultModel
+	}
+	body["model"] = model
+	if len(prov.Spec.Models) > 0 && !slices.Contains(prov.Spec.Models, model) {
+		writeOpenAIError(w, http.StatusBadRequest, fmt.Sprintf("model %q is not offered by ModelProvider %s", model, providerName), "invalid_request_error", "model_not_found")
+		return
+	}
+	key, err := s.providerKey(ctx, prov)
+	if err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
+		return
+	}
+	stream, _ := body["stream"].(bool)
+	if stream {
+		// Trusted accounting needs the provider's usage, also on streams.
+		so, _ := body["stream_options"].(map[string]any)
+		if so == nil {
+			so = map[string]any{}
+		}
+		so["include_usage"] = true
+		body["stream_options"] = so
+	}
+	out, err := json.Marshal(body)
+	if err != nil {
+		writeOpenAIError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
+		return
+	}
+	upCtx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(upCtx, http.MethodPost, strings.TrimSuffix(prov.Spec.BaseURL, "/")+"/chat/completions", bytes.NewReader(out))
+	if err != nil {
+		writeOpenAIError(w, http.StatusInternalServerError, err.Error(), "server_error", "")
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	start := s.now()
+	resp, err := s.http.Do(req)
+	if err != nil {
+		llmErrors.WithLabelValues(providerName, "transport").Inc()
+		llmDuration.WithLabelValues(providerName, model, "0").Observe(s.now().Sub(start).Seconds())
+		writeOpenAIError(w, http.StatusBadGateway, "reaching the model provider failed", "server_error", "")
+		return
+	}
+	defer resp.Body.Close()
+	defer func() {
+		llmDuration.WithLabelValues(providerName, model, strconv.Itoa(resp.StatusCode)).Observe(s.now().Sub(start).Seconds())
+	}()
+	if resp.StatusCode >= 300 {
+		llmErrors.WithLabelValues(providerName, strconv.Itoa(resp.StatusCode)).Inc()
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		// The provider's message may quote part of the key; the runner gets ours.
+		writeOpenAIError(w, http.StatusBadGateway, fmt.Sprintf("ModelProvider %s refused the gateway's credentials (%d)", providerName, resp.StatusCode), "server_error", "provider_auth")
+		return
+	}
+	for _, h := range []string{"Content-Type", "Retry-After", "X-Request-Id", "Openai-Processing-Ms"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	var usage *contract.Usage
+	if resp.StatusCode < 300 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		usage = relayStream(w, resp.Body)
+	} else {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		_, _ = w.Write(b)
+		if resp.StatusCode < 300 {
+			usage = usageFromJSON(b)
+		}
+	}
+	if usage != nil {
+		ss.mu.Lock()
+		ss.addTokens(*usage)
+		s.changed(ss)
+		ss.mu.Unlock()
+		ns := id.Session.Namespace
+		llmTokens.WithLabelValues(ns, "prompt").Add(float64(usage.PromptTokens))
+		llmTokens.WithLabelValues(ns, "completion").Add(float64(usage.CompletionTokens))
+		llmTokens.WithLabelValues(ns, "cached").Add(float64(usage.CachedTokens))
+	} else if resp.StatusCode < 300 {
+		log.FromContext(ctx).Info("Provider reported no usage; tokens not counted", "AgentSession", id.Session, "ModelProvider", providerName)
+	}
+}
+
+type usageJSON struct {
+	Usage *struct {
+		PromptTokens        int64 `json:"prompt_tokens"`
+		CompletionTokens    int64 `json:"completion_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens int64 `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+	} `json:"usage"`
+}
+
+func usageFromJSON(b []byte) *contract.Usage {
+	var u usageJSON
+	if json.Unmarshal(b, &u) != nil || u.Usage == nil {
+		return nil
+	}
+	out := &contract.Usage{PromptTokens: u.Usage.PromptTokens, CompletionTokens: u.Usage.CompletionTokens}
+	if d := u.Usage.PromptTokensDetails; d != nil {
+		out.CachedTokens = d.CachedTokens
+	}
+	return out
+}
+
+// relayStream copies SSE lines as they come, flushing each event, and picks
+// the usage out of the chunk that carries it.
+func relayStream(w http.ResponseWriter, body io.Reader) *contract.Usage {
+	fl, _ := w.(http.Flusher)
+	rd := bufio.NewReaderSize(body, 64<<10)
+	var usage *contract.Usage
+	for {
+		line, err := rd.ReadBytes('\n')
+		if len(line) > 0 {
+			_, _ = w.Write(line)
+			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok {
+				if u := usageFromJSON(bytes.TrimSpace(data)); u != nil {
+					usage = u
+				}
+			}
+			if len(bytes.TrimSpace(line)) == 0 && fl != nil {
+				fl.Flush()
+			}
+		}
+		if err != nil {
+			if fl != nil {
+				fl.Flush()
+			}
+			return usage
+		}
+	}
+}
+
+func writeOpenAIError(w http.ResponseWriter, status int, msg, typ, code string) {
+	var c any
+	if code != "" {
+		c = code
+	}
+	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": typ, "code": c, "param": nil}})
+}
+
+// providerKey reads the provider's API key from its Secret in the operator's
+// namespace. An empty key is allowed for providers without authentication.
+func (s *Server) providerKey(ctx context.Context, p *v1.ModelProvider) (string, error) {
+	ref := p.Spec.APIKeySecretRef
+	if ref == nil {
+		return "", nil
+	}
+	sec := &corev1.Secret{}
+	if err := s.secrets.Get(ctx, types.NamespacedName{Namespace: s.cfg.OperatorNamespace, Name: ref.Name}, sec); err != nil {
+		return "", fmt.Errorf("reading the key Secret of ModelProvider %s: %w", p.Name, err)
+	}
+	k := ref.Key
+	if k == "" {
+		k = "apiKey"
+	}
+	v, ok := sec.Data[k]
+	if !ok {
+		return "", fmt.Errorf("secret %s/%s of ModelProvider %s has no key %q", s.cfg.OperatorNamespace, ref.Name, p.Name, k)
+	}
+	return strings.TrimSpace(string(v)), nil
+}
+
+// overBudget returns why the session may not spend more tokens, or "".
+// The session's own use is what this replica counted (seeded from status);
+// the namespace's is the sum over its sessions' status within the current
+// budget window, which every replica sees alike and survives restarts.
+func (s *Server) overBudget(ctx context.Context, sess *v1.AgentSession, ss *session) (string, error) {
+	ss.mu.Lock()
+	used := ss.tokens.Total()
+	ss.mu.Unlock()
+	if maxT := sess.Spec.Limits.MaxTokens; maxT > 0 && used >= maxT {
+		return fmt.Sprintf("session %s has used %d of its %d tokens (spec.limits.maxTokens)", sess.Name, used, maxT), nil
+	}
+	var policies v1.AgentPolicyList
+	if err := s.client.List(ctx, &policies, client.InNamespace(sess.Namespace)); err != nil {
+		return "", err
+	}
+	var sessions *v1.AgentSessionList
+	for _, p := range policies.Items {
+		b := p.Spec.TokenBudget
+		if b == nil {
+			continue
+		}
+		window := 24 * time.Hour
+		if b.Window != nil && b.Window.Duration > 0 {
+			window = b.Window.Duration
+		}
+		if sessions == nil {
+			sessions = &v1.AgentSessionList{}
+			if err := s.client.List(ctx, sessions, client.InNamespace(sess.Namespace)); err != nil {
+				return "", err
+			}
+		}
+		start := s.now().Truncate(window)
+		nsUsed := s.namespaceUsage(sessions.Items, start)
+		if nsUsed >= b.Tokens {
+			return fmt.Sprintf("namespace %s has used %d of its %d-token budget for this %s window (AgentPolicy %s)", sess.Namespace, nsUsed, b.Tokens, window, p.Name), nil
+		}
+	}
+	return "", nil
+}
+
+// namespaceUsage sums the tokens of sessions active in the window: the larger
+// of what their status says and what this replica counted but not yet wrote.
+func (s *Server) namespaceUsage(items []v1.AgentSession, start time.Time) int64 {
+	var total int64
+	for i := range items {
+		it := &items[i]
+		if it.Status.CompletionTime != nil && it.Status.CompletionTime.Time.Before(start) {
+			continue
+		}
+		var n int64
+		if it.Status.Usage != nil {
+			n = it.Status.Usage.TotalTokens
+		}
+		s.mu.Lock()
+		ss := s.sessions[it.UID]
+		s.mu.Unlock()
+		if ss != nil {
+			ss.mu.Lock()
+			n = max(n, ss.tokens.Total())
+			ss.mu.Unlock()
+		}
+		total += n
+	}
+	return total
+}

@@ -1,0 +1,293 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+)
+
+// ownedStatus is exactly the part of AgentSession status the gateway writes.
+// It is applied whole each time (server-side apply drops fields the gateway
+// owned and no longer sends), so it must always hold the gateway's full view.
+type ownedStatus struct {
+	Progress         *v1.Progress         `json:"progress,omitempty"`
+	Usage            *v1.Usage            `json:"usage,omitempty"`
+	PendingApprovals []v1.PendingApproval `json:"pendingApprovals,omitempty"`
+	Result           *v1.SessionResult    `json:"result,omitempty"`
+	Transcript       *v1.ArtifactRef      `json:"transcript,omitempty"`
+	Patch            *v1.ArtifactRef      `json:"patch,omitempty"`
+	Conditions       []metav1.Condition   `json:"conditions,omitempty"`
+}
+
+// session is the gateway's view of one AgentSession, rebuilt from its status
+// and the stored segments the first time a replica sees it.
+type session struct {
+	id identity
+
+	mu      sync.Mutex
+	status  ownedStatus
+	lastSeq int64 // events stored in object storage, contiguous from 1
+	tokens  contract.Usage
+	// writeMu orders status writes so an older snapshot never lands after a newer one.
+	writeMu sync.Mutex
+	// appendMu serialises event batches: segments must not interleave.
+	appendMu  sync.Mutex
+	lastUsed  time.Time
+	dirty     bool
+	timer     *time.Timer
+	lastWrite time.Time
+	finished  bool
+}
+
+// session returns the state of the caller's session, loading it on first use.
+func (s *Server) session(ctx context.Context, id identity) (*session, error) {
+	s.mu.Lock()
+	ss, ok := s.sessions[id.UID]
+	if ok {
+		ss.lastUsed = s.now()
+	}
+	s.mu.Unlock()
+	if ok {
+		return ss, nil
+	}
+	obj := &v1.AgentSession{}
+	if err := s.auth.get(ctx, id.Session, obj); err != nil {
+		return nil, fmt.Errorf("getting session %s: %w", id.Session, err)
+	}
+	segs, err := s.store.segments(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ss = &session{id: id, lastSeq: lastContiguous(segs), lastUsed: s.now()}
+	st := obj.Status
+	ss.status = ownedStatus{
+		Progress: st.Progress, Usage: st.Usage, PendingApprovals: st.PendingApprovals,
+		Result: st.Result, Transcript: st.Transcript, Patch: st.Patch,
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1.ConditionArchived); c != nil {
+		ss.status.Conditions = []metav1.Condition{*c}
+	}
+	if ss.status.Result != nil {
+		// The reconciler owns exitCode (from the pod); the gateway never sends it.
+		r := *ss.status.Result
+		r.ExitCode = nil
+		ss.status.Result = &r
+	}
+	if u := st.Usage; u != nil {
+		ss.tokens = contract.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CachedTokens: u.CachedTokens}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if existing, ok := s.sessions[id.UID]; ok {
+		return existing, nil
+	}
+	s.sessions[id.UID] = ss
+	activeSessions.Set(float64(len(s.sessions)))
+	return ss, nil
+}
+
+// evictIdle drops the state of sessions nobody used for idle (a runner that
+// died, a session another replica archived), after writing what is pending.
+func (s *Server) evictIdle(ctx context.Context, idle time.Duration) {
+	s.mu.Lock()
+	var stale []*session
+	for _, ss := range s.sessions {
+		if s.now().Sub(ss.lastUsed) > idle {
+			stale = append(stale, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range stale {
+		if err := s.flush(ctx, ss); err == nil {
+			s.forget(ss.id.UID)
+		}
+	}
+}
+
+// forget drops a finished session's state once its last status write is done.
+func (s *Server) forget(uid types.UID) {
+	s.mu.Lock()
+	delete(s.sessions, uid)
+	activeSessions.Set(float64(len(s.sessions)))
+	s.mu.Unlock()
+}
+
+// changed marks the status dirty and schedules a write at most once per
+// StatusInterval. Callers hold ss.mu.
+func (s *Server) changed(ss *session) {
+	ss.dirty = true
+	if ss.timer != nil {
+		return
+	}
+	delay := max(ss.lastWrite.Add(s.cfg.StatusInterval).Sub(s.now()), 0)
+	ss.timer = time.AfterFunc(delay, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.flush(ctx, ss); err != nil {
+			log.Log.WithName("gateway").Error(err, "Writing session status", "AgentSession", ss.id.Session)
+		}
+	})
+}
+
+// flush writes the status now if it changed since the last write.
+func (s *Server) flush(ctx context.Context, ss *session) error {
+	ss.writeMu.Lock()
+	defer ss.writeMu.Unlock()
+	ss.mu.Lock()
+	if ss.timer != nil {
+		ss.timer.Stop()
+		ss.timer = nil
+	}
+	if !ss.dirty {
+		ss.mu.Unlock()
+		return nil
+	}
+	ss.dirty = false
+	snapshot, err := json.Marshal(ss.status)
+	ss.mu.Unlock()
+	if err == nil {
+		err = s.applyStatus(ctx, ss.id, snapshot)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.lastWrite = s.now()
+	if err != nil {
+		statusWriteErrors.Inc()
+		if apierrors.IsNotFound(err) {
+			// The session was deleted: nothing left to write to.
+			go s.forget(ss.id.UID)
+			return nil
+		}
+		// Try again later; the state in memory is still the truth.
+		s.changed(ss)
+		return err
+	}
+	statusWrites.Inc()
+	return nil
+}
+
+func (s *Server) applyStatus(ctx context.Context, id identity, status json.RawMessage) error {
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": v1.GroupVersion.String(),
+		"kind":       "AgentSession",
+		"metadata":   map[string]any{"name": id.Session.Name, "namespace": id.Session.Namespace, "uid": string(id.UID)},
+		"status":     status,
+	})
+	if err != nil {
+		return err
+	}
+	obj := &v1.AgentSession{}
+	obj.Name, obj.Namespace = id.Session.Name, id.Session.Namespace
+	if err := s.client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), FieldOwner, client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying status of %s: %w", id.Session, err)
+	}
+	return nil
+}
+
+// flushAll writes every pending status update, at shutdown.
+func (s *Server) flushAll(ctx context.Context) error {
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, ss := range all {
+		errs = append(errs, s.flush(ctx, ss))
+	}
+	return errors.Join(errs...)
+}
+
+// observe folds stored events into progress and counters. Callers hold ss.mu.
+func (ss *session) observe(evs []contract.Event) {
+	st := &ss.status
+	if st.Progress == nil {
+		st.Progress = &v1.Progress{}
+	}
+	if st.Usage == nil {
+		st.Usage = &v1.Usage{}
+	}
+	p := st.Progress
+	for i := range evs {
+		ev := &evs[i]
+		t := metav1.NewTime(ev.Time)
+		p.LastActivityTime = &t
+		if ev.Turn > int(p.Turn) {
+			p.Turn = int32(ev.Turn)
+		}
+		switch ev.Type {
+		case contract.EventSessionStart:
+			p.Message = "Starting: " + ev.SessionStart.Task
+		case contract.EventModelRequest:
+			p.Message = fmt.Sprintf("Waiting for the model (turn %d)", ev.Turn)
+		case contract.EventModelResponse:
+			if c := strings.TrimSpace(ev.ModelResponse.Content); c != "" {
+				p.Message = c
+			}
+		case contract.EventToolCall:
+			p.LastTool = truncate(ev.ToolCall.Name, 60)
+			p.Message = "Running " + ev.ToolCall.Name + " " + ev.ToolCall.Arguments
+			st.Usage.ToolCalls++
+		case contract.EventToolResult:
+			toolDuration.WithLabelValues(ev.ToolResult.Name).Observe(float64(ev.ToolResult.DurationMS) / 1000)
+			if ev.ToolResult.IsError {
+				toolErrors.WithLabelValues(ev.ToolResult.Name).Inc()
+			}
+		case contract.EventApproval:
+			p.Message = fmt.Sprintf("%s %s: %s", ev.Approval.Tool, strings.ToLower(string(ev.Approval.Decision))+"ed", ev.Approval.Summary)
+		case contract.EventLimitHit:
+			p.Message = fmt.Sprintf("Stopped at limit %s (%d of %d)", ev.LimitHit.Limit, ev.LimitHit.Used, ev.LimitHit.Max)
+		case contract.EventError:
+			p.Message = "Error: " + ev.Error.Message
+		case contract.EventFinish:
+			p.Message = "Finished: " + string(ev.Finish.Outcome)
+			sessionTurns.Observe(float64(ev.Finish.Turns))
+		}
+	}
+	p.Message = truncate(firstLine(p.Message), 1000)
+}
+
+// addTokens records usage counted by the proxy. Callers hold ss.mu.
+func (ss *session) addTokens(u contract.Usage) {
+	ss.tokens = ss.tokens.Add(u)
+	if ss.status.Usage == nil {
+		ss.status.Usage = &v1.Usage{}
+	}
+	us := ss.status.Usage
+	us.PromptTokens, us.CompletionTokens, us.CachedTokens = ss.tokens.PromptTokens, ss.tokens.CompletionTokens, ss.tokens.CachedTokens
+	us.TotalTokens = ss.tokens.Total()
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && (s[n]&0xC0) == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/agentry-dev/agentry/contract"
+)
+
+// S3Config locates the archive bucket.
+type S3Config struct {
+	// Endpoint is host:port or an http(s):// URL.
+	Endpoint string
+	Bucket   string
+	// Prefix is prepended to every key: <prefix>/<namespace>/<session>/<uid>/...
+	Prefix    string
+	Region    string
+	AccessKey string
+	SecretKey string
+	// Insecure uses plain HTTP for a host:port endpoint.
+	Insecure bool
+	// CAFile adds a CA bundle to trust for an https endpoint.
+	CAFile string
+	// OpTimeout bounds one object operation (default 10s), so an outage turns
+	// into a quick refusal the runner retries rather than a hung request.
+	OpTimeout time.Duration
+}
+
+// Object names under a session's prefix.
+const (
+	segmentsDir    = "segments"
+	transcriptFile = "transcript.jsonl"
+	patchFile      = "result.patch"
+	summaryFile    = "summary.json"
+)
+
+type store struct {
+	c       *minio.Client
+	bucket  string
+	prefix  string
+	timeout time.Duration
+}
+
+func newStore(ctx context.Context, cfg S3Config) (*store, error) {
+	endpoint, secure := cfg.Endpoint, !cfg.Insecure
+	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
+		endpoint, secure = u.Host, u.Scheme == "https"
+	}
+	if endpoint == "" || cfg.Bucket == "" {
+		return nil, errors.New("gateway: S3 endpoint and bucket are required")
+	}
+	opts := &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: secure,
+		Region: cfg.Region,
+		// The runner retries; a long internal retry loop would only hold its request.
+		MaxRetries: 2,
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading S3 CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("S3 CA file %s holds no certificates", cfg.CAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opts.Transport = tr
+	}
+	c, err := minio.New(endpoint, opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring S3 client for %s: %w", endpoint, err)
+	}
+	timeout := cfg.OpTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &store{c: c, bucket: cfg.Bucket, prefix: strings.Trim(cfg.Prefix, "/"), timeout: timeout}, nil
+}
+
+func (st *store) sessionKey(id identity, name string) string {
+	return path.Join(st.prefix, id.Session.Namespace, id.Session.Name, string(id.UID), name)
+}
+
+func (st *store) uri(key string) string { return "s3://" + st.bucket + "/" + key }
+
+func (st *store) put(ctx context.Context, key string, b []byte, contentType string) error {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	if _, err := st.c.PutObject(ctx, st.bucket, key, bytes.NewReader(b), int64(len(b)),
+		minio.PutObjectOptions{ContentType: contentType}); err != nil {
+		return fmt.Errorf("storing %s: %w", st.uri(key), err)
+	}
+	return nil
+}
+
+func segmentName(first, last int64) string {
+	return fmt.Sprintf("%s/%012d-%012d.jsonl", segmentsDir, first, last)
+}
+
+// segment is a stored batch, by its key's sequence range.
+type segment struct {
+	key         string
+	first, last int64
+}
+
+func (st *store) segments(ctx context.Context, id identity) ([]segment, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	var out []segment
+	prefix := st.sessionKey(id, segmentsDir) + "/"
+	for obj := range st.c.ListObjects(ctx, st.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("listing %s: %w", st.uri(prefix), obj.Err)
+		}
+		var seg segment
+		if _, err := fmt.Sscanf(path.Base(obj.Key), "%012d-%012d.jsonl", &seg.first, &seg.last); err != nil {
+			continue
+		}
+		seg.key = obj.Key
+		out = append(out, seg)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].first < out[j].first })
+	return out, nil
+}
+
+// lastSeq is the highest sequence number stored contiguously from 1.
+func lastContiguous(segs []segment) int64 {
+	var last int64
+	for _, s := range segs {
+		if s.first > last+1 {
+			break
+		}
+		last = max(last, s.last)
+	}
+	return last
+}
+
+// consolidate reads every segment in order and returns the transcript: each
+// sequence number once, consecutive from 1.
+func (st *store) consolidate(ctx context.Context, id identity) ([]byte, int64, error) {
+	segs, err := st.segments(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	var buf bytes.Buffer
+	var last int64
+	for _, seg := range segs {
+		if seg.last <= last {
+			continue
+		}
+		b, err := st.get(ctx, seg.key)
+		if err != nil {
+			return nil, 0, err
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+		for sc.Scan() {
+			ev, err := contract.DecodeEvent(sc.Bytes())
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s: %w", st.uri(seg.key), err)
+			}
+			if ev.Seq <= last {
+				continue
+			}
+			if ev.Seq != last+1 {
+				return nil, 0, fmt.Errorf("transcript of %s misses events %d to %d", id.Session, last+1, ev.Seq-1)
+			}
+			buf.Write(sc.Bytes())
+			buf.WriteByte('\n')
+			last = ev.Seq
+		}
+		if err := sc.Err(); err != nil {
+			return nil, 0, fmt.Errorf("reading %s: %w", st.uri(seg.key), err)
+		}
+	}
+	return buf.Bytes(), last, nil
+}
+
+func (st *store) get(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	obj, err := st.c.GetObject(ctx, st.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", st.uri(key), err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", st.uri(key), err)
+	}
+	return b, nil
+}
+
+func objectRef(uri string, b []byte) *contract.Object {
+	sum := sha256.Sum256(b)
+	return &contract.Object{URI: uri, SizeBytes: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}
+}
