@@ -94,8 +94,10 @@ verify: manifests generate ## Fail if generated files are stale.
 	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: test
-test: manifests generate vet envtest-assets versitygw helm ## Run unit and envtest tests against a real kube-apiserver, etcd and S3 server.
+test: manifests generate vet envtest-assets versitygw helm ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
 	go test $(GO_TEST_FLAGS) ./...
+	@if [ -f "$(DEV_KUBECONFIG)" ]; then $(MAKE) --no-print-directory test-e2e; \
+	else echo "make test: no dev cluster ($(DEV_KUBECONFIG) absent): the end-to-end suite did not run; 'make dev' brings the cluster up"; fi
 
 ##@ Build
 
@@ -127,3 +129,32 @@ deploy: manifests ## Deploy the operator to the cluster in ~/.kube/config.
 .PHONY: undeploy
 undeploy: ## Remove the operator from the cluster.
 	$(KUBECTL) delete --ignore-not-found -k config/default
+
+##@ Local cluster and end-to-end tests (a real node on this machine, as root; see docs/development.md)
+
+# The cluster hack/cluster-up.sh builds; E2E_CLUSTER=existing runs the suite against $KUBECONFIG
+# instead (any cluster with Agentry installed whose pods reach E2E_HOST_IP, e.g. kind).
+E2E_CLUSTER ?= dev
+DEV_KUBECONFIG ?= /var/lib/agentry-cluster/admin.kubeconfig
+E2E_FLAGS ?= -count=1 -v -timeout=30m
+
+.PHONY: cluster-binaries
+cluster-binaries: ## Build etcd and every Kubernetes component a node needs from source (cached under bin/k8s).
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-cluster-binaries.sh
+
+.PHONY: images
+images: ## Build the manager, runner and pause images without Docker (bin/images/); import them into the dev cluster when it is up.
+	hack/images.sh
+
+.PHONY: dev
+dev: setup ## Local single-node cluster with Agentry, S3, a scripted model, a git server and a sample session.
+	K8S_VERSION=$(K8S_VERSION) VERSITYGW_VERSION=$(VERSITYGW_VERSION) hack/dev-up.sh
+
+.PHONY: dev-down
+dev-down: ## Tear the dev cluster down and leave the machine as it was.
+	hack/cluster-down.sh
+
+.PHONY: test-e2e
+test-e2e: ## Run the end-to-end suite (on the dev cluster, brought up first unless E2E_CLUSTER=existing).
+	$(if $(filter dev,$(E2E_CLUSTER)),K8S_VERSION=$(K8S_VERSION) VERSITYGW_VERSION=$(VERSITYGW_VERSION) hack/dev-up.sh)
+	$(if $(filter dev,$(E2E_CLUSTER)),KUBECONFIG=$(DEV_KUBECONFIG)) go test -tags e2e $(E2E_FLAGS) ./test/e2e/

@@ -101,6 +101,18 @@ func main() {
 		setupLog.Error(err, "Unable to set up controller", "controller", "AgentSession")
 		os.Exit(1)
 	}
+	if gw.Addr != "0" {
+		// S3 credentials come from the environment (a Secret), never from flags.
+		gw.S3.AccessKey, gw.S3.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+		gw.S3.Insecure = !s3Secure
+		srv, err := gateway.New(ctx, gw, mgr.GetClient(), mgr.GetAPIReader())
+		if err != nil {
+			setupLog.Error(err, "Unable to create the session gateway")
+			os.Exit(1)
+		}
+		must(mgr.Add(srv)) // every replica: NeedLeaderElection is false
+		must((&gateway.Archiver{Gateway: srv}).SetupWithManager(mgr))
+	}
 	must(controllers.RegisterPhaseMetrics(metrics.Registry, mgr.GetCache()))
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	must(mgr.AddReadyzCheck("readyz", healthz.Ping))

@@ -133,6 +133,9 @@ func (s *Server) Handler() http.Handler {
 // Start serves until ctx is done, then drains in-flight requests and writes
 // pending status updates.
 func (s *Server) Start(ctx context.Context) error {
+	if err := s.store.ensureBucket(ctx); err != nil {
+		log.FromContext(ctx).Error(err, "Checking the archive bucket; archiving will fail until it exists", "bucket", s.cfg.S3.Bucket)
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", s.cfg.Addr, err)

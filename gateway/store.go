@@ -98,6 +98,22 @@ func newStore(ctx context.Context, cfg S3Config) (*store, error) {
 	return &store{c: c, bucket: cfg.Bucket, prefix: strings.Trim(cfg.Prefix, "/"), timeout: timeout}, nil
 }
 
+// ensureBucket creates the bucket when it does not exist, so a fresh object store works
+// without a manual step. Credentials without that permission only get the error logged:
+// the bucket may exist already and be merely unlistable.
+func (st *store) ensureBucket(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	ok, err := st.c.BucketExists(ctx, st.bucket)
+	if err != nil || ok {
+		return err
+	}
+	if err := st.c.MakeBucket(ctx, st.bucket, minio.MakeBucketOptions{}); err != nil {
+		return fmt.Errorf("creating bucket %s: %w", st.bucket, err)
+	}
+	return nil
+}
+
 func (st *store) sessionKey(id identity, name string) string {
 	return path.Join(st.prefix, id.Session.Namespace, id.Session.Name, string(id.UID), name)
 }

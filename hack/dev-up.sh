@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# `make dev`: a local cluster (hack/cluster-up.sh) with Agentry installed and everything a
+# session needs served from this machine on the cluster bridge (10.203.0.1):
+#   S3      versitygw           http://10.203.0.1:17070  (bucket agentry)
+#   model   scriptedllm         http://10.203.0.1:18089/v1  (ModelProvider "default")
+#   git     hack/gitserve       http://10.203.0.1:18088/sample.git
+# then prints how to run the sample session. Idempotent; `make dev-down` removes it all.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
+T0=$(date +%s)
+
+S3_PORT=17070 GIT_PORT=18088 LLM_PORT=18089
+S3_ACCESS=agentry-dev S3_SECRET=agentry-dev-secret
+DEV_KEY_NEW="sk-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+DEV="${CLUSTER_DIR}/dev"
+kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
+running() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
+start() {
+  local name=$1; shift
+  running "${name}" && return
+  setsid "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
+  echo $! >"${PIDS}/${name}"
+  log "started ${name} (pid $!)"
+}
+
+"${REPO_ROOT}/hack/cluster-up.sh"
+"${REPO_ROOT}/hack/build-versitygw.sh" >/dev/null
+manager_image() { "${CTR[@]}" images ls -q 2>/dev/null | grep -qx docker.io/agentry/manager:dev && "${CTR[@]}" images ls name==docker.io/agentry/manager:dev | awk 'NR==2 {print $3}'; }
+before=$(manager_image || true)
+"${REPO_ROOT}/hack/images.sh" runner manager
+after=$(manager_image || true)
+mkdir -p "${DEV}/s3" "${DEV}/git" "${REPO_ROOT}/bin/tools"
+(cd "${REPO_ROOT}" && go build -o bin/tools/scriptedllm ./test/scriptedllm/cmd/scriptedllm && go build -o bin/tools/gitserve ./hack/gitserve)
+
+# S3 (versitygw over a directory) and its bucket.
+start versitygw "${REPO_ROOT}/bin/versitygw" --port "${HOST_IP}:${S3_PORT}" --access "${S3_ACCESS}" --secret "${S3_SECRET}" --quiet posix "${DEV}/s3"
+for _ in $(seq 1 50); do curl -s -o /dev/null "http://${HOST_IP}:${S3_PORT}/" && break; sleep 0.2; done
+curl -sf -o /dev/null -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "${S3_ACCESS}:${S3_SECRET}" "http://${HOST_IP}:${S3_PORT}/agentry" || true
+
+# A tiny repository to work on.
+if [[ ! -d "${DEV}/git/sample.git" ]]; then
+  work=$(mktemp -d)
+  git -C "${work}" init -q -b main
+  printf '# sample\n\nA repository for trying Agentry.\n' >"${work}/README.md"
+  printf 'package sample\n\nfunc Add(a, b int) int { return a + b }\n' >"${work}/add.go"
+  git -C "${work}" add -A
+  git -C "${work}" -c user.name=agentry -c user.email=dev@agentry.invalid commit -qm "Initial commit"
+  git clone -q --bare "${work}" "${DEV}/git/sample.git"
+  rm -rf "${work}"
+fi
+start gitserve "${REPO_ROOT}/bin/tools/gitserve" --listen "${HOST_IP}:${GIT_PORT}" --root "${DEV}/git"
+
+# The operator, its S3 credentials and the default ModelProvider.
+kc apply --server-side -k "${REPO_ROOT}/config/crd" >/dev/null
+kc wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kc create namespace agentry-system --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="${HOST_IP}:${S3_PORT}" \
+  --from-literal=accessKey="${S3_ACCESS}" --from-literal=secretKey="${S3_SECRET}" --dry-run=client -o yaml | kc apply -f - >/dev/null
+[[ -f "${DEV}/provider-key" ]] || echo -n "${DEV_KEY_NEW}" >"${DEV}/provider-key"
+PROVIDER_KEY=$(cat "${DEV}/provider-key")
+kc -n agentry-system create secret generic scripted-llm-key --from-literal=apiKey="${PROVIDER_KEY}" --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc apply --server-side --force-conflicts -k "${REPO_ROOT}/config/dev" >/dev/null
+kc apply -f - >/dev/null <<YAML
+apiVersion: agentry.dev/v1alpha1
+kind: ModelProvider
+metadata: {name: default}
+spec:
+  api: OpenAI
+  baseURL: http://${HOST_IP}:${LLM_PORT}/v1
+  apiKeySecretRef: {name: scripted-llm-key, key: apiKey}
+  models: [scripted]
+  defaultModel: scripted
+YAML
+if [[ -n "${before}" && "${before}" != "${after}" ]] && kc -n agentry-system get deployment agentry-manager >/dev/null 2>&1; then
+  kc -n agentry-system rollout restart deployment/agentry-manager >/dev/null # the same tag, a new image
+fi
+kc -n agentry-system rollout status deployment/agentry-manager --timeout=180s >/dev/null
+
+# Runner pods reach the model through the session gateway (the agentry-gateway Service, fixed
+# ClusterIP 10.204.0.50). A manager build that does not serve the gateway yet gets the scripted
+# model as its runners' endpoint directly, so the rest of the chain still runs.
+ROUTE=gateway
+if [[ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.204.0.50:8443/healthz)" == 000 ]]; then
+  ROUTE=direct
+  log "the manager does not serve the session gateway: runner pods talk to the scripted model directly"
+  kc -n agentry-system patch deployment agentry-manager --type=json \
+    -p "[{\"op\":\"replace\",\"path\":\"/spec/template/spec/containers/0/args/2\",\"value\":\"--gateway-url=http://${HOST_IP}:${LLM_PORT}\"}]" >/dev/null
+  kc -n agentry-system rollout status deployment/agentry-manager --timeout=180s >/dev/null
+fi
+# Sessions are reconciled once the new pod holds the leader lease (the old one's must expire).
+for _ in $(seq 1 240); do
+  holder=$(kc -n agentry-system get lease agentry-manager.agentry.dev -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+  live=$(kc -n agentry-system get pods -l app.kubernetes.io/name=agentry-manager \
+    -o jsonpath='{range .items[?(@.status.phase=="Running")]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF==1 {print $1}')
+  [[ -n "${holder}" && -n "${live}" ]] && grep -qx "${holder%%_*}" <<<"${live}" && break
+  sleep 0.5
+done
+
+# A scripted model: it lists the workspace, writes a file and finishes, for a few sessions.
+if ! running scriptedllm; then
+  step='{"toolCalls":[{"name":"list_dir","args":{"path":"."}}]},{"toolCalls":[{"name":"write_file","args":{"path":"HELLO.md","content":"hello from the scripted model\n"}}]},{"content":"Listed the workspace and wrote HELLO.md."}'
+  echo "[${step},${step},${step},${step},${step}]" >"${DEV}/llm-script.json"
+  keyflag=(--require-key "${PROVIDER_KEY}")
+  [[ "${ROUTE}" == direct ]] && keyflag=() # the runner presents its projected token, not the key
+  start scriptedllm "${REPO_ROOT}/bin/tools/scriptedllm" --listen "${HOST_IP}:${LLM_PORT}" --script "${DEV}/llm-script.json" "${keyflag[@]}"
+fi
+kc create namespace dev --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc label namespace dev pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+
+cat >"${DEV}/session.yaml" <<YAML
+apiVersion: agentry.dev/v1alpha1
+kind: AgentSession
+metadata: {name: hello, namespace: dev}
+spec:
+  task: List the repository and write HELLO.md.
+  repository: {url: "http://${HOST_IP}:${GIT_PORT}/sample.git", ref: main}
+  model: {provider: default, name: scripted}
+  tools: [list_dir, read_file, write_file]
+  limits: {timeout: 5m}
+YAML
+
+cat <<MSG
+
+Agentry dev cluster is up ($(( $(date +%s) - T0 ))s). Every address is on this machine's cluster bridge.
+
+  export KUBECONFIG=${KUBECONFIG_ADMIN}
+  kubectl apply -f ${DEV}/session.yaml
+  kubectl -n dev get agentsessions -w
+  kubectl -n dev wait --for=condition=Succeeded agentsession/hello --timeout=2m
+  kubectl -n agentry-system logs deploy/agentry-manager
+
+Route: runner -> ${ROUTE} ($( [[ ${ROUTE} == gateway ]] && echo "agentry-gateway 10.204.0.50:8443 -> scripted model" || echo "scripted model, no gateway yet"))
+Model: scripted (${DEV}/llm-script.json, key in Secret agentry-system/scripted-llm-key)
+S3:    http://${HOST_IP}:${S3_PORT} bucket agentry (access ${S3_ACCESS} / ${S3_SECRET}), files under ${DEV}/s3
+Git:   http://${HOST_IP}:${GIT_PORT}/sample.git
+Logs:  ${LOGS}/
+Stop:  make dev-down
+MSG

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds Agentry's container images without Docker and imports them into the dev cluster's
+# containerd (when it is running). Usage: hack/images.sh [pause] [runner] [manager] (default: all).
+#
+#   agentry/pause:dev    the sandbox image (hack/image/pause)
+#   agentry/runner:dev   /usr/local/bin/runner, busybox (a shell, cp) and CA certificates
+#   agentry/manager:dev  /manager and CA certificates
+#
+# The tags are the ones config/ and the manager's --runner-image default use. Tarballs land in
+# bin/images/ (load them elsewhere with `ctr -n k8s.io images import` or `kind load image-archive`).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
+
+OUT="${REPO_ROOT}/bin/images"
+BUSYBOX="${BUSYBOX:-/bin/busybox}"
+CA="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+IMPORT="${IMPORT:-auto}"
+mkdir -p "${OUT}/rootfs"
+cd "${REPO_ROOT}"
+go build -o "${REPO_ROOT}/bin/tools/image" ./hack/image
+
+build() { # build NAME ARGS...: go-build binaries first, then the image
+  local name=$1; shift
+  log "building image agentry/${name}:dev"
+  "${REPO_ROOT}/bin/tools/image" --tag "agentry/${name}:dev" --out "${OUT}/${name}.tar" "$@" >/dev/null
+}
+
+images=("$@")
+[[ ${#images[@]} -gt 0 ]] || images=(pause runner manager)
+for img in "${images[@]}"; do
+  case "${img}" in
+    pause)
+      CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/pause" ./hack/image/pause
+      build pause --file "${OUT}/rootfs/pause=/pause" --entrypoint /pause --user 65535
+      ;;
+    runner)
+      [[ -x "${BUSYBOX}" ]] || { log "${BUSYBOX} missing: apt-get install busybox-static"; exit 1; }
+      CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/runner" ./cmd/runner
+      build runner --file "${OUT}/rootfs/runner=/usr/local/bin/runner" --busybox "${BUSYBOX}" \
+        --file "${CA}=/etc/ssl/certs/ca-certificates.crt" --dir /tmp --dir /home/agentry --dir /workspace \
+        --entrypoint /usr/local/bin/runner
+      ;;
+    manager)
+      CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/manager" ./cmd
+      build manager --file "${OUT}/rootfs/manager=/manager" --file "${CA}=/etc/ssl/certs/ca-certificates.crt" \
+        --dir /tmp --entrypoint /manager
+      ;;
+    *) log "unknown image ${img}"; exit 2 ;;
+  esac
+  if [[ "${IMPORT}" == 1 || ( "${IMPORT}" == auto && -S "${CONTAINERD_SOCK}" ) ]]; then
+    "${CTR[@]}" images import "${OUT}/${img}.tar" >/dev/null
+    log "imported agentry/${img}:dev into ${CONTAINERD_SOCK}"
+  fi
+done

@@ -1,0 +1,299 @@
+//go:build e2e
+
+// Package e2e runs Agentry end to end on a real cluster with the real kubectl: a session is
+// applied, the operator starts a runner pod on a real node, the pod clones a repository served
+// from this machine and talks to a scripted OpenAI-compatible model served from this machine.
+//
+// The cluster is the one `make dev` builds (hack/dev-up.sh), or any cluster with Agentry
+// installed whose pods can reach E2E_HOST_IP (e.g. kind's docker network gateway). See
+// docs/development.md.
+//
+//	E2E_HOST_IP   address this process serves git and the model on, reachable from pods
+//	              (default 10.203.0.1, the dev cluster's bridge)
+//	E2E_ROUTE     gateway | direct | auto (default): whether runner pods reach the model
+//	              through the session gateway (a ModelProvider pointing here) or, when the
+//	              manager does not serve the gateway, directly (the manager's --gateway-url is
+//	              pointed here for the duration of the suite)
+//	KUBECONFIG    the cluster
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentry-dev/agentry/test/scriptedllm"
+)
+
+const (
+	namespace    = "agentry-e2e"
+	operatorNS   = "agentry-system"
+	manager      = "agentry-manager"
+	providerName = "agentry-e2e"
+	keySecret    = "agentry-e2e-provider-key"
+)
+
+// env is what TestMain set up, shared by the tests (which run one after another).
+var env struct {
+	hostIP      string
+	route       string // gateway or direct
+	repoURL     string
+	providerKey string
+	llm         *scriptedllm.Server
+	firstCall   sync.Map // task marker -> time of its first model request
+}
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	env.hostIP = getenv("E2E_HOST_IP", "10.203.0.1")
+	env.providerKey = fmt.Sprintf("sk-e2e-provider-%d", time.Now().UnixNano())
+
+	repoRoot, err := os.MkdirTemp("", "agentry-e2e-git-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(repoRoot)
+	if err := makeRepo(filepath.Join(repoRoot, "tiny.git")); err != nil {
+		return 0, err
+	}
+	gl, err := net.Listen("tcp", net.JoinHostPort(env.hostIP, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("serving git on %s (is the cluster up? set E2E_HOST_IP): %w", env.hostIP, err)
+	}
+	gitSrv := &http.Server{Handler: &cgi.Handler{Path: gitPath(), Args: []string{"http-backend"},
+		Env: []string{"GIT_PROJECT_ROOT=" + repoRoot, "GIT_HTTP_EXPORT_ALL=1"}}}
+	go gitSrv.Serve(gl) //nolint:errcheck // ends with Close
+	defer gitSrv.Close()
+	env.repoURL = "http://" + gl.Addr().String() + "/tiny.git"
+
+	env.llm, err = scriptedllm.Listen(net.JoinHostPort(env.hostIP, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer env.llm.Close()
+	env.llm.Generate(script)
+
+	env.route = getenv("E2E_ROUTE", "auto")
+	if env.route == "auto" {
+		env.route = "direct"
+		// The apiserver's service proxy reaches the gateway on any cluster, from anywhere.
+		if _, err := kubectl("get", "--raw", "/api/v1/namespaces/"+operatorNS+"/services/http:agentry-gateway:8443/proxy/healthz"); err == nil {
+			env.route = "gateway"
+		}
+	}
+	fmt.Fprintf(os.Stderr, "e2e: model route %s; git %s; model %s\n", env.route, env.repoURL, env.llm.URL)
+
+	restore, err := configureRoute()
+	if err != nil {
+		return 0, err
+	}
+	defer restore()
+	if _, err := kubectlIn(manifest(`
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: %s
+  labels: {pod-security.kubernetes.io/enforce: restricted}`, namespace), "apply", "-f", "-"); err != nil {
+		return 0, err
+	}
+	defer kubectl("delete", "namespace", namespace, "--wait=false") //nolint:errcheck // best effort
+	return m.Run(), nil
+}
+
+// configureRoute points runner pods at the scripted model and returns how to undo it.
+func configureRoute() (func(), error) {
+	// The sessions name this provider in both routes; in the direct route no gateway reads it.
+	_, err := kubectlIn(manifest(`
+apiVersion: v1
+kind: Secret
+metadata: {name: %s, namespace: %s}
+stringData: {apiKey: %s}
+---
+apiVersion: agentry.dev/v1alpha1
+kind: ModelProvider
+metadata: {name: %s}
+spec:
+  api: OpenAI
+  baseURL: %s
+  apiKeySecretRef: {name: %s, key: apiKey}
+  models: [scripted]
+  defaultModel: scripted`, keySecret, operatorNS, env.providerKey, providerName, env.llm.URL, keySecret), "apply", "-f", "-")
+	if err != nil {
+		return nil, err
+	}
+	deleteProvider := func() {
+		kubectl("delete", "modelprovider", providerName, "--ignore-not-found")         //nolint:errcheck
+		kubectl("-n", operatorNS, "delete", "secret", keySecret, "--ignore-not-found") //nolint:errcheck
+	}
+	if env.route == "gateway" {
+		env.llm.RequireKey(env.providerKey) // only the gateway has the key: a 200 proves injection
+		return deleteProvider, nil
+	}
+	// direct: the manager's --gateway-url becomes the scripted model's address.
+	out, err := kubectl("-n", operatorNS, "get", "deployment", manager, "-o", "jsonpath={.spec.template.spec.containers[0].args}")
+	if err != nil {
+		deleteProvider()
+		return nil, err
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(out), &args); err != nil {
+		return nil, fmt.Errorf("reading the manager's args %q: %w", out, err)
+	}
+	idx := -1
+	for i, a := range args {
+		if strings.HasPrefix(a, "--gateway-url=") {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return nil, fmt.Errorf("the manager has no --gateway-url argument: %q", args)
+	}
+	setArg := func(v string) error {
+		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/containers/0/args/%d","value":%q}]`, idx, v)
+		if _, err := kubectl("-n", operatorNS, "patch", "deployment", manager, "--type=json", "-p", patch); err != nil {
+			return err
+		}
+		if _, err := kubectl("-n", operatorNS, "rollout", "status", "deployment/"+manager, "--timeout=3m"); err != nil {
+			return err
+		}
+		return waitForLeader()
+	}
+	old := args[idx]
+	want := "--gateway-url=" + strings.TrimSuffix(env.llm.URL, "/v1")
+	if old == want {
+		return deleteProvider, nil
+	}
+	if err := setArg(want); err != nil {
+		deleteProvider()
+		return nil, err
+	}
+	return func() { _ = setArg(old); deleteProvider() }, nil
+}
+
+// waitForLeader waits until a running manager pod holds the leader lease: a replaced pod's
+// lease only expires after its duration, and until then no session is reconciled.
+func waitForLeader() error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		holder, _ := kubectl("-n", operatorNS, "get", "lease", "agentry-manager.agentry.dev", "-o", "jsonpath={.spec.holderIdentity}")
+		// A replaced pod still shows Running while it terminates: only pods not being deleted count.
+		pods, _ := kubectl("-n", operatorNS, "get", "pods", "-l", "app.kubernetes.io/name=agentry-manager", "-o",
+			`jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}`)
+		for _, line := range strings.Split(pods, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 1 && holder != "" && strings.HasPrefix(holder, f[0]+"_") {
+				return nil
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("no running manager pod became leader within 2m")
+}
+
+// script is the model: what it answers depends on the marker in the session's task.
+func script(_ int, r scriptedllm.Request) scriptedllm.Step {
+	task, turn := "", 0
+	for _, m := range r.Body.Messages {
+		switch m.Role {
+		case "user":
+			if task == "" {
+				task = m.Content
+			}
+		case "assistant":
+			turn++
+		}
+	}
+	marker := "other"
+	if i := strings.Index(task, "[e2e:"); i >= 0 {
+		marker = task[i : i+strings.Index(task[i:], "]")+1]
+	}
+	env.firstCall.LoadOrStore(marker, time.Now())
+	switch {
+	case strings.HasPrefix(marker, "[e2e:success"):
+		switch turn {
+		case 0:
+			return scriptedllm.Tools(scriptedllm.Call{Name: "list_dir", Args: map[string]any{"path": "."}})
+		case 1:
+			return scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "NOTES.md", "content": "written by the e2e model\n"}})
+		default:
+			return scriptedllm.Text("Listed the workspace and wrote NOTES.md.")
+		}
+	case strings.HasPrefix(marker, "[e2e:hang"):
+		return scriptedllm.Hang()
+	}
+	return scriptedllm.Text("Nothing to do.")
+}
+
+func makeRepo(bare string) error {
+	work, err := os.MkdirTemp("", "agentry-e2e-work-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	files := map[string]string{"README.md": "# tiny\n", "main.go": "package main\n\nfunc main() {}\n"}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"-C", work, "init", "-q", "-b", "main"},
+		{"-C", work, "add", "-A"},
+		{"-C", work, "-c", "user.name=e2e", "-c", "user.email=e2e@agentry.invalid", "commit", "-qm", "Initial commit"},
+		{"clone", "-q", "--bare", work, bare},
+	} {
+		if out, err := exec.Command(gitPath(), args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func gitPath() string {
+	if p, err := exec.LookPath("git"); err == nil {
+		return p
+	}
+	return "/usr/bin/git"
+}
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func manifest(format string, a ...any) string {
+	return strings.TrimSpace(fmt.Sprintf(format, a...)) + "\n"
+}
+
+func kubectl(args ...string) (string, error) { return kubectlIn("", args...) }
+
+func kubectlIn(stdin string, args ...string) (string, error) {
+	cmd := exec.Command("kubectl", args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
