@@ -77,16 +77,18 @@ fi
 kc -n agentry-system rollout status deployment/agentry-manager --timeout=180s >/dev/null
 
 # Runner pods reach the model through the session gateway (the agentry-gateway Service, fixed
-# ClusterIP 10.204.0.50). A manager build that does not serve the gateway yet gets the scripted
-# model as its runners' endpoint directly, so the rest of the chain still runs.
+# ClusterIP 10.204.0.50). The manager may still be starting, and kube-proxy may not have
+# programmed the Service yet: wait for it, and fail loudly rather than run without it.
 ROUTE=gateway
-if [[ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' http://10.204.0.50:8443/healthz)" == 000 ]]; then
-  ROUTE=direct
-  log "the manager does not serve the session gateway: runner pods talk to the scripted model directly"
-  kc -n agentry-system patch deployment agentry-manager --type=json \
-    -p "[{\"op\":\"replace\",\"path\":\"/spec/template/spec/containers/0/args/2\",\"value\":\"--gateway-url=http://${HOST_IP}:${LLM_PORT}\"}]" >/dev/null
-  kc -n agentry-system rollout status deployment/agentry-manager --timeout=180s >/dev/null
-fi
+for i in $(seq 1 120); do
+  [[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' http://10.204.0.50:8443/healthz)" == 200 ]] && break
+  if [[ ${i} == 120 ]]; then
+    log "the session gateway did not answer on 10.204.0.50:8443 within 2 minutes"
+    kc -n agentry-system logs deployment/agentry-manager --tail=30 >&2 || true
+    exit 1
+  fi
+  sleep 1
+done
 # Sessions are reconciled once the new pod holds the leader lease (the old one's must expire).
 for _ in $(seq 1 240); do
   holder=$(kc -n agentry-system get lease agentry-manager.agentry.dev -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)

@@ -10,7 +10,7 @@
 //
 //	E2E_HOST_IP   address this process serves git and the model on, reachable from pods
 //	              (default 10.203.0.1, the dev cluster's bridge)
-//	E2E_ROUTE     gateway | direct | auto (default): whether runner pods reach the model
+//	E2E_ROUTE     gateway (default) | direct | auto: whether runner pods reach the model
 //	              through the session gateway (a ModelProvider pointing here) or, when the
 //	              manager does not serve the gateway, directly (the manager's --gateway-url is
 //	              pointed here for the duration of the suite)
@@ -91,7 +91,7 @@ func run(m *testing.M) (int, error) {
 	defer env.llm.Close()
 	env.llm.Generate(script)
 
-	env.route = getenv("E2E_ROUTE", "auto")
+	env.route = getenv("E2E_ROUTE", "gateway")
 	if env.route == "auto" {
 		env.route = "direct"
 		// The apiserver's service proxy reaches the gateway on any cluster, from anywhere.
