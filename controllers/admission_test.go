@@ -42,11 +42,11 @@ func TestAdmitSession(t *testing.T) {
 			want: wait, wantMessage: `ModelProvider "default" does not exist`,
 		},
 		"provider default model": {
-			session: func() *v1.AgentSession { s := testutil.Session("s", "ns").Obj(); s.Spec.Model.Name = ""; return s }(),
+			session:  func() *v1.AgentSession { s := testutil.Session("s", "ns").Obj(); s.Spec.Model.Name = ""; return s }(),
 			provider: provider, want: admit, wantModel: "gpt-4.1",
 		},
 		"model the provider does not offer": {
-			session: func() *v1.AgentSession { s := testutil.Session("s", "ns").Obj(); s.Spec.Model.Name = "gpt-9"; return s }(),
+			session:  func() *v1.AgentSession { s := testutil.Session("s", "ns").Obj(); s.Spec.Model.Name = "gpt-9"; return s }(),
 			provider: provider, want: reject, wantMessage: `does not offer model "gpt-9"`,
 		},
 		"image outside the allowed prefixes": {

@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -328,7 +329,7 @@ func TestRestrictedAdmissionIsEnforced(t *testing.T) {
 	}
 	bad := buildRunnerPod(s, testRunnerConfig)
 	bad.Name = "not-restricted"
-	bad.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptrTo(true)
+	bad.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
 	err := env.Client.Create(ctx, bad)
 	if err == nil || !strings.Contains(err.Error(), "restricted") {
 		t.Fatalf("a pod allowing privilege escalation was not refused by Pod Security admission: %v", err)
@@ -342,7 +343,7 @@ func TestQueueingUnderAgentPolicy(t *testing.T) {
 	ns := restrictedNamespace(t, ctx)
 	if err := env.Client.Create(ctx, &v1.AgentPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "two-at-a-time", Namespace: ns},
-		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptrTo[int32](2)},
+		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptr.To[int32](2)},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -292,3 +293,5 @@ func applySummary(s *v1.AgentSession, sum *contract.Summary) {
 func cond(s *v1.AgentSession, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(s.Status.Conditions, typ)
 }
+
+func equalStatus(a, b v1.AgentSessionStatus) bool { return apiequality.Semantic.DeepEqual(a, b) }

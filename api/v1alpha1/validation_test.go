@@ -228,7 +228,7 @@ func TestDefaultsOnMinimalManifest(t *testing.T) {
 			Bash: v1.ApprovalAsk, Writes: v1.ApprovalAllow, OnTimeout: v1.DecisionDeny,
 			Timeout: &metav1.Duration{Duration: 10 * time.Minute},
 		},
-		Limits: v1.Limits{MaxTurns: 60, MaxTokens: 2000000, Timeout: &metav1.Duration{Duration: 30 * time.Minute}},
+		Limits:                  v1.Limits{MaxTurns: 60, MaxTokens: 2000000, Timeout: &metav1.Duration{Duration: 30 * time.Minute}},
 		TTLSecondsAfterFinished: ptr.To[int32](86400),
 	}
 	if diff := cmp.Diff(want, got.Spec); diff != "" {
