@@ -32,9 +32,21 @@ const (
 	// Container names.
 	ContainerInstall  = "install-runner"
 	ContainerCheckout = "checkout"
-	ContainerAgent    = "agent"
+	// ContainerAgent runs the agent's tools (the executor) in the session's image: the
+	// untrusted side, holding no credential. It is a sidecar (an init container that keeps
+	// running), so it is up before the runner starts and is stopped when the runner ends.
+	ContainerAgent = "agent"
+	// ContainerRunner runs the loop: the trusted side, holding the gateway token. Its exit
+	// code and termination message are the session's result.
+	ContainerRunner = "runner"
 
+	// The trusted runner and the agent's code run under different UIDs; they share the
+	// fsGroup, so the runner can read the workspace (mounted read-only there) and the agent
+	// cannot read what only the runner mounts.
 	runnerUID        = 65532
+	agentUID         = 65533
+	ipcPath          = "/agentry/ipc"
+	executorSocket   = ipcPath + "/executor.sock"
 	workspacePath    = "/workspace"
 	homePath         = "/home/agentry"
 	tmpPath          = "/tmp"
@@ -124,14 +136,17 @@ func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig) *corev1.Pod {
 			Tolerations:                   s.Spec.Runner.Tolerations,
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr.To(true),
-				RunAsUser:      ptr.To[int64](runnerUID),
-				RunAsGroup:     ptr.To[int64](runnerUID),
-				FSGroup:        ptr.To[int64](runnerUID),
+				RunAsUser:      ptr.To[int64](agentUID),
+				RunAsGroup:     ptr.To[int64](agentUID),
+				FSGroup:        ptr.To[int64](agentUID),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			Volumes:        runnerVolumes(s, cfg),
-			InitContainers: []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg)},
-			Containers:     []corev1.Container{agentContainer(s, cfg)},
+			// Each container has its own process namespace (the default, said explicitly):
+			// agent code cannot see the runner's processes, their memory or their /proc.
+			ShareProcessNamespace: ptr.To(false),
+			Volumes:               runnerVolumes(s, cfg),
+			InitContainers:        []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg), agentContainer(s, cfg)},
+			Containers:            []corev1.Container{runnerContainer(s, cfg)},
 		},
 	}
 	if s.Spec.Limits.Timeout != nil {
@@ -168,6 +183,8 @@ func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig) []corev1.Volume {
 		emptyDir("home"),
 		emptyDir("tmp"),
 		emptyDir("agentry-bin"),
+		emptyDir("agentry-ipc"),
+		emptyDir("runner-tmp"),
 		{
 			Name: "gateway-token",
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
@@ -231,7 +248,48 @@ func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 	}
 }
 
+// agentContainer runs the executor in the session's image: every tool call, and so every
+// command and every piece of repository code the agent runs, happens here. It mounts the
+// workspace, a home and a tmp, the runner binary and the executor's socket directory, and
+// no credential.
 func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
+	image := agentImage(s, cfg)
+	pull := corev1.PullIfNotPresent
+	if image == cfg.Image {
+		pull = cfg.ImagePullPolicy
+	}
+	args := []string{"executor", "--socket", executorSocket, "--workspace", workspacePath}
+	return corev1.Container{
+		Name:            ContainerAgent,
+		Image:           image,
+		ImagePullPolicy: pull,
+		// A sidecar: started before the runner, stopped by the kubelet once the runner has
+		// ended. If agent code kills it, the kubelet starts it again.
+		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Command:       []string{agentryBinPath + "/runner"},
+		Args:          args,
+		WorkingDir:    workspacePath,
+		Env: []corev1.EnvVar{
+			{Name: "HOME", Value: homePath},
+			{Name: "TMPDIR", Value: tmpPath},
+		},
+		Resources:                s.Spec.Runner.Resources,
+		SecurityContext:          restrictedContainerSecurity(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "workspace", MountPath: workspacePath},
+			{Name: "home", MountPath: homePath},
+			{Name: "tmp", MountPath: tmpPath},
+			{Name: "agentry-bin", MountPath: agentryBinPath, ReadOnly: true},
+			{Name: "agentry-ipc", MountPath: ipcPath},
+		},
+	}
+}
+
+// runnerContainer runs the loop in the runner image, under its own UID: it holds the
+// projected gateway token, reads the workspace read-only (to build the patch) and runs
+// every tool through the executor in the agent container.
+func runnerContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 	spec := s.Spec
 	tools := make([]string, 0, len(spec.Tools))
 	for _, t := range spec.Tools {
@@ -240,6 +298,7 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 	args := []string{
 		"run",
 		"--workspace", workspacePath,
+		"--executor", executorSocket,
 		"--task", spec.Task,
 		"--session", s.Namespace + "/" + s.Name,
 		"--tools", strings.Join(tools, ","),
@@ -281,30 +340,27 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 	for _, p := range spec.Approval.DenyCommands {
 		args = append(args, "--deny-command", p)
 	}
-	image := agentImage(s, cfg)
-	pull := corev1.PullIfNotPresent
-	if image == cfg.Image {
-		pull = cfg.ImagePullPolicy
-	}
+	sc := restrictedContainerSecurity()
+	sc.RunAsUser, sc.RunAsGroup = ptr.To[int64](runnerUID), ptr.To[int64](runnerUID)
 	return corev1.Container{
-		Name:            ContainerAgent,
-		Image:           image,
-		ImagePullPolicy: pull,
-		Command:         []string{agentryBinPath + "/runner"},
+		Name:            ContainerRunner,
+		Image:           cfg.Image,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Command:         []string{runnerBinInImage},
 		Args:            args,
-		WorkingDir:      workspacePath,
-		Env: []corev1.EnvVar{
-			{Name: "HOME", Value: homePath},
-			{Name: "TMPDIR", Value: tmpPath},
+		Env:             []corev1.EnvVar{{Name: "TMPDIR", Value: tmpPath}},
+		// The loop streams the transcript and builds a size-capped patch: its memory is
+		// bounded whatever the agent does.
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
 		},
-		Resources:                spec.Runner.Resources,
-		SecurityContext:          restrictedContainerSecurity(),
+		SecurityContext:          sc,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: "workspace", MountPath: workspacePath},
-			{Name: "home", MountPath: homePath},
-			{Name: "tmp", MountPath: tmpPath},
-			{Name: "agentry-bin", MountPath: agentryBinPath, ReadOnly: true},
+			{Name: "workspace", MountPath: workspacePath, ReadOnly: true},
+			{Name: "runner-tmp", MountPath: tmpPath},
+			{Name: "agentry-ipc", MountPath: ipcPath},
 			{Name: "gateway-token", MountPath: tokenDir, ReadOnly: true},
 		},
 	}

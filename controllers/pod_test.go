@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,8 +88,51 @@ func TestRunnerPodIsRestrictedAndHoldsNoSecret(t *testing.T) {
 	if token == nil || token.Audience != GatewayAudience || ptr.Deref(token.ExpirationSeconds, 0) != 3600 {
 		t.Errorf("projected gateway token = %+v, want audience %s and 3600s expiry", token, GatewayAudience)
 	}
-	if !hasMount(containerByName(pod, ContainerAgent).VolumeMounts, "gateway-token") {
-		t.Error("agent container cannot read its gateway token")
+	if !hasMount(containerByName(pod, ContainerRunner).VolumeMounts, "gateway-token") {
+		t.Error("runner container cannot read its gateway token")
+	}
+}
+
+// The agent's code runs in the agent container: it must get no credential, no view of the
+// runner's processes, another UID than the runner, and the workspace must be read-only for
+// the runner (what the agent plants there is read, never written back).
+func TestAgentContainerHoldsNothingOfTheRunner(t *testing.T) {
+	s := testutil.Session("fix", "team-a").UID("uid-1").Obj()
+	s.Spec.Repository.CredentialsSecretRef = &corev1.LocalObjectReference{Name: "git-creds"}
+	pod := buildRunnerPod(s, testRunnerConfig)
+
+	agent, runner := containerByName(pod, ContainerAgent), containerByName(pod, ContainerRunner)
+	for _, m := range agent.VolumeMounts {
+		if m.Name == "gateway-token" || m.Name == "git-credentials" || m.Name == "runner-tmp" {
+			t.Errorf("agent container mounts %s", m.Name)
+		}
+	}
+	if len(agent.Env) != 2 || len(agent.EnvFrom) != 0 {
+		t.Errorf("agent env = %+v, want only HOME and TMPDIR", agent.Env)
+	}
+	if ptr.Deref(pod.Spec.ShareProcessNamespace, true) {
+		t.Error("containers share a process namespace: agent code could read the runner's /proc")
+	}
+	agentUser := ptr.Deref(pod.Spec.SecurityContext.RunAsUser, -1)
+	if agent.SecurityContext.RunAsUser != nil {
+		agentUser = *agent.SecurityContext.RunAsUser
+	}
+	if runnerUser := ptr.Deref(runner.SecurityContext.RunAsUser, -1); runnerUser == agentUser || runnerUser == -1 {
+		t.Errorf("runner UID %d, agent UID %d: want two different UIDs", runnerUser, agentUser)
+	}
+	for _, m := range runner.VolumeMounts {
+		if m.Name == "workspace" && !m.ReadOnly {
+			t.Error("the runner mounts the workspace writable")
+		}
+	}
+	if ptr.Deref(agent.RestartPolicy, "") != corev1.ContainerRestartPolicyAlways {
+		t.Error("the agent container must be a sidecar so the pod completes when the runner does")
+	}
+	if got := strings.Join(agent.Args, " "); got != "executor --socket /agentry/ipc/executor.sock --workspace /workspace" {
+		t.Errorf("agent args = %q", got)
+	}
+	if !slices.Contains(runner.Args, "--executor") {
+		t.Errorf("runner args %v lack --executor", runner.Args)
 	}
 }
 
@@ -141,7 +185,7 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 	if !agent.Resources.Limits.Memory().Equal(resource.MustParse("4Gi")) {
 		t.Errorf("agent resources = %+v", agent.Resources)
 	}
-	args := strings.Join(agent.Args, " ")
+	args := strings.Join(containerByName(pod, ContainerRunner).Args, " ")
 	for _, want := range []string{
 		"--task Make TestFoo deterministic.", "--tools read_file,grep,bash", "--max-turns 60", "--max-tokens 2000000",
 		"--timeout 45m0s", "--temperature 0.2", "--model gpt-4.1", "--approval-bash Ask", "--allow-command go test *",
@@ -150,7 +194,7 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 		"--approval-timeout 5m0s", "--approval-on-timeout Allow",
 	} {
 		if !strings.Contains(args, want) {
-			t.Errorf("agent args lack %q: %s", want, args)
+			t.Errorf("runner args lack %q: %s", want, args)
 		}
 	}
 	install := containerByName(pod, ContainerInstall)

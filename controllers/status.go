@@ -99,11 +99,11 @@ func allStatuses(pod *corev1.Pod) []corev1.ContainerStatus {
 	return append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 }
 
-// agentTermination reads the agent container's exit code, finish time and the summary the
+// agentTermination reads the runner container's exit code, finish time and the summary the
 // runner wrote as its termination message.
 func agentTermination(pod *corev1.Pod) (*int32, *metav1.Time, *contract.Summary) {
 	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name != ContainerAgent || cs.State.Terminated == nil {
+		if cs.Name != ContainerRunner || cs.State.Terminated == nil {
 			continue
 		}
 		t := cs.State.Terminated

@@ -54,28 +54,28 @@ func TestOutcomeFromPod(t *testing.T) {
 		},
 		"succeeded with summary": {
 			pod: corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerAgent, 0, "Completed", okSummary)}},
+				terminated(ContainerRunner, 0, "Completed", okSummary)}},
 			wantPhase: v1.PhaseSucceeded, wantReason: v1.ReasonCompleted, wantInMsg: "Fixed the race in watch.go.",
 		},
 		"turn limit": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerAgent, int32(contract.ExitLimitReached), "Error", "")}},
+				terminated(ContainerRunner, int32(contract.ExitLimitReached), "Error", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonLimitReached, wantInMsg: "maxTurns",
 		},
 		"budget": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerAgent, int32(contract.ExitBudgetExceeded), "Error", "")}},
+				terminated(ContainerRunner, int32(contract.ExitBudgetExceeded), "Error", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonBudgetExceeded,
 		},
 		"provider refused": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerAgent, int32(contract.ExitModelError), "Error",
+				terminated(ContainerRunner, int32(contract.ExitModelError), "Error",
 					summaryJSON(t, contract.Summary{Outcome: contract.OutcomeModelError, Message: "401 Unauthorized: invalid api key"}))}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonProviderError, wantInMsg: "invalid api key",
 		},
 		"oom": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerAgent, 137, "OOMKilled", "")}},
+				terminated(ContainerRunner, 137, "OOMKilled", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonOOMKilled, wantInMsg: "resources.limits.memory",
 		},
 		"evicted": {
@@ -110,7 +110,7 @@ func TestOutcomeFromPod(t *testing.T) {
 		},
 		"unknown exit code": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerAgent, 42, "Error", "panic: boom")}},
+				terminated(ContainerRunner, 42, "Error", "panic: boom")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonRunnerError, wantInMsg: "42",
 		},
 	}

@@ -194,11 +194,12 @@ func (k kubelet) run(ctx context.Context, pod *corev1.Pod, started time.Time) {
 	k.update(ctx, pod, func(st *corev1.PodStatus) {
 		st.Phase = corev1.PodRunning
 		st.StartTime = &metav1.Time{Time: started}
+		running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Time{Time: started}}}
 		st.InitContainerStatuses = []corev1.ContainerStatus{
 			terminated(ContainerInstall, 0, "Completed", ""), terminated(ContainerCheckout, 0, "Completed", ""),
+			{Name: ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: ContainerAgent, Ready: true, State: corev1.ContainerState{
-			Running: &corev1.ContainerStateRunning{StartedAt: metav1.Time{Time: started}}}}}
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: ContainerRunner, Ready: true, State: running}}
 	})
 }
 
@@ -211,7 +212,7 @@ func (k kubelet) exit(ctx context.Context, pod *corev1.Pod, code int32, reason, 
 		if st.StartTime == nil {
 			st.StartTime = &metav1.Time{Time: time.Now()}
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{terminated(ContainerAgent, code, reason, message)}
+		st.ContainerStatuses = []corev1.ContainerStatus{terminated(ContainerRunner, code, reason, message)}
 		st.ContainerStatuses[0].State.Terminated.FinishedAt = metav1.Now()
 	})
 }

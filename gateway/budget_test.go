@@ -114,7 +114,7 @@ func kubeletRun(t *testing.T, pod *corev1.Pod) {
 	kubeletUpdate(t, pod, func(st *corev1.PodStatus) {
 		now := metav1.Now()
 		st.Phase, st.StartTime = corev1.PodRunning, &now
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerAgent, Ready: true,
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerRunner, Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}
 	})
 }
@@ -125,7 +125,7 @@ func kubeletExit(t *testing.T, pod *corev1.Pod, code int32, message string) {
 		if code != 0 {
 			st.Phase = corev1.PodFailed
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerAgent, State: corev1.ContainerState{
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerRunner, State: corev1.ContainerState{
 			Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: "Error", Message: message, FinishedAt: metav1.Now()}}}}
 	})
 }

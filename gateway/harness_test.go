@@ -54,6 +54,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	cli.ServeExecutorIfChild() // the runner in these tests starts this binary as its tool executor
 	os.Exit(run(m))
 }
 

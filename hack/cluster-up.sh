@@ -12,7 +12,7 @@ T0=$(date +%s.%N)
 elapsed() { printf '%.1fs' "$(echo "$(date +%s.%N) - ${T0}" | bc)"; }
 
 install_packages() {
-  local want=(containerd runc containernetworking-plugins iptables conntrack busybox-static ca-certificates openssl git bc iproute2 curl)
+  local want=(containerd runc containernetworking-plugins iptables conntrack busybox-static bash-static ca-certificates openssl git bc iproute2 curl)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")

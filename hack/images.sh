@@ -3,7 +3,8 @@
 # containerd (when it is running). Usage: hack/images.sh [pause] [runner] [manager] (default: all).
 #
 #   agentry/pause:dev    the sandbox image (hack/image/pause)
-#   agentry/runner:dev   /usr/local/bin/runner, busybox (a shell, cp) and CA certificates
+#   agentry/runner:dev   /usr/local/bin/runner, busybox (sh, cp, coreutils), a static bash and CA
+#                        certificates: the default agent image, so the bash tool gets bash
 #   agentry/manager:dev  /manager and CA certificates
 #
 # The tags are the ones config/ and the manager's --runner-image default use. Tarballs land in
@@ -13,6 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
 
 OUT="${REPO_ROOT}/bin/images"
 BUSYBOX="${BUSYBOX:-/bin/busybox}"
+BASH_STATIC="${BASH_STATIC:-/bin/bash-static}"
 CA="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 IMPORT="${IMPORT:-auto}"
 mkdir -p "${OUT}/rootfs"
@@ -35,8 +37,10 @@ for img in "${images[@]}"; do
       ;;
     runner)
       [[ -x "${BUSYBOX}" ]] || { log "${BUSYBOX} missing: apt-get install busybox-static"; exit 1; }
+      [[ -x "${BASH_STATIC}" ]] || { log "${BASH_STATIC} missing: apt-get install bash-static"; exit 1; }
       CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/runner" ./cmd/runner
       build runner --file "${OUT}/rootfs/runner=/usr/local/bin/runner" --busybox "${BUSYBOX}" \
+        --file "${BASH_STATIC}=/bin/bash" \
         --file "${CA}=/etc/ssl/certs/ca-certificates.crt" --dir /tmp --dir /home/agentry --dir /workspace \
         --entrypoint /usr/local/bin/runner
       ;;

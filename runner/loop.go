@@ -335,8 +335,12 @@ func (s *session) modelFailed(ctx context.Context, turn int, err error) Result {
 
 // call is one tool call being processed.
 type call struct {
-	tc     openai.ToolCall
-	tool   tools.Tool // nil if unknown
+	tc   openai.ToolCall
+	tool tools.Tool // nil if unknown
+	// args is the canonical form of the arguments (tools.Canonical): what is
+	// approved, run and recorded. Nil when they did not decode.
+	args   json.RawMessage
+	argErr error
 	out    string
 	isErr  bool
 	took   time.Duration
@@ -352,6 +356,9 @@ func (s *session) runTools(ctx context.Context, turn int, tcs []openai.ToolCall)
 	for i, tc := range tcs {
 		c := &call{tc: tc}
 		c.tool, _ = s.Tools.Lookup(tc.Function.Name)
+		if c.tool != nil {
+			c.args, c.argErr = tools.Canonical(c.tool, json.RawMessage(tc.Function.Arguments))
+		}
 		calls[i] = c
 	}
 	for i := 0; i < len(calls); {
@@ -363,8 +370,14 @@ func (s *session) runTools(ctx context.Context, turn int, tcs []openai.ToolCall)
 		}
 		group := calls[i:j]
 		for _, c := range group {
+			// The transcript records the arguments as they run; the model's own
+			// spelling is in the model_response event.
+			args := c.tc.Function.Arguments
+			if c.args != nil {
+				args = string(c.args)
+			}
 			s.emit(turn, contract.Event{Type: contract.EventToolCall, ToolCall: &contract.ToolCall{
-				ID: c.tc.ID, Name: c.tc.Function.Name, Arguments: c.tc.Function.Arguments, ReadOnly: readOnly(c),
+				ID: c.tc.ID, Name: c.tc.Function.Name, Arguments: args, ReadOnly: readOnly(c),
 			}})
 		}
 		if len(group) == 1 {
@@ -419,6 +432,10 @@ func (s *session) execute(ctx context.Context, turn int, c *call) {
 		c.out, c.isErr = fmt.Sprintf("error: unknown tool %q; available tools: %s", c.tc.Function.Name, strings.Join(s.Tools.Names(), ", ")), true
 		return
 	}
+	if c.argErr != nil {
+		c.out, c.isErr = "error: "+c.argErr.Error(), true
+		return
+	}
 	if ctx.Err() != nil {
 		c.out, c.isErr = "error: not run: the session is ending", true
 		return
@@ -426,7 +443,7 @@ func (s *session) execute(ctx context.Context, turn int, c *call) {
 	if c.tool.Kind() != tools.KindRead && !s.approve(ctx, turn, c) {
 		return
 	}
-	out, err := safeExecute(ctx, c.tool, c.tc.Function.Arguments)
+	out, err := safeExecute(ctx, c.tool, c.args)
 	if err != nil {
 		c.out, c.isErr = "error: "+err.Error(), true
 		return
@@ -434,13 +451,13 @@ func (s *session) execute(ctx context.Context, turn int, c *call) {
 	c.out = capOutput(out, s.Config.MaxToolOutput)
 }
 
-func safeExecute(ctx context.Context, t tools.Tool, args string) (out string, err error) {
+func safeExecute(ctx context.Context, t tools.Tool, args json.RawMessage) (out string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("internal error in %s (this is a runner bug, not your mistake): %v\n%s", t.Name(), r, debug.Stack())
 		}
 	}()
-	return t.Execute(ctx, []byte(args))
+	return t.Execute(ctx, args)
 }
 
 // approve applies the policy and, for Ask, the Asker. A refusal becomes the
@@ -450,9 +467,9 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 	if c.tool.Kind() == tools.KindShell {
 		class = approval.ClassShell
 	}
-	req := approval.Request{ID: c.tc.ID, Tool: c.tc.Function.Name, Class: class, Summary: c.tool.Describe([]byte(c.tc.Function.Arguments))}
+	req := approval.Request{ID: c.tc.ID, Tool: c.tc.Function.Name, Class: class, Summary: c.tool.Describe(c.args)}
 	if cmd, ok := c.tool.(interface{ Command(json.RawMessage) string }); ok {
-		req.Command = cmd.Command([]byte(c.tc.Function.Arguments))
+		req.Command = cmd.Command(c.args)
 	}
 	mode, reason := s.Policy.Decide(req)
 	res := approval.Result{Decision: contract.DecisionAllow, By: "policy", Reason: reason}

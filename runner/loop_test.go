@@ -594,3 +594,83 @@ func TestApprovalPolicy(t *testing.T) {
 		t.Errorf("approval events (-want +got):\n%s", diff)
 	}
 }
+
+// A model that spells a key twice — "command" for the approval, "Command" for what
+// runs — must not get the second one past an allow pattern (encoding/json matches keys
+// case-insensitively and the last one wins). Nor may a duplicate or unknown key.
+func TestApprovalCannotBeBypassedByKeySpelling(t *testing.T) {
+	h := newHarness(t, greetRepo,
+		scriptedllm.Tools(
+			scriptedllm.Call{Name: "bash", Args: `{"command":"sh test.sh","Command":"touch PWNED1"}`},
+			scriptedllm.Call{Name: "bash", Args: `{"command":"sh test.sh","command":"touch PWNED2"}`},
+			scriptedllm.Call{Name: "bash", Args: `{"command":"sh test.sh","cmd":"touch PWNED3"}`},
+			scriptedllm.Call{Name: "write_file", Args: `{"path":"ok.txt","content":"x","Path":".git/config"}`},
+		),
+		scriptedllm.Text("ok"),
+	)
+	h.loop.Policy = approval.Policy{Bash: approval.Deny, Writes: approval.Allow, AllowCommands: []string{"sh test.sh"}}
+	h.run(context.Background())
+
+	for _, f := range []string{"PWNED1", "PWNED2", "PWNED3", "ok.txt"} {
+		if _, err := os.Stat(filepath.Join(h.ws.Dir(), f)); err == nil {
+			t.Errorf("%s exists: a call with a second spelling of a key ran", f)
+		}
+	}
+	msgs := h.srv.Requests()[1].Body.Messages
+	res := msgs[len(msgs)-4:]
+	for i, want := range []string{`unknown key "Command" (keys are case-sensitive: did you mean "command"?)`, `duplicate key "command"`, `unknown key "cmd"`, `unknown key "Path"`} {
+		if !strings.Contains(res[i].Content, want) {
+			t.Errorf("result %d = %q, want it to say %q", i, res[i].Content, want)
+		}
+	}
+	for _, e := range h.events() {
+		if e.Type == contract.EventApproval {
+			t.Errorf("a malformed call reached approval: %+v", e.Approval)
+		}
+	}
+}
+
+// What is approved, what runs and what the transcript records are one value.
+func TestTranscriptRecordsTheArgumentsThatRan(t *testing.T) {
+	h := newHarness(t, greetRepo,
+		scriptedllm.Tools(scriptedllm.Call{Name: "bash", Args: ` { "timeout_seconds": 30, "command": "sh test.sh 2>&1" } `}),
+		scriptedllm.Text("ok"),
+	)
+	asker := &askRecorder{}
+	h.loop.Approver = asker
+	h.loop.Policy = approval.Policy{Bash: approval.Ask, Writes: approval.Allow}
+	h.run(context.Background())
+	if diff := cmp.Diff([]string{"sh test.sh 2>&1"}, asker.asked); diff != "" {
+		t.Errorf("asked (-want +got):\n%s", diff)
+	}
+	for _, e := range h.events() {
+		if e.Type == contract.EventToolCall {
+			if want := `{"command":"sh test.sh 2>&1","timeout_seconds":30}`; e.ToolCall.Arguments != want {
+				t.Errorf("transcript arguments = %s, want %s", e.ToolCall.Arguments, want)
+			}
+		}
+	}
+}
+
+// A command longer than a person can be shown whole is refused, not shown cut.
+func TestOverlongCommandIsRefusedBeforeApproval(t *testing.T) {
+	long := "echo " + strings.Repeat("a", tools.MaxCommandBytes) + "; touch PWNED"
+	h := newHarness(t, greetRepo,
+		scriptedllm.Tools(call("bash", map[string]any{"command": long})),
+		scriptedllm.Text("ok"),
+	)
+	asker := &askRecorder{}
+	h.loop.Approver = asker
+	h.loop.Policy = approval.Policy{Bash: approval.Ask, Writes: approval.Allow}
+	h.run(context.Background())
+	if len(asker.asked) != 0 {
+		t.Errorf("an overlong command was shown for approval")
+	}
+	msgs := h.srv.Requests()[1].Body.Messages
+	if got := msgs[len(msgs)-1].Content; !strings.Contains(got, "Shorten it") {
+		t.Errorf("model was told %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(h.ws.Dir(), "PWNED")); err == nil {
+		t.Error("the overlong command ran")
+	}
+}

@@ -46,6 +46,15 @@ type IO struct {
 // Main runs the command line with the process's streams and signals and
 // returns the exit code.
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == "run" {
+		// Before anything else runs: the secrets leave the environment the
+		// kernel shows in /proc (this re-executes the binary once).
+		if err := hideSecrets(); err != nil && !errors.Is(err, errNoSecrets) {
+			fmt.Fprintf(os.Stderr, "runner: warning: could not hide the secrets from other processes: %v\n", err)
+		} else if errors.Is(err, errNoSecrets) {
+			_ = markNonDumpable()
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The first signal cancels the session, which still writes its patch and
@@ -73,7 +82,7 @@ func Run(ctx context.Context, args []string, std IO) int {
 	root.SetIn(std.In)
 	root.SetOut(std.Out)
 	root.SetErr(std.Err)
-	root.AddCommand(runCommand(ctx, std, &code), checkoutCommand(std, &code), versionCommand(std))
+	root.AddCommand(runCommand(ctx, std, &code), executorCommand(ctx, std, &code), checkoutCommand(std, &code), versionCommand(std))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(std.Err, "runner: %v\n", err)
 		var ue usageError
@@ -123,6 +132,7 @@ type options struct {
 	gateway, gatewaySpool                         string
 	approvalTimeout                               time.Duration
 	approvalOnTimeout                             string
+	executor                                      string
 }
 
 func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
@@ -200,6 +210,7 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
 	f.StringVar(&o.terminationPath, "termination-message-path", "", "write the JSON summary (≤4 KiB) here (default: /dev/termination-log when it exists)")
 	f.StringVar(&o.systemPromptFile, "system-prompt-file", "", "replace the built-in system prompt with this file's content")
+	f.StringVar(&o.executor, "executor", "", "Unix socket of a running `runner executor` to run tools through (a pod's agent container); by default the runner starts one as a child process without its secrets")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
 	return cmd
 }
@@ -248,12 +259,16 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	progress := newProgress(std.Err, o.quiet)
 
 	// Workspace: reuse a checkout (pod: the init container made it) or clone.
-	wsDir, baseCommit, err := prepareWorkspace(ctx, o, progress)
+	wsDir, baseCommit, temporary, err := prepareWorkspace(ctx, o, progress)
 	if err != nil {
 		if ctx.Err() != nil {
 			*code = contract.ExitCancelled
 		}
 		return err
+	}
+	if temporary {
+		progress.note("workspace %s is temporary: it is removed at the end (the patch and transcript are kept)", wsDir)
+		defer os.RemoveAll(wsDir)
 	}
 	ws, err := workspace.Open(wsDir)
 	if err != nil {
@@ -269,13 +284,16 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		progress.warn("%v: git_status, git_diff and the result patch are unavailable", err)
 	}
 
-	set, err := tools.All(tools.Env{Workspace: ws, Repo: repo, Bash: tools.BashConfig{
-		DefaultTimeout: o.bashTimeout, MaxTimeout: o.bashMaxTimeout,
-	}}).Select(o.tools)
+	_ = repo
+	set, stopExecutor, err := toolSet(ctx, std, o, ws.Dir(), progress)
 	if err != nil {
-		*code = contract.ExitUsage
-		return usagef("--tools: %v", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			*code = contract.ExitUsage
+		}
+		return err
 	}
+	defer stopExecutor()
 
 	// Sinks: always a local directory; S3 when asked. The remote sink goes
 	// last: the termination summary points at the last sink's copies.
@@ -329,7 +347,7 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	case std.IsTerminal():
 		asker = &approval.Terminal{In: std.In, Out: std.Err}
 	default:
-		asker = approval.Fixed{Decision: contract.DecisionDeny, By: "runner", Reason: "approval needed but stdin is not a terminal; pass --yes or --approval-bash Allow"}
+		asker = approval.Fixed{Decision: contract.DecisionDeny, By: "runner", Reason: "approval needed but stdin is not a terminal; pass --yes, or --approval-bash Allow for commands and --approval-writes Allow for file changes"}
 		if bashMode == approval.Ask || writesMode == approval.Ask {
 			progress.warn("stdin is not a terminal: calls needing approval (Ask) will be denied; pass --yes to allow them")
 		}
@@ -388,29 +406,30 @@ func readTask(o *options, stdin io.Reader) (string, error) {
 	return task, nil
 }
 
-func prepareWorkspace(ctx context.Context, o *options, p *progress) (dir, commit string, err error) {
+// prepareWorkspace returns the directory the session works in; created is
+// true for a temporary directory made here, which the caller removes.
+func prepareWorkspace(ctx context.Context, o *options, p *progress) (dir, commit string, created bool, err error) {
 	dir = o.workspace
 	if dir != "" {
 		if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() {
 			if o.repo != "" {
 				p.note("using the existing checkout in %s (not cloning %s)", dir, o.repo)
 			}
-			return dir, "", nil
+			return dir, "", false, nil
 		}
 		if o.repo == "" {
 			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-				return "", "", usagef("--workspace %s: not a directory", dir)
+				return "", "", false, usagef("--workspace %s: not a directory", dir)
 			}
-			return dir, "", nil
+			return dir, "", false, nil
 		}
 		if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
-			return "", "", usagef("--workspace %s is not empty and not a git checkout; cannot clone %s into it", dir, o.repo)
+			return "", "", false, usagef("--workspace %s is not empty and not a git checkout; cannot clone %s into it", dir, o.repo)
 		}
 	}
-	created := false
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "agentry-workspace-"); err != nil {
-			return "", "", fmt.Errorf("creating a workspace directory: %w", err)
+			return "", "", false, fmt.Errorf("creating a workspace directory: %w", err)
 		}
 		created = true
 	}
@@ -420,9 +439,9 @@ func prepareWorkspace(ctx context.Context, o *options, p *progress) (dir, commit
 		if created {
 			_ = os.RemoveAll(dir)
 		}
-		return "", "", err
+		return "", "", false, err
 	}
-	return dir, commit, nil
+	return dir, commit, created, nil
 }
 
 // defaultTranscriptDir prefers the user's state or cache directory and falls

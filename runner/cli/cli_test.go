@@ -160,7 +160,7 @@ func TestAskWithoutATerminalDenies(t *testing.T) {
 	dir := t.TempDir()
 	r := run(t, map[string]string{"OPENAI_API_KEY": key}, "run", "--repo", origin, "--task", "x", "--base-url", srv.URL, "--transcript-dir", dir)
 	if r.code != 0 || !strings.Contains(r.stderr, "stdin is not a terminal") || !strings.Contains(r.stderr, "⚑ Deny bash") {
-		t.Errorf("exit %d\n%s", r.code, r.stderr)
+		t.Errorf("exit %d\n%s\nstdout:%s", r.code, r.stderr, r.stdout)
 	}
 	msgs := srv.Requests()[1].Body.Messages
 	if !strings.Contains(msgs[len(msgs)-1].Content, "denied: this command was not approved") {

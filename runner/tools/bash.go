@@ -26,7 +26,8 @@ type BashConfig struct {
 	// Env is the environment of commands; nil means the runner's own
 	// environment minus the secrets listed in SecretEnv.
 	Env []string
-	// Shell is the interpreter; "" means bash from PATH.
+	// Shell is the interpreter: "bash" or "sh" (see DetectShell); "" means
+	// bash.
 	Shell string
 }
 
@@ -45,17 +46,37 @@ type Bash struct {
 
 func (*Bash) Name() string { return "bash" }
 func (*Bash) Kind() Kind   { return KindShell }
-func (*Bash) Description() string {
-	return "Run a shell command with bash -c in the workspace root (e.g. builds, tests, git). Stdin is empty; " +
+func (t *Bash) Description() string {
+	d := "Run a shell command with " + t.shell() + " -c in the workspace root (e.g. builds, tests, git). Stdin is empty; " +
 		"stdout and stderr are combined; long output keeps its beginning and end. The exit code is reported. " +
-		"Commands are killed when timeout_seconds elapses."
+		"Commands are killed when timeout_seconds elapses, and so is every process they started, background ones included."
+	if t.shell() == "sh" {
+		d += " The shell is a POSIX sh, not bash: no arrays, [[ ]] or other bash extensions."
+	}
+	return d
+}
+
+// DetectShell is the shell the bash tool uses in this environment: bash when
+// the image has it, sh otherwise.
+func DetectShell() string {
+	if _, err := exec.LookPath("bash"); err == nil {
+		return "bash"
+	}
+	return "sh"
+}
+
+func (t *Bash) shell() string {
+	if t.Config.Shell == "" {
+		return "bash"
+	}
+	return t.Config.Shell
 }
 func (t *Bash) Schema() json.RawMessage {
 	def, max := t.timeouts()
 	return schema(fmt.Sprintf(`{"type":"object","properties":{`+
-		`"command":{"type":"string","description":"The command line, run with bash -c"},`+
+		`"command":{"type":"string","maxLength":%d,"description":"The command line, run with %s -c"},`+
 		`"timeout_seconds":{"type":"integer","minimum":1,"maximum":%d,"description":"Kill the command after this many seconds. Default %d"}},`+
-		`"required":["command"],"additionalProperties":false}`, int(max.Seconds()), int(def.Seconds())))
+		`"required":["command"],"additionalProperties":false}`, MaxCommandBytes, t.shell(), int(max.Seconds()), int(def.Seconds())))
 }
 
 func (t *Bash) timeouts() (def, max time.Duration) {
@@ -69,31 +90,50 @@ func (t *Bash) timeouts() (def, max time.Duration) {
 	return def, max
 }
 
+// MaxCommandBytes bounds a command line: a person approving it reads all of
+// it, and status.pendingApprovals shows it whole, never cut.
+const MaxCommandBytes = 4000
+
+type bashArgs struct {
+	Command        string `json:"command"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+}
+
+func (a *bashArgs) check() error {
+	if strings.TrimSpace(a.Command) == "" {
+		return errors.New(`bash: "command" is required`)
+	}
+	if len(a.Command) > MaxCommandBytes {
+		return fmt.Errorf("bash: the command is %d bytes; the limit is %d so that a person can read all of it before approving. "+
+			"Shorten it: write a script with write_file and run that", len(a.Command), MaxCommandBytes)
+	}
+	if a.TimeoutSeconds < 0 {
+		return errors.New(`bash: "timeout_seconds" must be positive`)
+	}
+	return nil
+}
+
+func (*Bash) Args() any { return &bashArgs{} }
+
 func (t *Bash) Describe(args json.RawMessage) string { return describeArg(args, "command") }
 
 // Command extracts the command line for approval patterns.
 func (t *Bash) Command(args json.RawMessage) string { return describeArg(args, "command") }
 
 func (t *Bash) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a struct {
-		Command        string `json:"command"`
-		TimeoutSeconds int    `json:"timeout_seconds"`
-	}
+	var a bashArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}
-	if strings.TrimSpace(a.Command) == "" {
-		return "", errors.New(`bash: "command" is required`)
+	if err := a.check(); err != nil {
+		return "", err
 	}
 	timeout, maxTimeout := t.timeouts()
 	if a.TimeoutSeconds > 0 {
 		timeout = time.Duration(a.TimeoutSeconds) * time.Second
 	}
 	timeout = min(timeout, maxTimeout)
-	shell := t.Config.Shell
-	if shell == "" {
-		shell = "bash"
-	}
+	shell := t.shell()
 
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -24,7 +24,14 @@ func (*GitStatus) Schema() json.RawMessage {
 }
 func (*GitStatus) Describe(json.RawMessage) string { return "" }
 
-func (t *GitStatus) Execute(context.Context, json.RawMessage) (string, error) {
+type noArgs struct{}
+
+func (*GitStatus) Args() any { return &noArgs{} }
+
+func (t *GitStatus) Execute(_ context.Context, raw json.RawMessage) (string, error) {
+	if err := decode(t, raw, &noArgs{}); err != nil {
+		return "", err
+	}
 	if t.Repo == nil {
 		return "", errNoRepo
 	}
@@ -56,15 +63,15 @@ func (*GitDiff) Schema() json.RawMessage {
 		`"path":{"type":"string","description":"Limit the diff to this file or directory"}},` +
 		`"additionalProperties":false}`)
 }
+func (*GitDiff) Args() any { return &pathArgs{} }
+
 func (t *GitDiff) Describe(args json.RawMessage) string { return describeArg(args, "path") }
 
 func (t *GitDiff) Execute(_ context.Context, raw json.RawMessage) (string, error) {
 	if t.Repo == nil {
 		return "", errNoRepo
 	}
-	var a struct {
-		Path string `json:"path"`
-	}
+	var a pathArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}

@@ -34,6 +34,16 @@ func (*Grep) Schema() json.RawMessage {
 		`"required":["pattern"],"additionalProperties":false}`)
 }
 
+type grepArgs struct {
+	Pattern    string `json:"pattern"`
+	Path       string `json:"path,omitempty"`
+	Glob       string `json:"glob,omitempty"`
+	IgnoreCase bool   `json:"ignore_case,omitempty"`
+	MaxResults int    `json:"max_results,omitempty"`
+}
+
+func (*Grep) Args() any { return &grepArgs{} }
+
 func (t *Grep) Describe(args json.RawMessage) string {
 	s := fmt.Sprintf("/%s/", describeArg(args, "pattern"))
 	if p := describeArg(args, "path"); p != "" {
@@ -46,13 +56,7 @@ func (t *Grep) Describe(args json.RawMessage) string {
 }
 
 func (t *Grep) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a struct {
-		Pattern    string `json:"pattern"`
-		Path       string `json:"path"`
-		Glob       string `json:"glob"`
-		IgnoreCase bool   `json:"ignore_case"`
-		MaxResults int    `json:"max_results"`
-	}
+	var a grepArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}

@@ -37,10 +37,14 @@ func (t *ListDir) Describe(args json.RawMessage) string {
 	return "."
 }
 
+type pathArgs struct {
+	Path string `json:"path,omitempty"`
+}
+
+func (*ListDir) Args() any { return &pathArgs{} }
+
 func (t *ListDir) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	var a struct {
-		Path string `json:"path"`
-	}
+	var a pathArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}
@@ -131,13 +135,17 @@ func (*Glob) Schema() json.RawMessage {
 		`"required":["pattern"],"additionalProperties":false}`)
 }
 
+type globArgs struct {
+	Pattern string `json:"pattern"`
+	Path    string `json:"path,omitempty"`
+}
+
+func (*Glob) Args() any { return &globArgs{} }
+
 func (t *Glob) Describe(args json.RawMessage) string { return describeArg(args, "pattern") }
 
 func (t *Glob) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a struct {
-		Pattern string `json:"pattern"`
-		Path    string `json:"path"`
-	}
+	var a globArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}

@@ -44,9 +44,11 @@ func (t *ReadFile) Describe(args json.RawMessage) string { return describeArg(ar
 
 type readArgs struct {
 	Path   string `json:"path"`
-	Offset int    `json:"offset"`
-	Limit  int    `json:"limit"`
+	Offset int    `json:"offset,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
 }
+
+func (*ReadFile) Args() any { return &readArgs{} }
 
 func (t *ReadFile) Execute(_ context.Context, raw json.RawMessage) (string, error) {
 	var a readArgs

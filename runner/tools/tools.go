@@ -5,7 +5,6 @@
 package tools
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,6 +46,10 @@ type Tool interface {
 	// Schema is the JSON schema of the arguments object.
 	Schema() json.RawMessage
 	Kind() Kind
+	// Args returns a pointer to a new zero value of the argument struct:
+	// arguments are decoded into it once, strictly (see Canonical), and the
+	// schema describes it.
+	Args() any
 	// Execute runs the call. A returned error is a failed call whose message
 	// goes to the model; the session continues.
 	Execute(ctx context.Context, args json.RawMessage) (string, error)
@@ -121,18 +124,6 @@ func All(env Env) Set {
 	}
 }
 
-// decode parses arguments, naming the tool and its schema on failure so the
-// model can correct the call.
-func decode(t Tool, args json.RawMessage, v any) error {
-	if len(bytes.TrimSpace(args)) == 0 {
-		args = json.RawMessage("{}")
-	}
-	if err := json.Unmarshal(args, v); err != nil {
-		return fmt.Errorf("invalid arguments for %s: %v; arguments must be a JSON object matching %s", t.Name(), err, t.Schema())
-	}
-	return nil
-}
-
 func required(tool, field, value string) error {
 	if value == "" {
 		return fmt.Errorf("%s: %q is required", tool, field)
@@ -140,7 +131,9 @@ func required(tool, field, value string) error {
 	return nil
 }
 
-// describeArg is a tolerant decoder for Describe, which must never fail.
+// describeArg reads one string field for Describe, which must never fail. The
+// loop passes canonical arguments (see Canonical), so the field it reads is the
+// one that runs.
 func describeArg(args json.RawMessage, field string) string {
 	var m map[string]any
 	if json.Unmarshal(args, &m) != nil {

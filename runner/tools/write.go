@@ -37,6 +37,8 @@ type writeArgs struct {
 	Content *string `json:"content"`
 }
 
+func (*WriteFile) Args() any { return &writeArgs{} }
+
 func (t *WriteFile) Describe(args json.RawMessage) string {
 	var a writeArgs
 	if json.Unmarshal(args, &a) != nil || a.Content == nil {
@@ -109,8 +111,10 @@ type editArgs struct {
 	Path       string `json:"path"`
 	OldString  string `json:"old_string"`
 	NewString  string `json:"new_string"`
-	ReplaceAll bool   `json:"replace_all"`
+	ReplaceAll bool   `json:"replace_all,omitempty"`
 }
+
+func (*EditFile) Args() any { return &editArgs{} }
 
 func (t *EditFile) Execute(_ context.Context, raw json.RawMessage) (string, error) {
 	var a editArgs
