@@ -12,8 +12,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner/cli"
+	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/runner/internal/testrepo"
 )
 
@@ -102,4 +110,88 @@ func TestCheckoutOverHTTPWithCredentials(t *testing.T) {
 			t.Fatalf("code %d, output %q", code, out)
 		}
 	})
+}
+
+// TestCheckoutWritesSymlinksAsCommitted clones a repository holding absolute
+// and relative symlinks. The checkout must hold the committed targets
+// verbatim (go-git's default file system rewrote `/etc` to `<dir>/etc`), so
+// the workspace starts clean for go-git and for git.
+func TestCheckoutWritesSymlinksAsCommitted(t *testing.T) {
+	links := map[string]string{
+		"etcdir":        "/etc",
+		"dangling":      "/nonexistent/target",
+		"readme-link":   "README.md",
+		"sub/up":        "../README.md",
+		"sub/inside-ws": "../sub/file.txt",
+	}
+	origin := t.TempDir()
+	// The origin is built through bound file systems too, so the commit holds
+	// the exact targets; checked below.
+	wt := osfs.New(origin, osfs.WithBoundOS())
+	st := filesystem.NewStorage(osfs.New(filepath.Join(origin, ".git"), osfs.WithBoundOS()), cache.NewObjectLRUDefault())
+	repo, err := git.InitWithOptions(st, wt, git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testrepo.Write(t, origin, map[string]string{"README.md": "hello\n", "sub/file.txt": "file\n"})
+	for link, target := range links {
+		if err := os.Symlink(target, filepath.Join(origin, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testrepo.Commit(t, repo, "symlinks")
+	head, err := repo.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit, err := repo.CommitObject(head.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range links {
+		f, err := tree.File(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := f.Contents(); f.Mode != filemode.Symlink || got != target {
+			t.Fatalf("test setup: %s committed as %v %q, want a symlink to %q", link, f.Mode, got, target)
+		}
+	}
+
+	for name, url := range map[string]string{"path": origin, "file URL": "file://" + origin} {
+		t.Run(name, func(t *testing.T) {
+			ws := filepath.Join(t.TempDir(), "ws")
+			if code, out := checkout(t, "--repo", url, "--dir", ws); code != 0 {
+				t.Fatalf("code %d: %s", code, out)
+			}
+			for link, want := range links {
+				if got, err := os.Readlink(filepath.Join(ws, link)); err != nil || got != want {
+					t.Errorf("%s -> %q (%v), want -> %q", link, got, err, want)
+				}
+			}
+			r, err := gitrepo.Open(ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, err := r.Status(); err != nil || s != "" {
+				t.Errorf("go-git status after checkout: %q %v", s, err)
+			}
+			if p, err := r.Diff(); err != nil || len(p.Text) != 0 || len(p.Omitted) != 0 {
+				t.Errorf("diff after checkout: %q %+v %v", p.Text, p.Omitted, err)
+			}
+			if _, err := exec.LookPath("git"); err != nil {
+				t.Skip("no git binary")
+			}
+			cmd := exec.Command("git", "status", "--porcelain")
+			cmd.Dir = ws
+			out, err := cmd.CombinedOutput()
+			if err != nil || len(out) != 0 {
+				t.Errorf("git status --porcelain after checkout: %q %v", out, err)
+			}
+		})
+	}
 }

@@ -133,6 +133,7 @@ type options struct {
 	approvalTimeout                               time.Duration
 	approvalOnTimeout                             string
 	executor                                      string
+	noNamespaces                                  bool
 }
 
 func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
@@ -211,6 +212,8 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.terminationPath, "termination-message-path", "", "write the JSON summary (≤4 KiB) here (default: /dev/termination-log when it exists)")
 	f.StringVar(&o.systemPromptFile, "system-prompt-file", "", "replace the built-in system prompt with this file's content")
 	f.StringVar(&o.executor, "executor", "", "Unix socket of a running `runner executor` to run tools through (a pod's agent container); by default the runner starts one as a child process without its secrets")
+	f.BoolVar(&o.noNamespaces, "no-executor-namespaces", false, "start the local tool executor without new user/PID/mount namespaces (as on kernels that refuse them)")
+	_ = f.MarkHidden("no-executor-namespaces")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
 	return cmd
 }

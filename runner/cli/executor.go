@@ -98,28 +98,19 @@ func toolSet(ctx context.Context, std IO, o *options, wsDir string, p *progress)
 		if _, ok := std.Err.(*os.File); !ok {
 			stderr = lockedWriter{p} // the child's output is copied by another goroutine
 		}
-		proc, err := executor.Start(exe, wsDir, env, stderr, true)
-		if err == nil {
-			client = executor.NewClient(proc.Socket)
-			if info, err = proc.WaitReady(ctx, client); err != nil {
-				proc.Stop()
-				proc = nil
-			}
+		var proc *executor.Process
+		if !o.noNamespaces {
+			proc, client, info, err = startExecutor(ctx, exe, wsDir, env, stderr, true)
 		}
 		if proc == nil {
-			// The kernel refused new namespaces (or /proc in them): a plain
-			// child still holds no secret, but can see other processes.
-			if proc, err = executor.Start(exe, wsDir, env, stderr, false); err != nil {
-				return nil, stop, err
-			}
-			client = executor.NewClient(proc.Socket)
-			if info, err = proc.WaitReady(ctx, client); err != nil {
-				proc.Stop()
+			// Asked to, or the kernel refused new namespaces (or /proc in them): a
+			// plain child still holds no secret, but can list other processes.
+			if proc, client, info, err = startExecutor(ctx, exe, wsDir, env, stderr, false); err != nil {
 				return nil, stop, err
 			}
 		}
 		stop = proc.Stop
-		if !proc.Isolated {
+		if !proc.Isolated && !o.noNamespaces {
 			p.warn("the kernel refused new user/PID namespaces: tools run as a separate process without the runner's secrets, but can list other processes")
 		}
 	}
@@ -131,6 +122,21 @@ func toolSet(ctx context.Context, std IO, o *options, wsDir string, p *progress)
 		return nil, func() {}, usagef("--tools: %v", err)
 	}
 	return executor.Remote(set, client), stop, nil
+}
+
+// startExecutor starts a local executor and waits until it answers.
+func startExecutor(ctx context.Context, exe, wsDir string, env []string, stderr io.Writer, isolate bool) (*executor.Process, *executor.Client, executor.Info, error) {
+	proc, err := executor.Start(exe, wsDir, env, stderr, isolate)
+	if err != nil {
+		return nil, nil, executor.Info{}, err
+	}
+	client := executor.NewClient(proc.Socket)
+	info, err := proc.WaitReady(ctx, client)
+	if err != nil {
+		proc.Stop()
+		return nil, nil, executor.Info{}, err
+	}
+	return proc, client, info, nil
 }
 
 // executorEnv is the runner's environment without anything secret.

@@ -35,7 +35,11 @@ type Process struct {
 // runner (Pdeathsig) and, as PID 1 of its namespace or as a subreaper, takes
 // every process its tools started with it.
 func Start(exe, workspace string, env []string, stderr io.Writer, isolate bool) (*Process, error) {
-	dir, err := os.MkdirTemp("", "agentry-executor-")
+	base := os.TempDir()
+	if len(base) > 60 { // a Unix socket path holds at most 107 bytes
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "agentry-executor-")
 	if err != nil {
 		return nil, fmt.Errorf("executor socket directory: %w", err)
 	}
