@@ -51,6 +51,7 @@ var env struct {
 	providerKey string
 	llm         *scriptedllm.Server
 	firstCall   sync.Map // task marker -> time of its first model request
+	gatewayURL  string   // the manager's --gateway-url, what runner pods are given
 }
 
 func TestMain(m *testing.M) {
@@ -101,6 +102,10 @@ func run(m *testing.M) (int, error) {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: model route %s; git %s; model %s\n", env.route, env.repoURL, env.llm.URL)
 
+	env.gatewayURL, err = managerArg("--gateway-url=")
+	if err != nil {
+		return 0, err
+	}
 	restore, err := configureRoute()
 	if err != nil {
 		return 0, err
@@ -116,6 +121,24 @@ metadata:
 	}
 	defer kubectl("delete", "namespace", namespace, "--wait=false") //nolint:errcheck // best effort
 	return m.Run(), nil
+}
+
+// managerArg returns the value of the manager's flag with this prefix.
+func managerArg(prefix string) (string, error) {
+	out, err := kubectl("-n", operatorNS, "get", "deployment", manager, "-o", "jsonpath={.spec.template.spec.containers[0].args}")
+	if err != nil {
+		return "", err
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(out), &args); err != nil {
+		return "", fmt.Errorf("reading the manager's args %q: %w", out, err)
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, prefix) {
+			return strings.TrimPrefix(a, prefix), nil
+		}
+	}
+	return "", fmt.Errorf("the manager has no %s argument: %q", prefix, args)
 }
 
 // configureRoute points runner pods at the scripted model and returns how to undo it.
@@ -236,10 +259,36 @@ func script(_ int, r scriptedllm.Request) scriptedllm.Step {
 		default:
 			return scriptedllm.Text("Listed the workspace and wrote NOTES.md.")
 		}
+	case strings.HasPrefix(marker, "[e2e:steal"):
+		switch turn {
+		case 0:
+			return scriptedllm.Tools(scriptedllm.Call{Name: "bash", Args: map[string]any{"command": "echo ran in $0 as uid $(id -u)"}})
+		case 1:
+			return scriptedllm.Tools(scriptedllm.Call{Name: "bash", Args: map[string]any{"command": stealCommand(env.gatewayURL)}})
+		default:
+			return scriptedllm.Text("Tried.")
+		}
 	case strings.HasPrefix(marker, "[e2e:hang"):
 		return scriptedllm.Hang()
 	}
 	return scriptedllm.Text("Nothing to do.")
+}
+
+// stealCommand is what hostile agent code does to act as its session: look for the
+// gateway token in the files, the environments and command lines of every process it can
+// see, then call the gateway with everything that looks like a token, and with none.
+func stealCommand(gateway string) string {
+	return strings.Join([]string{
+		`echo "files:"; ls -la /var/run/secrets 2>&1; cat /var/run/secrets/agentry.dev/gateway/token 2>&1`,
+		`cat /var/run/secrets/kubernetes.io/serviceaccount/token 2>&1`,
+		`echo "processes: $(ls -d /proc/[0-9]* | wc -l)"`,
+		`for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f"; echo; done 2>/dev/null`,
+		`env`,
+		`for t in $(grep -rhoE 'eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /var/run /agentry /tmp /home 2>/dev/null | sort -u); do ` +
+			`echo "found a token: $t"; wget -q -O- --header "Authorization: Bearer $t" ` + gateway + `/v1/models 2>&1 | head -c 300; echo; done`,
+		`echo "no token:"; wget -q -O- ` + gateway + `/v1/models 2>&1 | head -c 300; echo`,
+		`echo "forged finish:"; wget -q -O- --post-data '{}' --header "Authorization: Bearer forged" ` + gateway + `/v1/sessions/x/finish 2>&1 | head -c 300; echo`,
+	}, "; ")
 }
 
 func makeRepo(bare string) error {

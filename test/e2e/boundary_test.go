@@ -1,0 +1,109 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+)
+
+// The trust boundary on a real node: bash runs in the agent container (the session's
+// image, here the default runner image with bash), its first command approved by a person
+// through `kubectl agentry approve`; its second command is hostile agent code looking for
+// the gateway token in files, /proc and the environment, and calling the gateway with
+// whatever it finds. It must find nothing and be refused.
+func TestAgentCodeCannotActAsTheSession(t *testing.T) {
+	const name = "boundary"
+	m := manifest(`
+apiVersion: agentry.dev/v1alpha1
+kind: AgentSession
+metadata: {name: %s, namespace: %s}
+spec:
+  task: "[e2e:steal] Run a command."
+  repository: {url: "%s", ref: main}
+  model: {provider: %s, name: scripted}
+  tools: [bash]
+  approval: {bash: Ask}
+  limits: {maxTurns: 5, timeout: 5m}`, name, namespace, env.repoURL, providerName)
+	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
+
+	// A person approves each command with the kubectl plugin, as the README shows.
+	approved := 0
+	eventually(t, 4*time.Minute, "two bash calls approved and the session ended", func() bool {
+		s := getSession(t, name)
+		for _, p := range s.Status.PendingApprovals {
+			out, err := kubectlPlugin("agentry", "-n", namespace, "approve", name, p.ID, "--reason", "e2e")
+			if err != nil {
+				t.Fatalf("kubectl agentry approve: %v\n%s", err, out)
+			}
+			approved++
+		}
+		return s.Status.Phase == v1.PhaseSucceeded || s.Status.Phase == v1.PhaseFailed
+	})
+	if approved != 2 {
+		t.Errorf("approved %d commands through kubectl agentry, want 2", approved)
+	}
+	if s := getSession(t, name); s.Status.Phase != v1.PhaseSucceeded {
+		t.Fatalf("session ended %s: %+v", s.Status.Phase, s.Status.Conditions)
+	}
+
+	var first, second string
+	for _, r := range env.llm.Requests() {
+		msgs := r.Body.Messages
+		if len(msgs) == 0 || !strings.Contains(msgs[1].Content, "[e2e:steal]") {
+			continue
+		}
+		last := msgs[len(msgs)-1]
+		if last.Role != "tool" {
+			continue
+		}
+		if first == "" {
+			first = last.Content
+		} else {
+			second = last.Content
+		}
+	}
+	t.Logf("approved command: %s", first)
+	if !strings.Contains(first, "ran in bash as uid 65533") {
+		t.Errorf("the approved bash call did not run with bash as the agent's UID: %q", first)
+	}
+	t.Logf("hostile command output:\n%s", second)
+	if !strings.Contains(second, "no token:") || !strings.Contains(second, "forged finish:") {
+		t.Fatalf("the hostile command did not run to its end: %q", second)
+	}
+	if regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`).MatchString(second) {
+		t.Errorf("agent code found a token")
+	}
+	if !strings.Contains(second, "/var/run/secrets/agentry.dev/gateway/token: No such file") {
+		t.Errorf("the gateway token file is visible in the agent container")
+	}
+	if strings.Contains(second, `"object":"list"`) || strings.Contains(second, "scripted") && strings.Contains(second, `"data"`) {
+		t.Errorf("agent code got an answer from the gateway's model API")
+	}
+	if c := strings.Count(second, "401"); c < 2 {
+		t.Errorf("the gateway did not refuse agent code's calls with 401 (%d refusals seen)", c)
+	}
+	if strings.Contains(second, env.providerKey) {
+		t.Errorf("agent code found the provider key")
+	}
+}
+
+// kubectlPlugin runs kubectl with the repository's bin/ on PATH, so `kubectl agentry`
+// resolves to the plugin `make build` produced.
+func kubectlPlugin(args ...string) (string, error) {
+	bin, _ := filepath.Abs("../../bin")
+	cmd := exec.Command("kubectl", args...)
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
