@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"encoding/base64"
 	"os"
 	"os/exec"
@@ -94,9 +96,12 @@ func TestToolsFindNoSecretInProc(t *testing.T) {
 // call was approved and ended (to tamper with the workspace later, or to outlive an
 // approval). The next call looks for them.
 func TestEveryProcessEndsWithItsCall(t *testing.T) {
-	const leave = `setsid sh -c 'sleep 3131' >/dev/null 2>&1 </dev/null & ` +
-		`(sh -c 'sleep 3132 >/dev/null 2>&1 &' &) ; nohup sleep 3133 >/dev/null 2>&1 & echo left`
-	const look = `for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null; echo; done | grep -c 'sleep 31[3]' || true`
+	// A marker unique to this run: without namespaces /proc shows every process on the
+	// machine, another test run's included.
+	n := 1000 + rand.IntN(8000)
+	leave := fmt.Sprintf(`setsid sh -c 'sleep %[1]d1' >/dev/null 2>&1 </dev/null & `+
+		`(sh -c 'sleep %[1]d2 >/dev/null 2>&1 &' &) ; nohup sleep %[1]d3 >/dev/null 2>&1 & echo left`, n)
+	look := fmt.Sprintf(`for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null; echo; done | grep -c 'sleep %d[123]' || true`, n)
 	for name, flags := range map[string][]string{
 		"own namespaces":              nil,
 		"plain child (no namespaces)": {"--no-executor-namespaces"},
