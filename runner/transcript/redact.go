@@ -1,6 +1,9 @@
 package transcript
 
 import (
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
@@ -12,10 +15,18 @@ import (
 // values the runner knows (its API key, S3 credentials) and strings that look
 // like well-known credential formats. The model itself still sees file
 // contents unredacted; only the record is scrubbed.
+//
+// A known value is also removed in the encodings a command would print it in:
+// base64 (standard and URL-safe, padded or not, and at any alignment inside a
+// longer base64 stream), hex (either case) and URL escaping.
 type Redactor struct {
-	literals []string
+	// literals finds every encoded form of every known secret in one pass;
+	// nil when there are none.
+	literals *literalSet
 	patterns []secretPattern
 }
+
+const redactedSecret = "[REDACTED:secret]"
 
 type secretPattern struct {
 	kind string
@@ -48,15 +59,53 @@ var defaultPatterns = []secretPattern{
 // mangle ordinary words without protecting anything.
 func NewRedactor(secrets ...string) *Redactor {
 	r := &Redactor{patterns: defaultPatterns}
+	var forms []string
 	for _, s := range secrets {
 		s = strings.TrimSpace(s)
-		if len(s) >= 8 && !slices.Contains(r.literals, s) {
-			r.literals = append(r.literals, s)
+		if len(s) >= 8 {
+			forms = append(forms, encodedForms(s)...)
 		}
 	}
-	// Longest first, so a secret containing another is removed whole.
-	slices.SortFunc(r.literals, func(a, b string) int { return len(b) - len(a) })
+	if len(forms) > 0 {
+		r.literals = newLiteralSet(forms)
+	}
 	return r
+}
+
+// encodedForms lists s as it could appear in recorded text: itself, base64,
+// hex and URL-escaped. Forms shorter than 8 bytes are dropped, like short
+// secrets.
+func encodedForms(s string) []string {
+	b := []byte(s)
+	forms := []string{
+		s,
+		hex.EncodeToString(b),
+		strings.ToUpper(hex.EncodeToString(b)),
+		url.QueryEscape(s),
+		url.PathEscape(s),
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		raw := enc.WithPadding(base64.NoPadding)
+		forms = append(forms, enc.EncodeToString(b), raw.EncodeToString(b))
+		forms = append(forms, base64Aligned(raw, b)...)
+	}
+	return slices.DeleteFunc(forms, func(f string) bool { return len(f) < 8 })
+}
+
+// base64Aligned returns the characters of s's base64 encoding that depend on
+// s alone, for each of the three offsets (0, 1 or 2 bytes, mod 3) at which s
+// can start inside a longer encoded stream. The first and last characters,
+// which mix in bits of the neighbouring bytes, differ from stream to stream
+// and are left out: character i covers bits [6i, 6i+6), and s occupies bits
+// [8k, 8(k+n)) after k filler bytes.
+func base64Aligned(raw *base64.Encoding, s []byte) []string {
+	out := make([]string, 0, 3)
+	for k := range 3 {
+		full := raw.EncodeToString(append(make([]byte, k, k+len(s)), s...))
+		from, to := (8*k+5)/6, 8*(k+len(s))/6
+		out = append(out, full[from:to])
+	}
+	return out
 }
 
 // String returns s with every secret replaced by "[REDACTED:<kind>]".
@@ -64,10 +113,8 @@ func (r *Redactor) String(s string) string {
 	if r == nil || len(s) < 8 {
 		return s
 	}
-	for _, lit := range r.literals {
-		if strings.Contains(s, lit) {
-			s = strings.ReplaceAll(s, lit, "[REDACTED:secret]")
-		}
+	if r.literals != nil {
+		s = r.literals.replace(s, redactedSecret)
 	}
 	for _, p := range r.patterns {
 		if !containsAny(s, p.hints) {
@@ -80,6 +127,19 @@ func (r *Redactor) String(s string) string {
 		s = p.re.ReplaceAllString(s, repl)
 	}
 	return s
+}
+
+// redactBytes is String for a byte slice; b itself is returned when nothing
+// was redacted.
+func (r *Redactor) redactBytes(b []byte) []byte {
+	if r == nil || len(b) < 8 {
+		return b
+	}
+	s := string(b)
+	if red := r.String(s); red != s {
+		return []byte(red)
+	}
+	return b
 }
 
 func containsAny(s string, subs []string) bool {

@@ -38,7 +38,9 @@ type redeliverer interface{ RedeliversOnClose() bool }
 // Final is what the session produced besides the event stream.
 type Final struct {
 	Summary contract.Summary
-	// Patch is `git diff` of the workspace against the base commit (may be empty).
+	// Patch is `git diff` of the workspace against the base commit (may be
+	// empty). Recorder.Close redacts it, like the summary, before any sink
+	// sees it, so a patch that held a secret no longer applies cleanly.
 	Patch []byte
 }
 
@@ -138,6 +140,9 @@ func (r *Recorder) Close(ctx context.Context, final Final) ([]Stored, error) {
 	defer r.mu.Unlock()
 	final.Summary.Events = r.seq
 	r.redact.Apply(&final.Summary)
+	// The patch is the model's work: it can hold any secret the model read
+	// and copied into a file. Every sink gets the redacted copy.
+	final.Patch = r.redact.redactBytes(final.Patch)
 	stored := make([]Stored, len(r.sinks))
 	var errs []error
 	for _, s := range r.sinks {

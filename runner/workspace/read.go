@@ -113,7 +113,7 @@ func walkResult(ctx context.Context, walkErr error) error {
 
 func (r *Root) readOne(rel string, fi fs.FileInfo, o ReadOptions, fn func(string, []byte) error) error {
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", rel)
+		return fmt.Errorf("%s: not a regular file", display(rel))
 	}
 	f, err := r.root.Open(rel)
 	if err != nil {

@@ -3,6 +3,15 @@
 // workspace, "..") and then resolved through os.Root, which refuses to follow a
 // symlink that leads outside, including symlinks created after the check (by the
 // bash tool, for example).
+//
+// Writes are also kept out of the repository's git metadata, judged by the
+// path they resolve to (see WriteFile). Reads of .git are allowed: read_file
+// on .git/config or .git/HEAD is harmless and sometimes useful; walks (grep,
+// glob) skip .git as noise.
+//
+// Every path shown in an error goes through display, so a name holding
+// control characters (a NUL, an escape sequence, a newline forging a line of
+// output) is shown escaped, never raw.
 package workspace
 
 import (
@@ -10,17 +19,20 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrOutside is wrapped by every error caused by a path that leaves the workspace.
 var ErrOutside = errors.New("path is outside the workspace")
 
-// ErrGitDir is returned for writes into .git: the patch is the session's output,
-// and hooks or config written there would run outside the model's sandbox later.
+// ErrGitDir is wrapped by every error refusing a write into git's metadata:
+// hooks or config written there would run code the next time any git
+// command runs (core.fsmonitor, core.hooksPath, a pre-commit hook), outside
+// whatever approval the model's own commands need.
 var ErrGitDir = errors.New("writing inside .git is not allowed")
 
 // Root is an open workspace directory.
@@ -33,7 +45,7 @@ type Root struct {
 func Open(dir string) (*Root, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("resolving workspace %s: %w", dir, err)
+		return nil, fmt.Errorf("resolving workspace %s: %w", display(dir), err)
 	}
 	// Resolve the workspace's own symlinks (e.g. /tmp -> /private/tmp) once so
 	// absolute paths the model copies from tool output compare equal.
@@ -59,7 +71,7 @@ func (r *Root) Close() error { return r.root.Close() }
 // lexically leaves the workspace is refused here, before touching the disk.
 func (r *Root) Rel(p string) (string, error) {
 	if strings.ContainsRune(p, 0) {
-		return "", fmt.Errorf("%q: %w: path contains a NUL byte", p, ErrOutside)
+		return "", fmt.Errorf("%s: %w: path contains a NUL byte", display(p), ErrOutside)
 	}
 	if p == "" || p == "." {
 		return ".", nil
@@ -68,7 +80,7 @@ func (r *Root) Rel(p string) (string, error) {
 	if filepath.IsAbs(p) {
 		rel, err := filepath.Rel(r.dir, filepath.Clean(p))
 		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return "", fmt.Errorf("%s: %w (%s); use a path relative to the workspace root", orig, ErrOutside, r.dir)
+			return "", fmt.Errorf("%s: %w (%s); use a path relative to the workspace root", display(orig), ErrOutside, display(r.dir))
 		}
 		p = rel
 	}
@@ -77,7 +89,7 @@ func (r *Root) Rel(p string) (string, error) {
 		return ".", nil
 	}
 	if !filepath.IsLocal(p) {
-		return "", fmt.Errorf("%s: %w; use a path relative to the workspace root without \"..\"", orig, ErrOutside)
+		return "", fmt.Errorf("%s: %w; use a path relative to the workspace root without \"..\"", display(orig), ErrOutside)
 	}
 	return p, nil
 }
@@ -88,19 +100,31 @@ func (r *Root) explain(rel string, err error) error {
 	if err == nil {
 		return nil
 	}
+	shown := display(rel)
 	switch {
 	case isEscape(err):
-		return fmt.Errorf("%s: %w: it goes through a symlink that points outside the workspace", rel, ErrOutside)
+		return fmt.Errorf("%s: %w: it goes through a symlink that points outside the workspace", shown, ErrOutside)
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: no such file or directory: %w", rel, fs.ErrNotExist)
+		return fmt.Errorf("%s: no such file or directory: %w", shown, fs.ErrNotExist)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%s: permission denied: %w", rel, fs.ErrPermission)
+		return fmt.Errorf("%s: permission denied: %w", shown, fs.ErrPermission)
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", rel, pe.Err)
+		return fmt.Errorf("%s: %w", shown, pe.Err)
 	}
-	return fmt.Errorf("%s: %w", rel, err)
+	return fmt.Errorf("%s: %w", shown, err)
+}
+
+// display returns a path as an error may show it: unchanged when it is
+// printable UTF-8, otherwise quoted with Go escapes (a NUL byte as \x00), so
+// a hostile name can neither hide part of itself nor forge text in what the
+// model, a log or a person reads.
+func display(p string) string {
+	if utf8.ValidString(p) && !strings.ContainsFunc(p, func(c rune) bool { return !strconv.IsPrint(c) }) {
+		return p
+	}
+	return strconv.Quote(p)
 }
 
 // isEscape recognises os.Root's refusal. The sentinel is unexported in the
@@ -162,92 +186,6 @@ func (r *Root) ReadDir(p string) ([]fs.DirEntry, string, error) {
 	}
 	sortEntries(ents)
 	return ents, rel, nil
-}
-
-// WriteFile replaces a file's content atomically (write to a temporary file in
-// the same directory, then rename), creating parent directories. An existing
-// file keeps its permission bits.
-func (r *Root) WriteFile(p string, data []byte) (string, error) {
-	rel, err := r.Rel(p)
-	if err != nil {
-		return "", err
-	}
-	if rel == "." {
-		return rel, fmt.Errorf("%s: is the workspace root, not a file", p)
-	}
-	if first, _, _ := strings.Cut(rel, "/"); first == ".git" {
-		return rel, fmt.Errorf("%s: %w", rel, ErrGitDir)
-	}
-	perm := fs.FileMode(0o644)
-	if fi, err := r.root.Stat(rel); err == nil {
-		if fi.IsDir() {
-			return rel, fmt.Errorf("%s: is a directory", rel)
-		}
-		perm = fi.Mode().Perm()
-	} else if isEscape(err) {
-		return rel, r.explain(rel, err)
-	}
-	if dir := path.Dir(rel); dir != "." {
-		if err := r.root.MkdirAll(dir, 0o755); err != nil {
-			return rel, r.explain(dir, err)
-		}
-	}
-	// If rel is a symlink inside the workspace, write through to its target so
-	// the link survives, as editors do.
-	target := rel
-	if fi, err := r.root.Lstat(rel); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		if t, err := r.resolveLink(rel); err == nil {
-			target = t
-		} else {
-			return rel, err
-		}
-	}
-	tmp := path.Join(path.Dir(target), "."+path.Base(target)+".agentry-tmp")
-	f, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return rel, r.explain(rel, err)
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = r.root.Remove(tmp)
-		return rel, r.explain(rel, err)
-	}
-	if err := r.root.Chmod(tmp, perm); err != nil {
-		_ = r.root.Remove(tmp)
-		return rel, r.explain(rel, err)
-	}
-	if err := r.root.Rename(tmp, target); err != nil {
-		_ = r.root.Remove(tmp)
-		return rel, r.explain(rel, err)
-	}
-	return rel, nil
-}
-
-// resolveLink follows a chain of symlinks lexically, refusing any step that
-// leaves the workspace. It is only used to pick the rename target for writes;
-// the write itself still goes through os.Root.
-func (r *Root) resolveLink(rel string) (string, error) {
-	cur := rel
-	for range 40 {
-		fi, err := r.root.Lstat(cur)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			return cur, nil
-		}
-		t, err := r.root.Readlink(cur)
-		if err != nil {
-			return "", r.explain(rel, err)
-		}
-		if path.IsAbs(t) {
-			return "", fmt.Errorf("%s: %w: it is a symlink to %s", rel, ErrOutside, t)
-		}
-		next := path.Join(path.Dir(cur), t)
-		if !filepath.IsLocal(next) {
-			return "", fmt.Errorf("%s: %w: it is a symlink to %s", rel, ErrOutside, t)
-		}
-		cur = next
-	}
-	return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
 }
 
 // Readlink returns a symlink's target as stored (it may point anywhere; only
