@@ -230,6 +230,20 @@ type DiffStats struct {
 	FilesChanged int `json:"filesChanged"`
 	Additions    int `json:"additions"`
 	Deletions    int `json:"deletions"`
+	// Omitted lists changed files left out of the patch text (too large, or the
+	// patch would pass its size limit); FilesChanged counts them.
+	Omitted []OmittedFile `json:"omitted,omitempty"`
+}
+
+// MaxOmittedInSummary bounds the omitted files the termination message and
+// status list; the transcript's finish event and summary.json have them all.
+const MaxOmittedInSummary = 10
+
+// OmittedFile is a changed file the patch does not carry, and why.
+type OmittedFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Reason string `json:"reason"`
 }
 
 // DecodeEvent parses and validates one JSONL line.

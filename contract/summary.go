@@ -41,6 +41,9 @@ type Summary struct {
 // limit. The rest of the fields are bounded in size by construction.
 func (s Summary) Encode() ([]byte, error) {
 	s.Version = SchemaVersion
+	if len(s.Diff.Omitted) > MaxOmittedInSummary {
+		s.Diff.Omitted = s.Diff.Omitted[:MaxOmittedInSummary]
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encoding summary: %w", err)

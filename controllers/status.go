@@ -271,6 +271,7 @@ func applySummary(s *v1.AgentSession, sum *contract.Summary) {
 	}
 	if r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 {
 		r.FilesChanged, r.Additions, r.Deletions = int32(sum.Diff.FilesChanged), int32(sum.Diff.Additions), int32(sum.Diff.Deletions)
+		r.OmittedFiles = v1.OmittedFilesFrom(sum.Diff.Omitted)
 	}
 	if s.Status.Usage == nil {
 		s.Status.Usage = &v1.Usage{

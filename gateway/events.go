@@ -157,6 +157,7 @@ func (s *Server) archive(r *http.Request, ss *session, req *contract.FinishReque
 		FilesChanged: int32(req.Summary.Diff.FilesChanged),
 		Additions:    int32(req.Summary.Diff.Additions),
 		Deletions:    int32(req.Summary.Diff.Deletions),
+		OmittedFiles: v1.OmittedFilesFrom(req.Summary.Diff.Omitted),
 	}
 	if st.Usage == nil {
 		st.Usage = &v1.Usage{}

@@ -164,6 +164,9 @@ func (l *Loop) finish(ctx context.Context, res *Result) {
 			res.Patch = p.Text
 			f, a, d := p.Totals()
 			res.Diff = contract.DiffStats{FilesChanged: f, Additions: a, Deletions: d}
+			for _, o := range p.Omitted {
+				res.Diff.Omitted = append(res.Diff.Omitted, contract.OmittedFile{Path: o.Path, Size: o.Size, Reason: o.Reason})
+			}
 		}
 	}
 	fin := &contract.Finish{

@@ -202,7 +202,7 @@ func TestSessionEndToEnd(t *testing.T) {
 		t.Errorf("event counts wrong: %v", types)
 	}
 	fin := evs[len(evs)-1].Finish
-	if fin.Outcome != contract.OutcomeCompleted || fin.Usage != want.Usage || fin.Diff != want.Diff {
+	if fin.Outcome != contract.OutcomeCompleted || fin.Usage != want.Usage || !cmp.Equal(fin.Diff, want.Diff) {
 		t.Errorf("finish event: %+v", fin)
 	}
 	if res.Events != int64(len(evs)) {
@@ -672,5 +672,30 @@ func TestOverlongCommandIsRefusedBeforeApproval(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(h.ws.Dir(), "PWNED")); err == nil {
 		t.Error("the overlong command ran")
+	}
+}
+
+// A file too large for the patch is left out and listed, with the reason, in the result the
+// controller and the gateway turn into status.
+func TestOversizedFileIsListedNotPatched(t *testing.T) {
+	h := newHarness(t, greetRepo,
+		scriptedllm.Tools(call("bash", map[string]any{"command": "head -c 3000000 /dev/zero | tr '\\0' a > big.txt; echo small > small.txt"})),
+		scriptedllm.Text("ok"),
+	)
+	res := h.run(context.Background())
+	if len(res.Diff.Omitted) != 1 || res.Diff.Omitted[0].Path != "big.txt" || res.Diff.Omitted[0].Size != 3000000 || res.Diff.Omitted[0].Reason == "" {
+		t.Fatalf("omitted = %+v, want big.txt with its size and a reason", res.Diff.Omitted)
+	}
+	if res.Diff.FilesChanged != 2 || bytes.Contains(res.Patch, []byte("big.txt")) || !bytes.Contains(res.Patch, []byte("small.txt")) {
+		t.Errorf("files changed %d, patch:\n%s", res.Diff.FilesChanged, res.Patch)
+	}
+	var fin *contract.Finish
+	for _, e := range h.events() {
+		if e.Type == contract.EventFinish {
+			fin = e.Finish
+		}
+	}
+	if fin == nil || len(fin.Diff.Omitted) != 1 {
+		t.Errorf("the finish event does not list the omitted file: %+v", fin)
 	}
 }

@@ -512,6 +512,28 @@ type SessionResult struct {
 	// exitCode is the runner's exit code (see docs/runner.md).
 	// +optional
 	ExitCode *int32 `json:"exitCode,omitempty"`
+	// omittedFiles lists changed files the patch leaves out, with the reason (a file
+	// larger than the per-file limit, or a patch that would pass its total limit). They
+	// count in filesChanged; summary.json in object storage has the full list.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	OmittedFiles []OmittedFile `json:"omittedFiles,omitempty"`
+}
+
+// OmittedFile is a changed file the patch does not carry.
+type OmittedFile struct {
+	// path is the file's path in the workspace.
+	// +required
+	// +kubebuilder:validation:MaxLength=4096
+	Path string `json:"path"`
+	// sizeBytes is the file's size.
+	// +optional
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// reason says why it was left out.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	Reason string `json:"reason"`
 }
 
 // ArtifactRef points at an object in object storage.

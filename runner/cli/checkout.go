@@ -24,7 +24,8 @@ func checkoutCommand(std IO, code *contract.ExitCode) *cobra.Command {
 		Use:   "checkout --repo URL --dir DIR [--ref REF] [--credentials-dir DIR]",
 		Short: "Clone a repository into a directory (the pod's checkout step)",
 		Long: `Clone a repository into a directory and check out a branch, tag or commit, without a
-git binary.
+git binary. The checkout is exactly the commit: symlinks keep their committed targets,
+absolute ones included, so the workspace starts clean for git.
 
 --credentials-dir holds the keys of a mounted Secret: username and password (a token) for
 http(s), or ssh-privatekey and known_hosts for ssh. An ssh clone without known_hosts is

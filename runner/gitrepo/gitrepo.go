@@ -4,7 +4,6 @@
 package gitrepo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +50,10 @@ func (localLoader) Load(ep *transport.Endpoint) (storer.Storer, error) {
 // Clone clones url (a remote URL or a local directory) into dir, which must be
 // empty or absent, and checks out ref: a branch, a tag or a commit; "" means
 // the remote's default branch. It returns the checked-out commit.
+//
+// The checkout is what the commit holds: symlinks are written with their
+// committed targets, absolute ones included (go-git's default file system
+// would rebase `/etc` onto the checkout, so `git status` would start dirty).
 func Clone(ctx context.Context, url, ref, dir string, progress io.Writer) (string, error) {
 	return CloneWithAuth(ctx, url, ref, dir, nil, progress)
 }
@@ -65,7 +68,7 @@ func CloneWithAuth(ctx context.Context, url, ref, dir string, auth transport.Aut
 		}
 		url = abs
 	}
-	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{URL: url, Auth: auth, Progress: progress, Tags: git.AllTags})
+	repo, err := cloneInto(ctx, dir, &git.CloneOptions{URL: url, Auth: auth, Progress: progress, Tags: git.AllTags})
 	if err != nil {
 		return "", fmt.Errorf("cloning %s: %w", url, err)
 	}
@@ -103,6 +106,49 @@ func CloneWithAuth(ctx context.Context, url, ref, dir string, auth transport.Aut
 	return hash.String(), nil
 }
 
+// cloneInto is git.PlainCloneContext with file systems bound to dir
+// (osfs.WithBoundOS): paths cannot leave dir and symlink targets are written
+// verbatim. Like PlainClone, it removes what it created if the clone fails.
+func cloneInto(ctx context.Context, dir string, o *git.CloneOptions) (*git.Repository, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	created := false
+	switch fi, err := os.Stat(abs); {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, err
+		}
+		created = true
+	case err != nil:
+		return nil, err
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%s is not a directory", abs)
+	}
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		return nil, err
+	}
+	empty := len(ents) == 0
+	wt := osfs.New(abs, osfs.WithBoundOS())
+	dot := osfs.New(filepath.Join(abs, git.GitDirName), osfs.WithBoundOS())
+	repo, err := git.CloneContext(ctx, filesystem.NewStorage(dot, cache.NewObjectLRUDefault()), wt, o)
+	if err != nil {
+		switch {
+		case created:
+			_ = os.RemoveAll(abs)
+		case empty:
+			ents, _ := os.ReadDir(abs)
+			for _, e := range ents {
+				_ = os.RemoveAll(filepath.Join(abs, e.Name()))
+			}
+		}
+		return nil, err
+	}
+	return repo, nil
+}
+
 func resolve(repo *git.Repository, ref string) (plumbing.Hash, error) {
 	for _, rev := range []string{"refs/remotes/origin/" + ref, "refs/tags/" + ref, ref} {
 		if h, err := repo.ResolveRevision(plumbing.Revision(rev)); err == nil {
@@ -112,28 +158,109 @@ func resolve(repo *git.Repository, ref string) (plumbing.Hash, error) {
 	return plumbing.ZeroHash, errors.New("not a branch, tag or commit of the repository")
 }
 
-// Repo is an open checkout with the commit the session started from.
-type Repo struct {
-	dir  string
-	repo *git.Repository
-	base plumbing.Hash
+// Options bound what building a patch reads and produces.
+type Options struct {
+	// MaxFileBytes is the largest text file (either side of a change) whose
+	// content goes into the patch text; 0 means 1 MiB. Larger text files are
+	// listed in Patch.Omitted. Binary files are listed as binary at any size.
+	MaxFileBytes int64
+	// MaxPatchBytes bounds Patch.Text; 0 means 8 MiB. Files that would take
+	// the patch over it are listed in Patch.Omitted.
+	MaxPatchBytes int64
 }
 
-// Open opens the checkout at dir and records its HEAD as the session's base:
-// everything is diffed against it, even if the model commits.
-func Open(dir string) (*Repo, error) {
-	repo, err := git.PlainOpen(dir)
-	if err != nil {
-		if errors.Is(err, git.ErrRepositoryNotExists) {
-			return nil, fmt.Errorf("%s: %w", dir, ErrNotRepository)
-		}
-		return nil, fmt.Errorf("opening git repository %s: %w", dir, err)
+// Default limits of Options.
+const (
+	DefaultMaxFileBytes  = 1 << 20
+	DefaultMaxPatchBytes = 8 << 20
+)
+
+// Repo is a checkout with the commit the session started from. It reads the
+// workspace as hostile input: only through os.Root (no symlink is followed
+// out of the workspace, .git included), never another object store
+// (objects/info/alternates), and with bounded memory whatever the files'
+// sizes.
+type Repo struct {
+	dir  string
+	base plumbing.Hash
+	opts Options
+}
+
+// Open opens the checkout at dir with the default limits and records its HEAD
+// as the session's base: everything is diffed against it, even if the model
+// commits.
+func Open(dir string) (*Repo, error) { return OpenWithOptions(dir, Options{}) }
+
+// OpenWithOptions is Open with limits for the patch.
+func OpenWithOptions(dir string, o Options) (*Repo, error) {
+	if o.MaxFileBytes <= 0 {
+		o.MaxFileBytes = DefaultMaxFileBytes
 	}
-	r := &Repo{dir: dir, repo: repo}
-	if head, err := repo.Head(); err == nil {
+	if o.MaxPatchBytes <= 0 {
+		o.MaxPatchBytes = DefaultMaxPatchBytes
+	}
+	r := &Repo{dir: dir, opts: o}
+	s, err := r.open()
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if head, err := s.repo.Head(); err == nil {
 		r.base = head.Hash()
 	}
 	return r, nil
+}
+
+// session is the repository opened for one operation. Each operation opens
+// the workspace afresh, so nothing resolved earlier is trusted later.
+type session struct {
+	repo *git.Repository
+	root *os.Root // the workspace
+	c    *closers
+}
+
+func (s *session) close() { s.c.close() }
+
+func (r *Repo) open() (*session, error) {
+	rs := &closers{}
+	root, err := os.OpenRoot(r.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", r.dir, ErrNotRepository)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening workspace %s: %w", r.dir, err)
+	}
+	rs.add(root)
+	fail := func(err error) (*session, error) { rs.close(); return nil, err }
+	fi, err := root.Lstat(git.GitDirName)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fail(fmt.Errorf("%s: %w", r.dir, ErrNotRepository))
+	case err != nil:
+		return fail(fmt.Errorf("opening git repository %s: %w", r.dir, err))
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fail(fmt.Errorf("%s: .git is a symlink, which is not followed: %w", r.dir, ErrNotRepository))
+	case !fi.IsDir():
+		return fail(fmt.Errorf("%s: .git is not a directory (a \"gitdir:\" file is not followed): %w", r.dir, ErrNotRepository))
+	}
+	dot, err := root.OpenRoot(git.GitDirName)
+	if err != nil {
+		return fail(fmt.Errorf("opening git repository %s: %w", r.dir, err))
+	}
+	rs.add(dot)
+	dotFS := newRootFS(dot, filepath.Join(r.dir, git.GitDirName), gitDirLimit, rs)
+	st := filesystem.NewStorageWithOptions(dotFS, cache.NewObjectLRU(16*cache.MiByte), filesystem.Options{
+		LargeObjectThreshold: largeObjectBytes,
+		AlternatesFS:         noAlternates{dotFS},
+	})
+	repo, err := git.Open(st, newRootFS(root, r.dir, worktreeLimit, rs))
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		return fail(fmt.Errorf("%s: %w", r.dir, ErrNotRepository))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("opening git repository %s: %w", r.dir, err))
+	}
+	return &session{repo: repo, root: root, c: rs}, nil
 }
 
 // Base is the commit the session started from ("" for a repository without commits).
@@ -146,13 +273,14 @@ func (r *Repo) Base() string {
 
 // Status lists changed and untracked files like `git status --short`, sorted.
 func (r *Repo) Status() (string, error) {
-	wt, err := r.repo.Worktree()
+	s, err := r.open()
 	if err != nil {
-		return "", fmt.Errorf("opening worktree: %w", err)
+		return "", err
 	}
-	st, err := wt.Status()
+	defer s.close()
+	st, err := status(s.repo)
 	if err != nil {
-		return "", fmt.Errorf("computing status: %w", err)
+		return "", err
 	}
 	var lines []string
 	for p, s := range st {
@@ -165,6 +293,18 @@ func (r *Repo) Status() (string, error) {
 	return strings.Join(lines, "\n"), nil
 }
 
+func status(repo *git.Repository) (git.Status, error) {
+	wt, err := repo.Worktree()
+	if err != nil {
+		return nil, fmt.Errorf("opening worktree: %w", err)
+	}
+	st, err := wt.Status()
+	if err != nil {
+		return nil, fmt.Errorf("computing status: %w", err)
+	}
+	return st, nil
+}
+
 // FileStat is the change to one file.
 type FileStat struct {
 	Path      string
@@ -173,32 +313,53 @@ type FileStat struct {
 	Binary    bool
 }
 
-// Patch is the workspace's change against the base commit.
-type Patch struct {
-	Text  []byte
-	Files []FileStat
+// OmittedFile is a changed file whose content the patch text leaves out.
+type OmittedFile struct {
+	Path string
+	// Size is the file's size in bytes: in the working tree, or in the base
+	// commit for a deletion.
+	Size int64
+	// Reason is a short sentence, e.g. "text file over the 1 MiB per-file limit".
+	Reason string
 }
 
-// Additions and Deletions count changed lines over all files.
+func (o OmittedFile) String() string {
+	return fmt.Sprintf("%s (%d bytes): %s", o.Path, o.Size, o.Reason)
+}
+
+// Patch is the workspace's change against the base commit.
+type Patch struct {
+	// Text applies with `git apply`; it holds the files of Files only.
+	Text  []byte
+	Files []FileStat
+	// Omitted lists changed files left out of Text because of the limits in
+	// Options; Text stays a valid patch without them.
+	Omitted []OmittedFile
+}
+
+// Totals counts changed files (omitted ones included) and changed lines
+// (of the files in Text).
 func (p Patch) Totals() (files, additions, deletions int) {
 	for _, f := range p.Files {
 		additions += f.Additions
 		deletions += f.Deletions
 	}
-	return len(p.Files), additions, deletions
+	return len(p.Files) + len(p.Omitted), additions, deletions
 }
 
 // Diff returns a patch (applicable with `git apply`) from the base commit to
 // the working tree, untracked files included and ignored files excluded. With
-// paths, only those files or directories are included.
+// paths, only those files or directories are included. Memory is bounded by
+// the Options, whatever the size of the files.
 func (r *Repo) Diff(paths ...string) (Patch, error) {
-	wt, err := r.repo.Worktree()
+	s, err := r.open()
 	if err != nil {
-		return Patch{}, fmt.Errorf("opening worktree: %w", err)
+		return Patch{}, err
 	}
-	st, err := wt.Status()
+	defer s.close()
+	st, err := status(s.repo)
 	if err != nil {
-		return Patch{}, fmt.Errorf("computing status: %w", err)
+		return Patch{}, err
 	}
 	candidates := map[string]bool{}
 	for p, s := range st {
@@ -208,7 +369,7 @@ func (r *Repo) Diff(paths ...string) (Patch, error) {
 	}
 	var baseTree *object.Tree
 	if !r.base.IsZero() {
-		c, err := r.repo.CommitObject(r.base)
+		c, err := s.repo.CommitObject(r.base)
 		if err != nil {
 			return Patch{}, fmt.Errorf("reading base commit: %w", err)
 		}
@@ -217,8 +378,8 @@ func (r *Repo) Diff(paths ...string) (Patch, error) {
 		}
 		// If the model committed, files changed by those commits are clean in
 		// status but still differ from the base.
-		if head, err := r.repo.Head(); err == nil && head.Hash() != r.base {
-			if hc, err := r.repo.CommitObject(head.Hash()); err == nil {
+		if head, err := s.repo.Head(); err == nil && head.Hash() != r.base {
+			if hc, err := s.repo.CommitObject(head.Hash()); err == nil {
 				if ht, err := hc.Tree(); err == nil {
 					changes, err := object.DiffTree(baseTree, ht)
 					if err != nil {
@@ -237,40 +398,38 @@ func (r *Repo) Diff(paths ...string) (Patch, error) {
 	}
 	var names []string
 	for p := range candidates {
-		if selected(p, paths) {
+		// Names come from the index and commits, which the agent can write:
+		// "../x", "/x" or ".git/x" never name a workspace file of the patch.
+		if fs.ValidPath(p) && !hasGitComponent(p) && selected(p, paths) {
 			names = append(names, p)
 		}
 	}
 	slices.Sort(names)
 
-	var fps []filePatch
-	var stats []FileStat
+	b := &patchBuilder{opts: r.opts}
 	for _, name := range names {
-		from, err := r.baseFile(baseTree, name)
+		from, err := b.baseSide(s.repo, baseTree, name)
 		if err != nil {
 			return Patch{}, err
 		}
-		to, err := r.diskFile(name)
+		to, err := b.diskSide(s.root, name, from)
 		if err != nil {
 			return Patch{}, err
 		}
-		if from == nil && to == nil {
-			continue
-		}
-		if from != nil && to != nil && from.hash == to.hash && from.mode == to.mode {
-			continue
-		}
-		fp := newFilePatch(from, to)
-		fps = append(fps, fp)
-		stats = append(stats, fp.stat())
-	}
-	var buf bytes.Buffer
-	if len(fps) > 0 {
-		if err := encode(&buf, fps); err != nil {
+		if err := b.add(from, to); err != nil {
 			return Patch{}, err
 		}
 	}
-	return Patch{Text: buf.Bytes(), Files: stats}, nil
+	return b.patch(), nil
+}
+
+func hasGitComponent(p string) bool {
+	for _, c := range strings.Split(p, "/") {
+		if strings.EqualFold(c, git.GitDirName) {
+			return true
+		}
+	}
+	return false
 }
 
 func selected(p string, paths []string) bool {
@@ -284,59 +443,4 @@ func selected(p string, paths []string) bool {
 		}
 	}
 	return false
-}
-
-func (r *Repo) baseFile(tree *object.Tree, name string) (*fileVersion, error) {
-	if tree == nil {
-		return nil, nil
-	}
-	f, err := tree.File(name)
-	if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s from base commit: %w", name, err)
-	}
-	content, err := blobBytes(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s from base commit: %w", name, err)
-	}
-	return &fileVersion{path: name, mode: f.Mode, hash: f.Hash, content: content}, nil
-}
-
-func blobBytes(f *object.File) ([]byte, error) {
-	rd, err := f.Reader()
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	return io.ReadAll(rd)
-}
-
-func (r *Repo) diskFile(name string) (*fileVersion, error) {
-	p := filepath.Join(r.dir, filepath.FromSlash(name))
-	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
-	var content []byte
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		t, err := os.Readlink(p)
-		if err != nil {
-			return nil, fmt.Errorf("reading symlink %s: %w", name, err)
-		}
-		content = []byte(t)
-	case fi.Mode().IsRegular():
-		if content, err = os.ReadFile(p); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-	default:
-		return nil, nil // directories (submodules), sockets: not part of a patch
-	}
-	mode := modeOf(fi)
-	return &fileVersion{path: name, mode: mode, hash: plumbing.ComputeHash(plumbing.BlobObject, content), content: content}, nil
 }

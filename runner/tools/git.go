@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 )
@@ -83,7 +84,7 @@ func (t *GitDiff) Execute(_ context.Context, raw json.RawMessage) (string, error
 	if err != nil {
 		return "", err
 	}
-	if len(p.Text) == 0 {
+	if len(p.Text) == 0 && len(p.Omitted) == 0 {
 		return "no changes", nil
 	}
 	files, add, del := p.Totals()
@@ -91,5 +92,9 @@ func (t *GitDiff) Execute(_ context.Context, raw json.RawMessage) (string, error
 	if max := or(t.MaxBytes, 64<<10); len(out) > max {
 		out = out[:max] + fmt.Sprintf("\n[diff truncated: %d of %d bytes shown; pass path to see one file]\n", max, len(p.Text))
 	}
-	return fmt.Sprintf("%s%d files changed, +%d -%d\n", out, files, add, del), nil
+	var omitted strings.Builder
+	for _, o := range p.Omitted {
+		fmt.Fprintf(&omitted, "not in the patch: %q (%d bytes): %s\n", o.Path, o.Size, o.Reason)
+	}
+	return fmt.Sprintf("%s%s%d files changed, +%d -%d\n", out, omitted.String(), files, add, del), nil
 }
