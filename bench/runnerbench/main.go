@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner"
 	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/executor"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/runner/llm"
 	"github.com/agentry-dev/agentry/runner/search"
@@ -230,10 +232,11 @@ func benchLoop(args []string) error {
 	fmt.Printf("GOMAXPROCS=%d, %d sessions × %d steps per mode; each step: model turn → read_file → transcript\n\n", runtime.GOMAXPROCS(0), *sessions, *steps)
 	fmt.Println("| mode | measure | p50 | p90 | p99 |")
 	fmt.Println("| --- | --- | --- | --- | --- |")
-	for _, stream := range []bool{true, false} {
+	type mode struct{ stream, executor bool }
+	for _, m := range []mode{{true, false}, {false, false}, {true, true}, {false, true}} {
 		var step, overhead []time.Duration
 		for range *sessions {
-			st, ov, err := loopSession(*steps, stream)
+			st, ov, err := loopSession(*steps, m.stream, m.executor)
 			if err != nil {
 				return err
 			}
@@ -242,8 +245,13 @@ func benchLoop(args []string) error {
 		slices.Sort(step)
 		slices.Sort(overhead)
 		mode := "streaming (SSE)"
-		if !stream {
+		if !m.stream {
 			mode = "non-streaming"
+		}
+		if m.executor {
+			mode += ", tools through the executor"
+		} else {
+			mode += ", tools in-process"
 		}
 		fmt.Printf("| %s | step (incl. model HTTP round trip) | %s | %s | %s |\n", mode, us(pct(step, 50)), us(pct(step, 90)), us(pct(step, 99)))
 		fmt.Printf("| %s | loop overhead (excl. model call) | %s | %s | %s |\n", mode, us(pct(overhead, 50)), us(pct(overhead, 90)), us(pct(overhead, 99)))
@@ -251,7 +259,9 @@ func benchLoop(args []string) error {
 	return nil
 }
 
-func loopSession(steps int, stream bool) (step, overhead []time.Duration, err error) {
+// loopSession runs one session; with viaExecutor the tools run behind an executor on a
+// Unix socket, as in a pod (HTTP over the socket, canonical arguments, bounded answers).
+func loopSession(steps int, stream, viaExecutor bool) (step, overhead []time.Duration, err error) {
 	ws, repo, cleanup, err := benchRepo(map[string]string{"README.md": strings.Repeat("a line of documentation\n", 40)})
 	if err != nil {
 		return nil, nil, err
@@ -275,8 +285,20 @@ func loopSession(steps int, stream bool) (step, overhead []time.Duration, err er
 		return nil, nil, err
 	}
 	model := &timedModel{Client: llm.NewOpenAI(llm.Config{BaseURL: srv.URL, APIKey: "k", Stream: stream})}
+	set := tools.All(tools.Env{Workspace: ws, Repo: repo})
+	if viaExecutor {
+		sock := filepath.Join(dir, "executor.sock")
+		l, err := executor.Listen(sock)
+		if err != nil {
+			return nil, nil, err
+		}
+		hs := &http.Server{Handler: (&executor.Server{Tools: set, Shell: "bash"}).Handler()}
+		go hs.Serve(l) //nolint:errcheck // ends with Close
+		defer hs.Close()
+		set = executor.Remote(set, executor.NewClient(sock))
+	}
 	loop := &runner.Loop{
-		Model: model, Tools: tools.All(tools.Env{Workspace: ws, Repo: repo}),
+		Model: model, Tools: set,
 		Transcript: transcript.NewRecorder(transcript.NewRedactor("k-not-a-real-key"), nil, sink),
 		Policy:     approval.Policy{Bash: approval.Allow}, Diff: repo,
 		Config: runner.Config{Model: "scripted", MaxTurns: steps + 1},
