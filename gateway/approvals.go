@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 var approvalIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -85,8 +86,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 				timeout = t.Duration
 			}
 			at, exp := metav1.NewTime(now.Truncate(time.Second)), metav1.NewTime(now.Add(timeout).Truncate(time.Second))
+			// A person decides from this summary in kubectl or a UI: control and
+			// invisible characters are shown as escapes, then the length is capped
+			// on a rune boundary. The digest covers the raw action.
 			ss.status.PendingApprovals = append(ss.status.PendingApprovals, v1.PendingApproval{
-				ID: req.ID, Tool: req.Tool, Summary: truncate(req.Summary, 4000), Digest: digest, RequestedAt: &at, ExpiresAt: &exp,
+				ID: req.ID, Tool: req.Tool, Summary: display.Truncate(display.Escape(req.Summary), 4000), Digest: digest, RequestedAt: &at, ExpiresAt: &exp,
 			})
 			pending = &ss.status.PendingApprovals[len(ss.status.PendingApprovals)-1]
 			s.changed(ss)

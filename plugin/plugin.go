@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // New returns the root command. Output goes to out.
@@ -86,26 +86,37 @@ func pendingCommand(out io.Writer, connect connectFunc) *cobra.Command {
 				}
 				sessions = list.Items
 			}
-			w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(w, "SESSION\tID\tTOOL\tEXPIRES\tACTION")
-			n := 0
-			for _, s := range sessions {
-				for _, p := range s.Status.PendingApprovals {
-					expires := "-"
-					if p.ExpiresAt != nil {
-						expires = "in " + duration.HumanDuration(time.Until(p.ExpiresAt.Time))
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Name, p.ID, p.Tool, expires, oneLine(p.Summary, 80))
-					n++
-				}
-			}
-			if n == 0 {
-				fmt.Fprintln(out, "No pending approvals.")
-				return nil
-			}
-			return w.Flush()
+			return writePending(out, sessions, time.Now())
 		},
 	}
+}
+
+// writePending prints the pending approvals as a table. The person decides
+// from the ACTION column, which the agent wrote: it is escaped (again — the
+// gateway escapes it too, and escaping twice changes nothing), so a control
+// sequence or bidi override in it cannot rewrite what the terminal shows, and
+// a newline that separates two commands shows as \n. It is cut at 80 bytes;
+// kubectl get -o yaml shows all of it.
+func writePending(out io.Writer, sessions []v1.AgentSession, now time.Time) error {
+	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(w, "SESSION\tID\tTOOL\tEXPIRES\tACTION")
+	n := 0
+	for _, s := range sessions {
+		for _, p := range s.Status.PendingApprovals {
+			expires := "-"
+			if p.ExpiresAt != nil {
+				expires = "in " + duration.HumanDuration(p.ExpiresAt.Sub(now))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", display.Escape(s.Name), display.Escape(p.ID), display.Escape(p.Tool), expires,
+				display.Truncate(display.Escape(p.Summary), 80))
+			n++
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(out, "No pending approvals.")
+		return nil
+	}
+	return w.Flush()
 }
 
 func decideCommand(out io.Writer, connect connectFunc, d v1.Decision) *cobra.Command {
@@ -185,14 +196,6 @@ func cancelCommand(out io.Writer, connect connectFunc) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
-	}
-	return s
 }
 
 // Run executes the plugin with args and returns the error to print.

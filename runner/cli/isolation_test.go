@@ -2,9 +2,9 @@ package cli_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
-	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"

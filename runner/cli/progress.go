@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner"
 	"github.com/agentry-dev/agentry/runner/tools"
 	"github.com/agentry-dev/agentry/runner/transcript"
@@ -19,6 +20,9 @@ import (
 
 // progress renders the (already redacted) event stream for a human. It is a
 // transcript sink, so what the terminal shows is exactly what was recorded.
+// Every string the agent, the model or the repository influenced goes through
+// display escaping (see prose and verbatim), so no output can move the
+// cursor, rewrite a line or reorder text on the user's terminal.
 type progress struct {
 	mu       sync.Mutex
 	w        io.Writer
@@ -70,33 +74,35 @@ func (p *progress) printf(format string, a ...any) {
 	fmt.Fprintf(p.w, format, a...)
 }
 
+// warn and note escape the whole message: their arguments include errors and
+// paths that a repository can influence.
 func (p *progress) warn(format string, a ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "%s %s\n", p.c(ansiYellow, "warning:"), fmt.Sprintf(format, a...))
+	fmt.Fprintf(p.w, "%s %s\n", p.c(ansiYellow, "warning:"), display.Escape(fmt.Sprintf(format, a...)))
 }
 
 func (p *progress) note(format string, a ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.printf("%s\n", p.c(ansiDim, fmt.Sprintf(format, a...)))
+	p.printf("%s\n", p.c(ansiDim, display.Escape(fmt.Sprintf(format, a...))))
 }
 
 func (p *progress) header(o *options, ws, commit, task string, set tools.Set) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.printf("%s  session %s\n", p.c(ansiBold, "agentry runner"), o.session)
+	p.printf("%s  session %s\n", p.c(ansiBold, "agentry runner"), display.Escape(o.session))
 	row := func(k, v string) { p.printf("  %s %s\n", p.c(ansiDim, fmt.Sprintf("%-10s", k)), v) }
-	row("model", fmt.Sprintf("%s  %s", o.model, p.c(ansiDim, o.baseURL)))
-	src := ws
+	row("model", fmt.Sprintf("%s  %s", display.Escape(o.model), p.c(ansiDim, display.Escape(o.baseURL))))
+	src := display.Escape(ws)
 	if o.repo != "" {
-		src += p.c(ansiDim, "  ← "+o.repo)
+		src += p.c(ansiDim, "  ← "+display.Escape(o.repo))
 		if o.ref != "" {
-			src += p.c(ansiDim, "@"+o.ref)
+			src += p.c(ansiDim, "@"+display.Escape(o.ref))
 		}
 	}
 	if commit != "" {
-		src += p.c(ansiDim, "  "+shortSHA(commit))
+		src += p.c(ansiDim, "  "+display.Escape(shortSHA(commit)))
 	}
 	row("workspace", src)
 	var lim []string
@@ -115,7 +121,7 @@ func (p *progress) header(o *options, ws, commit, task string, set tools.Set) {
 	row("limits", strings.Join(lim, " · "))
 	row("approval", fmt.Sprintf("bash %s · writes %s", o.approvalBash, o.approvalWrites))
 	row("tools", strings.Join(set.Names(), " "))
-	row("task", oneLine(task, 100))
+	row("task", prose(task, 100))
 	p.printf("\n")
 }
 
@@ -160,13 +166,13 @@ func (p *progress) render(ev contract.Event) {
 		p.printf("%s %s\n", p.c(ansiBold, fmt.Sprintf("turn %-3d", ev.Turn)),
 			p.c(ansiDim, fmt.Sprintf("model %s · %s tokens · %s%s", ms(r.DurationMS), tok, what, retries)))
 		if t := strings.TrimSpace(r.Content); t != "" && len(r.ToolCalls) > 0 {
-			p.printf("   %s\n", p.c(ansiDim, "“"+oneLine(t, 110)+"”"))
+			p.printf("   %s\n", p.c(ansiDim, "“"+prose(t, 110)+"”"))
 		}
 	case contract.EventToolCall:
 		p.calls[ev.ToolCall.ID] = *ev.ToolCall
 		if ev.ToolCall.Name == "bash" {
 			// Commands may take minutes: show them as they start.
-			p.printf("   %s %s %s\n", p.c(ansiCyan, "›"), ev.ToolCall.Name, oneLine(p.describeCall(*ev.ToolCall), 90))
+			p.printf("   %s %s %s\n", p.c(ansiCyan, "›"), display.Escape(ev.ToolCall.Name), verbatim(p.describeCall(*ev.ToolCall), 90))
 		}
 	case contract.EventToolResult:
 		r := ev.ToolResult
@@ -174,9 +180,9 @@ func (p *progress) render(ev contract.Event) {
 		delete(p.calls, r.ID)
 		mark, detail := p.c(ansiGreen, "✓"), resultDetail(r)
 		if r.IsError {
-			mark, detail = p.c(ansiRed, "✗"), p.c(ansiRed, oneLine(strings.TrimPrefix(r.Output, "error: "), 100))
+			mark, detail = p.c(ansiRed, "✗"), p.c(ansiRed, prose(strings.TrimPrefix(r.Output, "error: "), 100))
 		}
-		p.printf("   %s %s %s  %s %s\n", mark, r.Name, oneLine(p.describeCall(call), 70), p.c(ansiDim, ms(r.DurationMS)), detail)
+		p.printf("   %s %s %s  %s %s\n", mark, display.Escape(r.Name), verbatim(p.describeCall(call), 70), p.c(ansiDim, ms(r.DurationMS)), detail)
 	case contract.EventApproval:
 		a := ev.Approval
 		col := ansiGreen
@@ -185,20 +191,35 @@ func (p *progress) render(ev contract.Event) {
 		}
 		reason := ""
 		if a.Reason != "" {
-			reason = " — " + a.Reason
+			reason = " — " + prose(a.Reason, 200)
 		}
-		p.printf("   %s %s %s%s\n", p.c(col, "⚑ "+string(a.Decision)), a.Tool, p.c(ansiDim, "by "+a.By), p.c(ansiDim, reason))
+		p.printf("   %s %s %s%s\n", p.c(col, "⚑ "+display.Escape(string(a.Decision))), display.Escape(a.Tool), p.c(ansiDim, "by "+display.Escape(a.By)), p.c(ansiDim, reason))
 	case contract.EventError:
 		e := ev.Error
 		if e.Retrying {
-			p.printf("   %s %s\n", p.c(ansiYellow, "↻"), p.c(ansiDim, fmt.Sprintf("attempt %d failed, retrying in %s: %s", e.Attempt, ms(e.RetryInMS), oneLine(e.Message, 100))))
+			p.printf("   %s %s\n", p.c(ansiYellow, "↻"), p.c(ansiDim, fmt.Sprintf("attempt %d failed, retrying in %s: %s", e.Attempt, ms(e.RetryInMS), prose(e.Message, 100))))
 		} else {
-			p.printf("   %s %s\n", p.c(ansiRed, "✗"), oneLine(e.Message, 160))
+			p.printf("   %s %s\n", p.c(ansiRed, "✗"), prose(e.Message, 160))
 		}
 	case contract.EventLimitHit:
-		l := ev.LimitHit
-		p.printf("   %s %s\n", p.c(ansiYellow, "■"), fmt.Sprintf("limit %s reached (%d of %d)", l.Limit, l.Used, l.Max))
+		p.printf("   %s %s\n", p.c(ansiYellow, "■"), limitLine(ev.LimitHit))
 	}
+}
+
+// limitLine says which limit ended the session, with units:
+// "limit timeout reached (12s of 12s)", "limit maxTokens reached (1.2k of
+// 1.0k tokens)", "limit maxTurns reached (12 of 12 turns)".
+func limitLine(l *contract.LimitHit) string {
+	used, max := fmt.Sprint(l.Used), fmt.Sprint(l.Max)
+	switch l.Limit {
+	case "timeout": // seconds
+		used, max = (time.Duration(l.Used) * time.Second).String(), (time.Duration(l.Max) * time.Second).String()
+	case "maxTokens":
+		used, max = humanTokens(l.Used), humanTokens(l.Max)+" tokens"
+	case "maxTurns":
+		max += " turns"
+	}
+	return fmt.Sprintf("limit %s reached (%s of %s)", display.Escape(l.Limit), used, max)
 }
 
 func (p *progress) describeCall(c contract.ToolCall) string {
@@ -214,16 +235,16 @@ func resultDetail(r *contract.ToolResult) string {
 	switch r.Name {
 	case "bash":
 		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
-			return strings.TrimSpace(out[i:])
+			return prose(out[i:], 80)
 		}
 	case "edit_file", "write_file":
-		return oneLine(out, 80)
+		return prose(out, 80)
 	case "grep", "glob", "git_status", "git_diff", "list_dir":
 		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
-			return strings.Trim(out[i+1:], "[]")
+			return prose(strings.Trim(out[i+1:], "[]"), 80)
 		}
 		if !strings.Contains(out, "\n") {
-			return oneLine(out, 80)
+			return prose(out, 80)
 		}
 	}
 	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
@@ -266,12 +287,28 @@ func (p *progress) result(out io.Writer, res runner.Result, dir *transcript.Dir)
 			row("s3", strings.TrimSuffix(st.Transcript.URI, transcript.TranscriptFile))
 		}
 	}
-	// The model's answer goes to stdout so it can be piped; everything else is stderr.
-	fmt.Fprintln(out, strings.TrimSpace(res.Summary))
+	// The model's answer goes to stdout so it can be piped; everything else is
+	// stderr. It keeps its lines; anything else that could act on a terminal
+	// is escaped.
+	fmt.Fprintln(out, display.EscapeMultiline(strings.TrimSpace(res.Summary)))
 }
 
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+// prose renders text for reading on one line: runs of white space (newlines
+// included) become one space, the rest is escaped, and the result is cut to n
+// runes. For messages and model text, not for what runs.
+func prose(s string, n int) string {
+	return cut(display.Escape(strings.Join(strings.Fields(s), " ")), n)
+}
+
+// verbatim renders a tool call's arguments (a command, a path) on one line
+// without changing them: a newline in a command is shown as \n, because it
+// separates commands.
+func verbatim(s string, n int) string {
+	return cut(display.Escape(s), n)
+}
+
+// cut shortens s to n runes, ending in "…" when it cut.
+func cut(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
