@@ -76,6 +76,8 @@ manifests: controller-gen ## Generate CRDs and RBAC from markers.
 	cp config/crd/bases/*.yaml charts/agentry/crds/
 	awk -v want=ClusterRole '$(RBAC_RULES_AWK)' config/rbac/role.yaml > charts/agentry/files/manager-rules.yaml
 	awk -v want=Role '$(RBAC_RULES_AWK)' config/rbac/role.yaml > charts/agentry/files/manager-namespace-rules.yaml
+	cp config/rbac/user_roles.yaml charts/agentry/files/user-roles.yaml
+	cp config/admission/approvals.yaml charts/agentry/files/admission-approvals.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

@@ -184,7 +184,11 @@ const (
 
 // Approval records how a write or shell call was authorised.
 type Approval struct {
-	ID       string   `json:"id"`
+	// ID is the approval's id, minted by the runner and unique in the session
+	// ("ap-1", "ap-2", ...): what status.pendingApprovals and spec.approvals name.
+	ID string `json:"id"`
+	// CallID is the model's id of the tool call the approval is about.
+	CallID   string   `json:"callId,omitempty"`
 	Tool     string   `json:"tool"`
 	Summary  string   `json:"summary"`
 	Decision Decision `json:"decision"`

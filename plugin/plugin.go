@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -51,6 +52,9 @@ func New(out io.Writer) *cobra.Command {
 		}
 		scheme := runtime.NewScheme()
 		if err := v1.AddToScheme(scheme); err != nil {
+			return nil, "", err
+		}
+		if err := authenticationv1.AddToScheme(scheme); err != nil {
 			return nil, "", err
 		}
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -141,18 +145,26 @@ func decideCommand(out io.Writer, connect connectFunc, d v1.Decision) *cobra.Com
 					return fmt.Errorf("approval %s of session %s was already decided: %s", id, name, a.Decision)
 				}
 			}
-			found := false
-			for _, p := range s.Status.PendingApprovals {
-				found = found || p.ID == id
+			var pending *v1.PendingApproval
+			for i := range s.Status.PendingApprovals {
+				if s.Status.PendingApprovals[i].ID == id {
+					pending = &s.Status.PendingApprovals[i]
+				}
 			}
-			if !found {
+			if pending == nil {
 				return fmt.Errorf("session %s has no pending approval %s (see: kubectl agentry pending %s)", name, id, name)
+			}
+			// Admission accepts a decision only in the name of the user who sends it.
+			me, err := whoAmI(cmd.Context(), c)
+			if err != nil {
+				return err
 			}
 			// A JSON patch that appends, guarded by the resourceVersion, so two people deciding
 			// at once cannot overwrite each other's decisions.
 			patch, _ := json.Marshal([]map[string]any{
 				{"op": "test", "path": "/metadata/resourceVersion", "value": s.ResourceVersion},
-				appendOp(s, v1.ApprovalDecision{ID: id, Decision: d, Reason: reason}),
+				// The digest binds the decision to the exact action shown by `pending`.
+				appendOp(s, v1.ApprovalDecision{ID: id, Digest: pending.Digest, Decision: d, Reason: reason, DecidedBy: me}),
 			})
 			if err := c.Patch(cmd.Context(), s, client.RawPatch(types.JSONPatchType, patch)); err != nil {
 				return fmt.Errorf("recording the decision: %w", err)
@@ -163,6 +175,19 @@ func decideCommand(out io.Writer, connect connectFunc, d v1.Decision) *cobra.Com
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why; shown to the model with a denial and kept in the transcript")
 	return cmd
+}
+
+// whoAmI asks the API server who the caller is (a SelfSubjectReview, what `kubectl auth
+// whoami` does).
+func whoAmI(ctx context.Context, c client.Client) (string, error) {
+	r := &authenticationv1.SelfSubjectReview{}
+	if err := c.Create(ctx, r); err != nil {
+		return "", fmt.Errorf("asking the API server who you are (SelfSubjectReview): %w", err)
+	}
+	if r.Status.UserInfo.Username == "" {
+		return "", fmt.Errorf("the API server did not say who you are; a decision needs a username")
+	}
+	return r.Status.UserInfo.Username, nil
 }
 
 func appendOp(s *v1.AgentSession, d v1.ApprovalDecision) map[string]any {

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -187,7 +188,10 @@ func (l *Loop) finish(ctx context.Context, res *Result) {
 type session struct {
 	*Loop
 	task     string
-	messages []openai.ChatCompletionMessage
+	// approvals counts approval requests, so their ids are unique in the
+	// session whatever ids the model sends (or omits).
+	approvals atomic.Int64
+	messages  []openai.ChatCompletionMessage
 	defs     []openai.Tool
 	res      Result
 }
@@ -470,7 +474,13 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 	if c.tool.Kind() == tools.KindShell {
 		class = approval.ClassShell
 	}
-	req := approval.Request{ID: c.tc.ID, Tool: c.tc.Function.Name, Class: class, Summary: c.tool.Describe(c.args)}
+	// The id is the runner's, never the model's: tool-call ids come from the
+	// provider (or are made up when it omits them) and repeat across turns, and
+	// a decision must never carry over to another action that reuses an id.
+	req := approval.Request{
+		ID: fmt.Sprintf("ap-%d", s.approvals.Add(1)), CallID: c.tc.ID,
+		Tool: c.tc.Function.Name, Class: class, Summary: c.tool.Describe(c.args),
+	}
 	if cmd, ok := c.tool.(interface{ Command(json.RawMessage) string }); ok {
 		req.Command = cmd.Command(c.args)
 	}
@@ -505,7 +515,7 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 
 func (s *session) recordApproval(turn int, req approval.Request, res approval.Result) {
 	s.emit(turn, contract.Event{Type: contract.EventApproval, Approval: &contract.Approval{
-		ID: req.ID, Tool: req.Tool, Summary: req.Summary, Decision: res.Decision, By: res.By, Reason: res.Reason,
+		ID: req.ID, CallID: req.CallID, Tool: req.Tool, Summary: req.Summary, Decision: res.Decision, By: res.By, Reason: res.Reason,
 	}})
 }
 

@@ -699,3 +699,36 @@ func TestOversizedFileIsListedNotPatched(t *testing.T) {
 		t.Errorf("the finish event does not list the omitted file: %+v", fin)
 	}
 }
+
+type idRecorder struct{ ids, cmds []string }
+
+func (a *idRecorder) Ask(_ context.Context, r approval.Request) (approval.Result, error) {
+	a.ids, a.cmds = append(a.ids, r.ID), append(a.cmds, r.Command)
+	return approval.Result{Decision: contract.DecisionAllow, By: "test"}, nil
+}
+
+// Tool-call ids come from the provider and repeat: approvals get ids of the runner's own,
+// so a decision on one action can never be looked up for another that reuses the call id.
+func TestApprovalIDsAreMintedByTheRunner(t *testing.T) {
+	h := newHarness(t, greetRepo,
+		scriptedllm.Step{NoCallIDs: true, ToolCalls: []scriptedllm.Call{call("bash", map[string]any{"command": "sh test.sh"})}},
+		scriptedllm.Step{NoCallIDs: true, ToolCalls: []scriptedllm.Call{call("bash", map[string]any{"command": "echo other"})}},
+		scriptedllm.Text("ok"),
+	)
+	asker := &idRecorder{}
+	h.loop.Approver = asker
+	h.loop.Policy = approval.Policy{Bash: approval.Ask, Writes: approval.Allow}
+	h.run(context.Background())
+	if diff := cmp.Diff([]string{"ap-1", "ap-2"}, asker.ids); diff != "" {
+		t.Errorf("approval ids (-want +got):\n%s", diff)
+	}
+	var calls []string
+	for _, e := range h.events() {
+		if e.Type == contract.EventApproval {
+			calls = append(calls, e.Approval.ID+"="+e.Approval.CallID)
+		}
+	}
+	if len(calls) != 2 || calls[0] == calls[1] {
+		t.Errorf("approval events %v: want two distinct approvals, each naming its call", calls)
+	}
+}

@@ -353,9 +353,26 @@ type ApprovalDecision struct {
 	// +kubebuilder:validation:MaxLength=64
 	ID string `json:"id"`
 
+	// digest is the digest of the pending approval being decided (status.pendingApprovals[].digest):
+	// the decision applies only to the exact action with this id and digest, never to another
+	// action that reuses the id.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest"`
+
 	// decision is Allow or Deny.
 	// +required
 	Decision Decision `json:"decision"`
+
+	// decidedBy is the username of who decided. Admission (the agentry-approvals
+	// ValidatingAdmissionPolicy) accepts a new decision only when it equals the requesting
+	// user's name and that user may "approve" agentsessions in the namespace; kubectl agentry
+	// fills it in.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	DecidedBy string `json:"decidedBy"`
 
 	// reason is shown to the model with a denial, and recorded in the transcript.
 	// +optional
@@ -387,6 +404,13 @@ type AgentSessionStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	PodName string `json:"podName,omitempty"`
+
+	// podUID is the UID of the runner pod the controller created. The session gateway accepts
+	// a runner's token only from this pod: a pod someone else made with matching labels and
+	// owner reference is refused.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	PodUID string `json:"podUID,omitempty"`
 
 	// startTime is when the runner pod started.
 	// +optional
@@ -583,7 +607,7 @@ type Resolved struct {
 // +kubebuilder:printcolumn:name="Pod",type=string,priority=1,JSONPath=`.status.podName`
 // +kubebuilder:printcolumn:name="Last-Tool",type=string,priority=1,JSONPath=`.status.progress.lastTool`
 // +kubebuilder:printcolumn:name="Repository",type=string,priority=1,JSONPath=`.spec.repository.url`
-// +kubebuilder:validation:XValidation:rule="!has(self.spec.approvals) || self.spec.approvals.all(a, (has(oldSelf.spec.approvals) && oldSelf.spec.approvals.exists(o, o.id == a.id)) || (has(self.status) && has(self.status.pendingApprovals) && self.status.pendingApprovals.exists(p, p.id == a.id)))",message="each new decision must name the id of an entry in status.pendingApprovals",reason=FieldValueInvalid,fieldPath=".spec.approvals"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.approvals) || self.spec.approvals.all(a, (has(oldSelf.spec.approvals) && oldSelf.spec.approvals.exists(o, o.id == a.id)) || (has(self.status) && has(self.status.pendingApprovals) && self.status.pendingApprovals.exists(p, p.id == a.id && p.digest == a.digest)))",message="each new decision must name the id and digest of an entry in status.pendingApprovals",reason=FieldValueInvalid,fieldPath=".spec.approvals"
 // +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || !has(self.spec.approvals)",message="a new session cannot carry decisions: each must name the id of an entry in status.pendingApprovals",reason=FieldValueInvalid,fieldPath=".spec.approvals",optionalOldSelf=true
 type AgentSession struct {
 	metav1.TypeMeta `json:",inline"`

@@ -49,7 +49,8 @@ const (
 
 // Request describes a call awaiting a decision.
 type Request struct {
-	ID    string // the tool call id
+	ID     string // the approval id, unique in the session ("ap-1")
+	CallID string // the model's tool call id
 	Tool  string
 	Class Class
 	// Summary is a one-line rendering for a human ("go test ./...", "edit main.go").
