@@ -3,6 +3,7 @@ package workspace
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -106,7 +107,7 @@ func (r *Root) startNode(start string, opts WalkOptions) (*dirNode, string, fs.F
 		n.path = ""
 	}
 	if !opts.IncludeIgnored {
-		if data, err := r.root.ReadFile(".git/info/exclude"); err == nil {
+		if data, err := readIgnoreFile(r.root, ".git/info/exclude"); err == nil {
 			n.patterns = append(n.patterns, parseIgnore(data, nil)...)
 		}
 		for i := range n.comps {
@@ -114,7 +115,7 @@ func (r *Root) startNode(start string, opts WalkOptions) (*dirNode, string, fs.F
 			if dir == "" {
 				dir = "."
 			}
-			if data, err := r.root.ReadFile(path.Join(dir, ".gitignore")); err == nil {
+			if data, err := readIgnoreFile(r.root, path.Join(dir, ".gitignore")); err == nil {
 				n.patterns = append(n.patterns, parseIgnore(data, n.comps[:i])...)
 			}
 		}
@@ -146,7 +147,7 @@ func (r *Root) walkDir(ctx context.Context, n *dirNode, opts WalkOptions, visit 
 	if !opts.IncludeIgnored {
 		for _, e := range ents {
 			if e.Name() == ".gitignore" && e.Type().IsRegular() {
-				if data, err := n.root.ReadFile(".gitignore"); err == nil {
+				if data, err := readIgnoreFile(n.root, ".gitignore"); err == nil {
 					patterns = append(slices.Clip(patterns), parseIgnore(data, n.comps)...)
 				}
 				break
@@ -192,4 +193,22 @@ func (r *Root) walkDir(ctx context.Context, n *dirNode, opts WalkOptions, visit 
 		}
 	}
 	return nil
+}
+
+// maxIgnoreFileBytes bounds what one ignore file may cost: the agent writes them, and every
+// walk reads them.
+const maxIgnoreFileBytes = 1 << 20
+
+// readIgnoreFile reads an ignore file up to maxIgnoreFileBytes; the rest of a larger one
+// is not read (its first megabyte of rules still applies).
+func readIgnoreFile(root *os.Root, name string) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fs.ErrInvalid // a FIFO or device must not block or stream forever
+	}
+	return io.ReadAll(io.LimitReader(f, maxIgnoreFileBytes))
 }
