@@ -47,7 +47,11 @@ func (g *Gateway) Ask(ctx context.Context, r Request) (Result, error) {
 		ans, status, err := g.poll(ctx, c, body)
 		switch {
 		case err == nil && !ans.Pending:
-			return Result{Decision: ans.Decision, By: "gateway", Reason: reasonOf(ans)}, nil
+			by := "gateway"
+			if strings.HasPrefix(ans.By, "user:") {
+				by = ans.By // who decided, as admission verified it ("user:alice")
+			}
+			return Result{Decision: ans.Decision, By: by, Reason: reasonOf(ans)}, nil
 		case err == nil:
 			lastAnswer, backoff = time.Now(), 250*time.Millisecond
 			if ans.ExpiresAt != nil {
@@ -80,7 +84,7 @@ func (g *Gateway) Ask(ctx context.Context, r Request) (Result, error) {
 }
 
 func reasonOf(a contract.ApprovalAnswer) string {
-	if a.By == "" || a.By == "user" {
+	if a.By == "" || a.By == "user" || strings.HasPrefix(a.By, "user:") {
 		return a.Reason
 	}
 	if a.Reason == "" {
