@@ -195,3 +195,19 @@ func TestCheckoutWritesSymlinksAsCommitted(t *testing.T) {
 		})
 	}
 }
+
+// Second line behind the controller: credentials never travel over plain http:// to
+// another host. The refusal comes before any connection (the host does not even exist).
+func TestCheckoutRefusesCredentialsOverPlainHTTP(t *testing.T) {
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "password"), []byte("s3cret-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := checkout(t, "--repo", "http://git.example.invalid/org/repo.git", "--dir", filepath.Join(t.TempDir(), "ws"), "--credentials-dir", creds)
+	if code == int(contract.ExitOK) || !strings.Contains(out, "refusing to send credentials over plain http://") {
+		t.Fatalf("code %d, output %q: want a refusal", code, out)
+	}
+	if strings.Contains(out, "s3cret-token") {
+		t.Fatalf("the output shows the credential: %q", out)
+	}
+}

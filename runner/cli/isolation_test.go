@@ -101,7 +101,7 @@ func TestEveryProcessEndsWithItsCall(t *testing.T) {
 	n := 1000 + rand.IntN(8000)
 	leave := fmt.Sprintf(`setsid sh -c 'sleep %[1]d1' >/dev/null 2>&1 </dev/null & `+
 		`(sh -c 'sleep %[1]d2 >/dev/null 2>&1 &' &) ; nohup sleep %[1]d3 >/dev/null 2>&1 & echo left`, n)
-	look := fmt.Sprintf(`for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null; echo; done | grep -c 'sleep %d[123]' || true`, n)
+	look := fmt.Sprintf(`for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline; echo; done 2>/dev/null | grep -c 'sleep %d[123]' || true`, n)
 	for name, flags := range map[string][]string{
 		"own namespaces":              nil,
 		"plain child (no namespaces)": {"--no-executor-namespaces"},
