@@ -101,6 +101,16 @@ func main() {
 		setupLog.Error(err, "Unable to set up controller", "controller", "AgentSession")
 		os.Exit(1)
 	}
+	if err := (&controllers.ModelProviderReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), OperatorNamespace: gw.OperatorNamespace,
+	}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Unable to set up controller", "controller", "ModelProvider")
+		os.Exit(1)
+	}
+	if err := (&controllers.AgentPolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Unable to set up controller", "controller", "AgentPolicyStatus")
+		os.Exit(1)
+	}
 	if gw.Addr != "0" {
 		// S3 credentials come from the environment (a Secret), never from flags.
 		gw.S3.AccessKey, gw.S3.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")

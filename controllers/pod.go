@@ -104,14 +104,15 @@ func agentImage(s *v1.AgentSession, cfg RunnerConfig) string {
 	return cfg.Image
 }
 
-// buildRunnerPod returns the pod that runs a session. It is a pure function of the session
-// and the operator's configuration; the reconciler sets the owner reference.
+// buildRunnerPod returns the pod that runs a session. It is a pure function of the session,
+// the operator's configuration and what admission decided (the agent container's
+// resources, the volumes' size limits); the reconciler sets the owner reference.
 //
 // The pod meets the Pod Security Standards "restricted" profile. It holds no long-lived
 // secret: it mounts no ServiceAccount token for the Kubernetes API, only a short-lived
 // projected token whose audience is the gateway; git credentials, when the session has
 // them, are mounted into the checkout init container alone.
-func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig) *corev1.Pod {
+func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      podName(s),
@@ -144,8 +145,8 @@ func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig) *corev1.Pod {
 			// Each container has its own process namespace (the default, said explicitly):
 			// agent code cannot see the runner's processes, their memory or their /proc.
 			ShareProcessNamespace: ptr.To(false),
-			Volumes:               runnerVolumes(s, cfg),
-			InitContainers:        []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg), agentContainer(s, cfg)},
+			Volumes:               runnerVolumes(s, cfg, settings),
+			InitContainers:        []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg), agentContainer(s, cfg, settings)},
 			Containers:            []corev1.Container{runnerContainer(s, cfg)},
 		},
 	}
@@ -174,17 +175,29 @@ func smallResources() corev1.ResourceRequirements {
 	}
 }
 
-func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig) []corev1.Volume {
-	emptyDir := func(name string) corev1.Volume {
-		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+// Size limits of the volumes only Agentry writes to.
+var (
+	agentryBinSize = resource.MustParse("512Mi")
+	ipcSize        = resource.MustParse("16Mi")
+	runnerTmpSize  = resource.MustParse("1Gi")
+)
+
+// runnerVolumes are the pod's volumes. Every emptyDir has a sizeLimit: the kubelet evicts
+// a pod that writes past it, so agent code cannot fill the node's disk.
+func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) []corev1.Volume {
+	emptyDir := func(name string, size resource.Quantity) corev1.Volume {
+		if size.IsZero() {
+			size = defaultTmpSize // never unbounded, never a zero limit that evicts at once
+		}
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(size)}}}
 	}
 	vols := []corev1.Volume{
-		emptyDir("workspace"),
-		emptyDir("home"),
-		emptyDir("tmp"),
-		emptyDir("agentry-bin"),
-		emptyDir("agentry-ipc"),
-		emptyDir("runner-tmp"),
+		emptyDir("workspace", settings.workspace),
+		emptyDir("home", settings.home),
+		emptyDir("tmp", settings.tmp),
+		emptyDir("agentry-bin", agentryBinSize),
+		emptyDir("agentry-ipc", ipcSize),
+		emptyDir("runner-tmp", runnerTmpSize),
 		{
 			Name: "gateway-token",
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
@@ -252,7 +265,7 @@ func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 // command and every piece of repository code the agent runs, happens here. It mounts the
 // workspace, a home and a tmp, the runner binary and the executor's socket directory, and
 // no credential.
-func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
+func agentContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) corev1.Container {
 	image := agentImage(s, cfg)
 	pull := corev1.PullIfNotPresent
 	if image == cfg.Image {
@@ -273,7 +286,8 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 			{Name: "HOME", Value: homePath},
 			{Name: "TMPDIR", Value: tmpPath},
 		},
-		Resources:                s.Spec.Runner.Resources,
+		// spec.runner.resources with the AgentPolicy's (or the built-in) defaults filled in.
+		Resources:                settings.agentResources,
 		SecurityContext:          restrictedContainerSecurity(),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		VolumeMounts: []corev1.VolumeMount{

@@ -36,7 +36,7 @@ func containerByName(p *corev1.Pod, name string) *corev1.Container {
 
 func TestRunnerPodIsRestrictedAndHoldsNoSecret(t *testing.T) {
 	s := testutil.Session("fix", "team-a").UID("uid-1").Credentials("git-creds").Obj()
-	pod := buildRunnerPod(s, testRunnerConfig)
+	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
 
 	if got := ptr.Deref(pod.Spec.AutomountServiceAccountToken, true); got {
 		t.Error("automountServiceAccountToken is not false: the pod would get a Kubernetes API token")
@@ -99,7 +99,7 @@ func TestRunnerPodIsRestrictedAndHoldsNoSecret(t *testing.T) {
 func TestAgentContainerHoldsNothingOfTheRunner(t *testing.T) {
 	s := testutil.Session("fix", "team-a").UID("uid-1").Obj()
 	s.Spec.Repository.CredentialsSecretRef = &corev1.LocalObjectReference{Name: "git-creds"}
-	pod := buildRunnerPod(s, testRunnerConfig)
+	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
 
 	agent, runner := containerByName(pod, ContainerAgent), containerByName(pod, ContainerRunner)
 	for _, m := range agent.VolumeMounts {
@@ -157,7 +157,7 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 	s.Spec.Runner.Tolerations = []corev1.Toleration{{Key: "agents", Operator: corev1.TolerationOpExists}}
 	s.Spec.Runner.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}}
 
-	pod := buildRunnerPod(s, testRunnerConfig)
+	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
 
 	if pod.Name != "fix-runner" || pod.Namespace != "team-a" {
 		t.Errorf("pod = %s/%s, want team-a/fix-runner", pod.Namespace, pod.Name)
@@ -219,5 +219,29 @@ func TestPodNameIsDeterministicAndFits(t *testing.T) {
 	}
 	if _, ok := sessionLabels(a)[LabelSession]; ok {
 		t.Error("a 200-character name cannot be a label value")
+	}
+}
+
+// Agent code can write without bound to every volume it mounts: each emptyDir must carry a
+// sizeLimit, so the kubelet evicts the pod before the node's disk fills.
+func TestRunnerPodVolumesAreBounded(t *testing.T) {
+	s := testutil.Session("fix", "team-a").UID("uid-1").Obj()
+	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
+	want := map[string]string{"workspace": "10Gi", "home": "1Gi", "tmp": "1Gi"}
+	for _, v := range pod.Spec.Volumes {
+		if v.EmptyDir == nil {
+			continue
+		}
+		if v.EmptyDir.SizeLimit == nil {
+			t.Errorf("emptyDir %s has no sizeLimit", v.Name)
+			continue
+		}
+		if w, ok := want[v.Name]; ok && v.EmptyDir.SizeLimit.Cmp(resource.MustParse(w)) != 0 {
+			t.Errorf("emptyDir %s sizeLimit = %s, want %s", v.Name, v.EmptyDir.SizeLimit.String(), w)
+		}
+	}
+	agent := containerByName(pod, ContainerAgent)
+	if agent.Resources.Limits.Memory().IsZero() || agent.Resources.Requests.Cpu().IsZero() {
+		t.Errorf("agent container has no default resources: %+v", agent.Resources)
 	}
 }

@@ -32,9 +32,15 @@ func approvalDigest(r *contract.ApprovalRequest) string {
 // for a decision in spec.approvals or the expiry, up to the poll window. All
 // state is in the AgentSession, so a retried request after a gateway restart
 // picks up the same entry and the same deadline.
+//
+// A decision binds the pair (id, digest) it names: it answers only a request
+// with that id for that exact action. A request whose id is already decided,
+// or pending, for another action is refused with 409 and never answered with
+// that decision; the runner mints a fresh id per call, so only a confused or
+// hostile runner reuses one.
 func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id identity) {
 	var req contract.ApprovalRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeBody(w, r, "approvals", &req) {
 		return
 	}
 	if !approvalIDPattern.MatchString(req.ID) || req.Tool == "" || len(req.Tool) > 64 {
@@ -60,12 +66,23 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 			writeError(w, http.StatusForbidden, "session %s was replaced", id.Session)
 			return
 		}
+		if p := sess.Status.Phase; p.IsTerminal() {
+			refusedTotal.WithLabelValues(refusedSessionEnded).Inc()
+			writeError(w, http.StatusForbidden, "session %s has ended (phase %s): no approval applies any more", id.Session, p)
+			return
+		}
 		for _, d := range sess.Spec.Approvals {
-			if d.ID == req.ID {
-				s.resolveApproval(ctx, ss, req.ID)
-				writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Decision: contract.Decision(d.Decision), By: "user", Reason: d.Reason})
+			if d.ID != req.ID {
+				continue
+			}
+			if d.Digest != digest {
+				approvalConflicts.Inc()
+				writeError(w, http.StatusConflict, "approval %s was decided for a different action (digest %s, this one is %s); ask with a new id", req.ID, d.Digest, digest)
 				return
 			}
+			s.resolveApproval(ctx, ss, req.ID)
+			writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Decision: contract.Decision(d.Decision), By: decidedBy(d), Reason: d.Reason})
+			return
 		}
 		now := s.now()
 		ss.mu.Lock()
@@ -96,7 +113,8 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 			s.changed(ss)
 		} else if pending.Digest != digest {
 			ss.mu.Unlock()
-			writeError(w, http.StatusConflict, "approval %s was requested for a different action", req.ID)
+			approvalConflicts.Inc()
+			writeError(w, http.StatusConflict, "approval %s was requested for a different action; ask with a new id", req.ID)
 			return
 		}
 		expires := pending.ExpiresAt.Time
@@ -130,6 +148,15 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 		case <-time.After(min(250*time.Millisecond, expires.Sub(now)+time.Millisecond)):
 		}
 	}
+}
+
+// decidedBy is the answer's By for a user's decision: "user:" and the name
+// admission verified, escaped as it lands in the transcript.
+func decidedBy(d v1.ApprovalDecision) string {
+	if d.DecidedBy == "" {
+		return "user"
+	}
+	return "user:" + display.Truncate(display.Escape(d.DecidedBy), 512)
 }
 
 // resolveApproval removes a decided call from status.pendingApprovals.

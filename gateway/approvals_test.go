@@ -51,7 +51,7 @@ func TestApprovalsThroughTheSessionResource(t *testing.T) {
 	eventually(t, 10*time.Second, "the runner to ask the new gateway replica", func() bool {
 		return len(f.get(s).Status.PendingApprovals) == 1
 	})
-	decide := fmt.Sprintf(`{"spec":{"approvals":[{"id":%q,"decision":"Allow","reason":"looks safe"}]}}`, first.ID)
+	decide := fmt.Sprintf(`{"spec":{"approvals":[{"id":%q,"digest":%q,"decision":"Allow","decidedBy":"alice","reason":"looks safe"}]}}`, first.ID, first.Digest)
 	if err := env.Client.Patch(ctx, s, rawMerge(decide)); err != nil {
 		t.Fatalf("deciding as a user: %v", err)
 	}
@@ -85,7 +85,7 @@ func TestApprovalsThroughTheSessionResource(t *testing.T) {
 		t.Errorf("pending approvals left after the session: %+v", st.PendingApprovals)
 	}
 	transcript := string(objectBytes(t, st.Transcript.URI))
-	if !strings.Contains(transcript, `"decision":"Allow","by":"gateway","reason":"looks safe"`) {
+	if !strings.Contains(transcript, `"decision":"Allow","by":"user:alice","reason":"looks safe"`) {
 		t.Errorf("transcript lacks the user's decision:\n%s", transcript)
 	}
 	if !strings.Contains(transcript, `"decision":"Deny","by":"gateway","reason":"timeout: nobody decided`) {

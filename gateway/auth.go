@@ -35,23 +35,43 @@ type identity struct {
 	Session types.NamespacedName
 	UID     types.UID
 	Pod     string
+	// PodUID is the bound pod's UID from the token review; it must equal the
+	// session's status.podUID on every request.
+	PodUID types.UID
 }
 
 // authError carries the HTTP status to answer: 401 when the token is not a
 // valid gateway token, 403 when it is valid but may not act for a session.
+// reason labels agentry_gateway_refused_total.
 type authError struct {
 	status int
+	reason string
 	msg    string
 }
 
 func (e *authError) Error() string { return e.msg }
 
 func unauthorized(format string, a ...any) error {
-	return &authError{http.StatusUnauthorized, fmt.Sprintf(format, a...)}
+	return &authError{http.StatusUnauthorized, "unauthenticated", fmt.Sprintf(format, a...)}
 }
 
 func forbidden(format string, a ...any) error {
-	return &authError{http.StatusForbidden, fmt.Sprintf(format, a...)}
+	return &authError{http.StatusForbidden, "not_runner_pod", fmt.Sprintf(format, a...)}
+}
+
+// Reasons a request that authenticated is refused (agentry_gateway_refused_total{reason}).
+const (
+	refusedPodGone        = "pod_gone"
+	refusedPodNotRecorded = "pod_not_recorded"
+	refusedSessionGone    = "session_gone"
+	refusedSessionEnded   = "session_ended"
+	refusedFinished       = "finished"
+	refusedBodyTooLarge   = "body_too_large"
+	refusedInFlight       = "too_many_in_flight"
+)
+
+func refusal(status int, reason, format string, a ...any) error {
+	return &authError{status, reason, fmt.Sprintf(format, a...)}
 }
 
 // authenticator checks tokens with TokenReview and maps the bound pod to its
@@ -93,6 +113,8 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (identit
 	key := sha256.Sum256([]byte(token))
 	now := a.now()
 	a.mu.Lock()
+	// The cache saves only the TokenReview: admit checks the pod and the session
+	// on every request, so a deleted pod or an ended session stops at once.
 	if c, ok := a.cache[key]; ok && now.Before(c.expires) {
 		a.mu.Unlock()
 		return c.id, nil
@@ -174,7 +196,76 @@ func (a *authenticator) review(ctx context.Context, token string) (identity, err
 	if sess.UID != ownerUID {
 		return identity{}, forbidden("pod %s/%s belongs to an earlier session named %s", ns, podName, owner.Name)
 	}
-	return identity{Session: *owner, UID: sess.UID, Pod: podName}, nil
+	return identity{Session: *owner, UID: sess.UID, Pod: podName, PodUID: pod.UID}, nil
+}
+
+// admit checks, on every request, that the token's pod is still the session's
+// runner pod and the session may still act: the pod exists with the same UID
+// and is not being deleted, it is the pod the reconciler recorded in
+// status.podUID (labels and owner references can be written by anyone who can
+// create pods; status cannot), and the session has not ended. It returns the
+// session as read.
+//
+// reporting is true for the endpoints through which a runner reports how its
+// session went (events, finish). A runner that was cancelled or timed out is
+// stopped by its pod's deletion and reports its last events and its finish
+// during the grace period, after the reconciler has already set the terminal
+// phase; refusing those would lose the end of every cancelled session's
+// transcript. So while its pod still exists with the recorded UID, a runner
+// may still report (finish is accepted once); it can never again call the
+// model or ask for an approval.
+func (a *authenticator) admit(ctx context.Context, id identity, reporting bool) (*v1.AgentSession, error) {
+	pod := &corev1.Pod{}
+	if err := a.get(ctx, types.NamespacedName{Namespace: id.Session.Namespace, Name: id.Pod}, pod); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("getting pod %s/%s: %w", id.Session.Namespace, id.Pod, err)
+		}
+		a.forgetPod(id.PodUID)
+		return nil, refusal(http.StatusForbidden, refusedPodGone, "pod %s/%s is gone: its token no longer acts for session %s", id.Session.Namespace, id.Pod, id.Session.Name)
+	}
+	if pod.UID != id.PodUID || (pod.DeletionTimestamp != nil && !reporting) {
+		a.forgetPod(id.PodUID)
+		return nil, refusal(http.StatusForbidden, refusedPodGone, "pod %s/%s is deleted or replaced: its token no longer acts for session %s", id.Session.Namespace, id.Pod, id.Session.Name)
+	}
+	sess := &v1.AgentSession{}
+	if err := a.get(ctx, id.Session, sess); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, refusal(http.StatusForbidden, refusedSessionGone, "session %s does not exist any more", id.Session)
+		}
+		return nil, fmt.Errorf("getting session %s: %w", id.Session, err)
+	}
+	if sess.UID != id.UID {
+		return nil, refusal(http.StatusForbidden, refusedSessionGone, "session %s was deleted and replaced", id.Session)
+	}
+	if sess.Status.PodUID == "" && a.live != nil {
+		// The reconciler records the UID right after creating the pod; a cache
+		// may not have seen that write yet. A recorded UID never changes (the
+		// pod is never recreated), so a mismatch is refused without a live read
+		// a forged pod could repeat at will.
+		fresh := &v1.AgentSession{}
+		if err := a.live.Get(ctx, id.Session, fresh); err == nil && fresh.UID == id.UID {
+			sess = fresh
+		}
+	}
+	if sess.Status.PodUID == "" || sess.Status.PodUID != string(id.PodUID) {
+		return nil, refusal(http.StatusForbidden, refusedPodNotRecorded, "pod %s/%s (uid %s) is not the runner pod recorded in session %s status.podUID", id.Session.Namespace, id.Pod, id.PodUID, id.Session.Name)
+	}
+	if p := sess.Status.Phase; p.IsTerminal() && !reporting {
+		return nil, refusal(http.StatusForbidden, refusedSessionEnded, "session %s has ended (phase %s): it can no longer call the model, send events, ask for approvals or finish", id.Session, p)
+	}
+	return sess, nil
+}
+
+// forgetPod drops every cached identity of a pod, so a deleted pod's token is
+// reviewed again (and refused) rather than served from the cache.
+func (a *authenticator) forgetPod(uid types.UID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.cache {
+		if c.id.PodUID == uid {
+			delete(a.cache, k)
+		}
+	}
 }
 
 func (a *authenticator) get(ctx context.Context, key types.NamespacedName, obj client.Object) error {
@@ -201,8 +292,13 @@ func orText(s, def string) string {
 
 type identityKey struct{}
 
-// authenticated wraps a handler with authentication and request metrics.
+// authenticated wraps a handler with the checks every endpoint shares, in
+// order: the body's declared size, authentication, admission (the pod is the
+// session's recorded runner pod and the session has not ended or finished),
+// and the session's in-flight bound. Then it caps the body at the endpoint's
+// limit and calls h.
 func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Request, identity)) http.Handler {
+	limit := bodyLimit(name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -210,7 +306,19 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 			requestsTotal.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 			requestDuration.WithLabelValues(name).Observe(s.now().Sub(start).Seconds())
 		}()
+		if r.ContentLength > limit {
+			refusedTotal.WithLabelValues(refusedBodyTooLarge).Inc()
+			s.refuse(rec, name, http.StatusRequestEntityTooLarge, tooLargeMessage(name, limit))
+			return
+		}
 		id, err := s.auth.authenticate(r.Context(), bearer(r))
+		var sess *v1.AgentSession
+		if err == nil {
+			sess, err = s.auth.admit(r.Context(), id, name == "events" || name == "finish")
+		}
+		if err == nil {
+			err = s.notFinished(name, id, sess)
+		}
 		if err != nil {
 			var ae *authError
 			if !errors.As(err, &ae) {
@@ -218,19 +326,73 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 				s.refuse(rec, name, http.StatusServiceUnavailable, "authentication unavailable: "+err.Error())
 				return
 			}
+			refusedTotal.WithLabelValues(ae.reason).Inc()
 			s.refuse(rec, name, ae.status, ae.msg)
 			return
 		}
+		release, ok := s.acquire(id.UID)
+		if !ok {
+			refusedTotal.WithLabelValues(refusedInFlight).Inc()
+			rec.Header().Set("Retry-After", "1")
+			s.refuse(rec, name, http.StatusTooManyRequests, fmt.Sprintf("session %s already has %d requests in flight; retry later", id.Session, s.cfg.MaxInFlightPerSession))
+			return
+		}
+		defer release()
+		r.Body = http.MaxBytesReader(rec, r.Body, limit)
 		h(rec, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), id)
 	})
+}
+
+// notFinished refuses every request of a session whose runner already
+// finished (its transcript is archived): a second /finish is a conflict (409),
+// anything else is forbidden. Both the session's status and this replica's
+// memory count, so a status write the cache has not seen yet still counts.
+func (s *Server) notFinished(handler string, id identity, sess *v1.AgentSession) error {
+	finished := sess.Status.Transcript != nil
+	s.mu.Lock()
+	if ss, ok := s.sessions[id.UID]; ok {
+		ss.mu.Lock()
+		finished = finished || ss.finished
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if !finished {
+		return nil
+	}
+	if handler == "finish" {
+		return refusal(http.StatusConflict, refusedFinished, "session %s already finished: its transcript is archived and cannot be replaced", id.Session)
+	}
+	return refusal(http.StatusForbidden, refusedFinished, "session %s already finished: it can no longer call the model, send events or ask for approvals", id.Session)
+}
+
+// acquire takes one of the session's in-flight slots; release gives it back.
+func (s *Server) acquire(uid types.UID) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight[uid] >= s.cfg.MaxInFlightPerSession {
+		return nil, false
+	}
+	s.inflight[uid]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inflight[uid]--; s.inflight[uid] <= 0 {
+			delete(s.inflight, uid)
+		}
+	}, true
 }
 
 // refuse answers in the dialect the caller speaks: OpenAI-style for the proxy.
 func (s *Server) refuse(w http.ResponseWriter, handler string, status int, msg string) {
 	if handler == "chat" {
 		typ := "invalid_request_error"
-		if status == http.StatusUnauthorized {
+		switch status {
+		case http.StatusUnauthorized:
 			typ = "authentication_error"
+		case http.StatusForbidden:
+			typ = "permission_error"
+		case http.StatusTooManyRequests:
+			typ = "rate_limit_error"
 		}
 		writeOpenAIError(w, status, msg, typ, "")
 		return

@@ -134,7 +134,9 @@ func TestNamespaceBudgetStopsSessionMidRun(t *testing.T) {
 	s3Lock.RLock()
 	defer s3Lock.RUnlock()
 	ctx := context.Background()
-	usage := &scriptedllm.Usage{PromptTokens: 100, CompletionTokens: 20}
+	// A runner's prompt (system prompt, tool schemas) is some thousand tokens;
+	// the gateway reserves its estimate before forwarding, so the numbers are realistic.
+	usage := &scriptedllm.Usage{PromptTokens: 4000, CompletionTokens: 20}
 	write := func(name string) scriptedllm.Step {
 		st := scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": name, "content": name + "\n"}})
 		st.Usage = usage
@@ -142,7 +144,7 @@ func TestNamespaceBudgetStopsSessionMidRun(t *testing.T) {
 	}
 	f := newFixture(t, write("a.txt"), write("b.txt"), write("never.txt"))
 	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
-		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: 200, Window: &metav1.Duration{Duration: 24 * time.Hour}}}}
+		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: 8040, Window: &metav1.Duration{Duration: 24 * time.Hour}}}}
 	if err := env.Client.Create(ctx, policy); err != nil {
 		t.Fatal(err)
 	}
@@ -194,16 +196,19 @@ func TestNamespaceBudgetStopsSessionMidRun(t *testing.T) {
 	if !strings.Contains(string(patch), "+a.txt") || !strings.Contains(string(patch), "+b.txt") || strings.Contains(string(patch), "never") {
 		t.Errorf("patch = %s", patch)
 	}
-	if st.Usage == nil || st.Usage.TotalTokens != 240 || st.Usage.PromptTokens != 200 {
-		t.Errorf("usage = %+v, want the 240 tokens the provider reported", st.Usage)
+	if st.Usage == nil || st.Usage.TotalTokens != 8040 || st.Usage.PromptTokens != 8000 {
+		t.Errorf("usage = %+v, want the 8040 tokens the provider reported", st.Usage)
 	}
 	if st.Result == nil || st.Result.ExitCode == nil || *st.Result.ExitCode != 4 || st.Result.FilesChanged != 2 {
 		t.Errorf("result = %+v", st.Result)
 	}
 
 	// The budget is the namespace's: another session there is refused at its first call.
-	other := f.session("second")
-	otherPod := f.pod("second-manual", other.UID, other)
+	f.session("second")
+	otherPod := &corev1.Pod{}
+	eventually(t, 20*time.Second, "the reconciler to create the second runner pod", func() bool {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "second-runner"}, otherPod) == nil
+	})
 	codeHTTP, body := post(t, g.URL+contract.PathChatCompletions, f.token(contract.GatewayAudience, boundTo(otherPod)),
 		`{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}`)
 	if codeHTTP != http.StatusTooManyRequests || !strings.Contains(body, `"code":"budget_exceeded"`) || !strings.Contains(body, "namespace") {

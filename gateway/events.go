@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -15,15 +17,30 @@ import (
 )
 
 // handleEvents stores a batch as one segment object, then acknowledges it.
-// Events the gateway already stored are skipped, so retries are harmless; a
-// batch that would leave a gap is refused with the last stored seq, so the
-// runner resends from there.
+// A batch is consecutive seqs. Events the gateway already stored are compared
+// with what is stored: an identical re-send is acknowledged (so retries are
+// harmless), a different event under a stored seq is a conflict (409, and the
+// refused events are kept under conflicts/ for whoever investigates). A batch
+// that would leave a gap is refused with the last stored seq, so the runner
+// resends from there; nothing beyond the next expected seq is ever stored.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, id identity) {
 	var batch contract.EventBatch
-	if !decodeBody(w, r, &batch) {
+	if !decodeBody(w, r, "events", &batch) {
 		return
 	}
-	ss, err := s.session(r.Context(), id)
+	ctx := r.Context()
+	for i := range batch.Events {
+		ev := &batch.Events[i]
+		if err := ev.Validate(); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if i > 0 && ev.Seq != batch.Events[i-1].Seq+1 {
+			writeError(w, http.StatusBadRequest, "a batch holds consecutive events: seq %d follows %d", ev.Seq, batch.Events[i-1].Seq)
+			return
+		}
+	}
+	ss, err := s.session(ctx, id)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "loading session state: %v", err)
 		return
@@ -32,46 +49,76 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, id identit
 	ss.appendMu.Lock()
 	defer ss.appendMu.Unlock()
 	ss.mu.Lock()
-	last := ss.lastSeq
+	last, finished := ss.lastSeq, ss.finished
 	ss.mu.Unlock()
-
-	var fresh []contract.Event
-	var buf bytes.Buffer
-	for i := range batch.Events {
-		ev := batch.Events[i]
-		if err := ev.Validate(); err != nil {
-			writeError(w, http.StatusBadRequest, "%v", err)
-			return
-		}
-		if ev.Seq <= last {
-			continue
-		}
-		if ev.Seq != last+1 {
-			writeJSON(w, http.StatusConflict, contract.GatewayError{Error: "events are missing before this batch; resend from lastSeq+1", LastSeq: last})
-			return
-		}
-		line, err := json.Marshal(&ev)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "encoding event %d: %v", ev.Seq, err)
-			return
-		}
-		buf.Write(line)
-		buf.WriteByte('\n')
-		fresh = append(fresh, ev)
-		last = ev.Seq
+	if finished {
+		refusedTotal.WithLabelValues(refusedFinished).Inc()
+		writeError(w, http.StatusForbidden, "session %s already finished: its transcript is archived", id.Session)
+		return
 	}
+	// The segments, not this replica's memory, are the truth: another replica
+	// may have stored events since (every replica serves every session).
+	segs, err := s.store.segments(ctx, id)
+	if err != nil {
+		storeErrors.Inc()
+		writeError(w, http.StatusServiceUnavailable, "object storage unavailable; keep the batch and retry: %v", err)
+		return
+	}
+	if stored := lastContiguous(segs); stored > last {
+		last = stored
+		ss.mu.Lock()
+		ss.lastSeq = max(ss.lastSeq, last)
+		ss.mu.Unlock()
+	}
+	if len(batch.Events) == 0 {
+		writeJSON(w, http.StatusOK, contract.EventAck{LastSeq: last})
+		return
+	}
+	if batch.Events[0].Seq > last+1 {
+		writeJSON(w, http.StatusConflict, contract.GatewayError{Error: fmt.Sprintf("events %d to %d are missing before this batch; resend from lastSeq+1", last+1, batch.Events[0].Seq-1), LastSeq: last})
+		return
+	}
+
+	lines := make([][]byte, len(batch.Events))
+	for i := range batch.Events {
+		if lines[i], err = json.Marshal(&batch.Events[i]); err != nil {
+			writeError(w, http.StatusBadRequest, "encoding event %d: %v", batch.Events[i].Seq, err)
+			return
+		}
+	}
+	n := 0 // events already stored, a prefix of the batch
+	for n < len(batch.Events) && batch.Events[n].Seq <= last {
+		n++
+	}
+	if n > 0 {
+		if seq, err := s.checkResent(ctx, segs, batch.Events[:n], lines[:n]); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "reading stored events to compare a re-sent batch: %v", err)
+			return
+		} else if seq > 0 {
+			s.recordConflict(ctx, id, seq, lines[:n])
+			writeJSON(w, http.StatusConflict, contract.GatewayError{Error: fmt.Sprintf("event seq %d differs from the event already stored under that seq; stored events are never replaced", seq), LastSeq: last})
+			return
+		}
+	}
+	fresh := batch.Events[n:]
 	if len(fresh) > 0 {
+		var buf bytes.Buffer
+		for _, line := range lines[n:] {
+			buf.Write(line)
+			buf.WriteByte('\n')
+		}
+		last = fresh[len(fresh)-1].Seq
 		key := s.store.sessionKey(id, segmentName(fresh[0].Seq, last))
-		if err := s.store.put(r.Context(), key, buf.Bytes(), "application/x-ndjson"); err != nil {
+		if err := s.store.put(ctx, key, buf.Bytes(), "application/x-ndjson"); err != nil {
 			storeErrors.Inc()
-			log.FromContext(r.Context()).Error(err, "Storing transcript segment", "AgentSession", id.Session)
+			log.FromContext(ctx).Error(err, "Storing transcript segment", "AgentSession", id.Session)
 			writeError(w, http.StatusServiceUnavailable, "object storage unavailable; keep the batch and retry: %v", err)
 			return
 		}
 		eventsStored.Add(float64(len(fresh)))
 	}
 	ss.mu.Lock()
-	ss.lastSeq = last
+	ss.lastSeq = max(ss.lastSeq, last)
 	if len(fresh) > 0 {
 		ss.observe(fresh)
 		s.changed(ss)
@@ -80,12 +127,92 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, id identit
 	writeJSON(w, http.StatusOK, contract.EventAck{LastSeq: last})
 }
 
+// checkResent compares re-sent events (encoded as they would be stored) with
+// the stored ones and returns the first seq whose content differs, or 0.
+// Re-sends follow a lost acknowledgement, so this read is rare.
+func (s *Server) checkResent(ctx context.Context, segs []segment, evs []contract.Event, lines [][]byte) (int64, error) {
+	from, to := evs[0].Seq, evs[len(evs)-1].Seq
+	stored, err := s.storedEvents(ctx, segs, from, to)
+	if err != nil {
+		return 0, err
+	}
+	for i, ev := range evs {
+		old, ok := stored[ev.Seq]
+		if !ok {
+			return 0, fmt.Errorf("event %d is acknowledged but not in any stored segment", ev.Seq)
+		}
+		if !bytes.Equal(old, lines[i]) {
+			return ev.Seq, nil
+		}
+	}
+	return 0, nil
+}
+
+// storedEvents reads the stored lines of seqs from..to from the segments,
+// the first stored version of each (the one consolidation keeps).
+func (s *Server) storedEvents(ctx context.Context, segs []segment, from, to int64) (map[int64][]byte, error) {
+	out := map[int64][]byte{}
+	for _, seg := range segs {
+		if seg.last < from || seg.first > to {
+			continue
+		}
+		b, err := s.store.get(ctx, seg.key)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range bytes.Split(b, []byte{'\n'}) {
+			if len(line) == 0 {
+				continue
+			}
+			ev, err := contract.DecodeEvent(line)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.store.uri(seg.key), err)
+			}
+			if _, seen := out[ev.Seq]; !seen && ev.Seq >= from && ev.Seq <= to {
+				out[ev.Seq] = line
+			}
+		}
+	}
+	return out, nil
+}
+
+// maxConflictsKept bounds the conflicting batches one replica keeps per
+// session, so a runner that keeps colliding cannot fill the bucket; past it
+// the log and the counter still record each one.
+const maxConflictsKept = 32
+
+// recordConflict keeps refused events under conflicts/ beside the segments
+// (never read by consolidation), logs and counts them.
+func (s *Server) recordConflict(ctx context.Context, id identity, seq int64, lines [][]byte) {
+	eventConflicts.Inc()
+	logger := log.FromContext(ctx)
+	logger.Info("Refusing a transcript event that differs from the stored one", "AgentSession", id.Session, "Pod", id.Pod, "seq", seq)
+	s.mu.Lock()
+	s.conflicts[id.UID]++
+	n := s.conflicts[id.UID]
+	s.mu.Unlock()
+	if n > maxConflictsKept {
+		return
+	}
+	key := s.store.sessionKey(id, fmt.Sprintf("%s/%012d-%d.jsonl", conflictsDir, seq, s.now().UnixNano()))
+	if err := s.store.put(ctx, key, append(bytes.Join(lines, []byte{'\n'}), '\n'), "application/x-ndjson"); err != nil {
+		storeErrors.Inc()
+		logger.Error(err, "Storing conflicting transcript events", "AgentSession", id.Session)
+	}
+}
+
+// conflictsDir holds, under a session's prefix, re-sent events that differed
+// from the stored ones.
+const conflictsDir = "conflicts"
+
 // handleFinish writes the consolidated transcript (from the stored segments,
 // not from memory, so it is right after a gateway restart), the patch and the
-// summary, and records them in status.
+// summary, and records them in status. It is accepted once: the middleware
+// refuses a session whose status already has a transcript, and appendMu plus
+// the finished flag refuse a concurrent second call on this replica (409).
 func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request, id identity) {
 	var req contract.FinishRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeBody(w, r, "finish", &req) {
 		return
 	}
 	ss, err := s.session(r.Context(), id)
@@ -93,9 +220,23 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request, id identit
 		writeError(w, http.StatusServiceUnavailable, "loading session state: %v", err)
 		return
 	}
+	// No event batch and no other finish while this one archives.
+	ss.appendMu.Lock()
+	defer ss.appendMu.Unlock()
 	ss.mu.Lock()
-	last := ss.lastSeq
+	last, finished := ss.lastSeq, ss.finished
 	ss.mu.Unlock()
+	if finished {
+		refusedTotal.WithLabelValues(refusedFinished).Inc()
+		writeError(w, http.StatusConflict, "session %s already finished: its transcript is archived and cannot be replaced", id.Session)
+		return
+	}
+	if last < req.LastSeq {
+		// Another replica may have stored the missing events.
+		if segs, err := s.store.segments(r.Context(), id); err == nil {
+			last = max(last, lastContiguous(segs))
+		}
+	}
 	if last < req.LastSeq {
 		writeJSON(w, http.StatusConflict, contract.GatewayError{Error: "events are missing; send them before finishing", LastSeq: last})
 		return
@@ -111,14 +252,18 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request, id identit
 		writeError(w, http.StatusServiceUnavailable, "archiving the session: %v", err)
 		return
 	}
-	if err := s.flush(r.Context(), ss); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "recording the archive in status: %v", err)
-		return
-	}
+	// From here the archive exists: whatever happens to the status write, a
+	// second finish must not replace it.
 	ss.mu.Lock()
 	ss.finished = true
 	ss.mu.Unlock()
-	s.forget(id.UID)
+	if err := s.flush(r.Context(), ss); err != nil {
+		// The archive is stored and cannot be replaced, so a retry could not do
+		// better: the write is retried in the background (flush rescheduled it).
+		log.FromContext(r.Context()).Error(err, "Recording the archive in status; retrying in the background", "AgentSession", id.Session)
+	}
+	// The state stays (finished) until it is idle, so this replica refuses a
+	// second finish even before its cache shows status.transcript.
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -185,6 +185,7 @@ func TestKilledRunnerLosesNoAcknowledgedEvent(t *testing.T) {
 	eventually(t, 20*time.Second, "the reconciler to create the runner pod", func() bool {
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "killed-runner"}, pod) == nil
 	})
+	f.recordPod(s, pod) // what the reconciler writes when it creates the pod
 	kubeletRun(t, pod)
 	r := runnerFor(t, s, g, f.tokenFile(pod))
 	cmd := exec.Command(bin, r.args...)

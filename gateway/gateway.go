@@ -60,6 +60,10 @@ type Config struct {
 	// ShutdownTimeout is how long a stopping gateway lets in-flight requests
 	// finish before it cuts them (default 10s); runners retry what was cut.
 	ShutdownTimeout time.Duration
+	// MaxInFlightPerSession bounds one session's concurrent requests (default
+	// 8); more are refused with 429 and Retry-After, so one session cannot
+	// hold the gateway's memory with parallel bodies.
+	MaxInFlightPerSession int
 }
 
 // Server is the gateway. Create it with New; it is a controller-runtime
@@ -78,6 +82,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[types.UID]*session
+	inflight map[types.UID]int
+	// conflicts counts the conflicting event batches kept per session.
+	conflicts map[types.UID]int
 
 	ready chan struct{}
 	addr  string
@@ -96,6 +103,9 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.MaxInFlightPerSession <= 0 {
+		cfg.MaxInFlightPerSession = 8
+	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = 10 * time.Minute
 	}
@@ -104,15 +114,17 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 		return nil, err
 	}
 	return &Server{
-		cfg:      cfg,
-		client:   c,
-		secrets:  reader,
-		auth:     newAuthenticator(c, reader),
-		store:    st,
-		http:     &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		now:      time.Now,
-		sessions: map[types.UID]*session{},
-		ready:    make(chan struct{}),
+		cfg:       cfg,
+		client:    c,
+		secrets:   reader,
+		auth:      newAuthenticator(c, reader),
+		store:     st,
+		http:      &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		now:       time.Now,
+		sessions:  map[types.UID]*session{},
+		inflight:  map[types.UID]int{},
+		conflicts: map[types.UID]int{},
+		ready:     make(chan struct{}),
 	}, nil
 }
 
@@ -204,11 +216,52 @@ func writeError(w http.ResponseWriter, status int, format string, a ...any) {
 	writeJSON(w, status, contract.GatewayError{Error: fmt.Sprintf(format, a...)})
 }
 
-// maxBody bounds request bodies: an event batch, a patch, a chat request.
+// maxBody bounds a chat request and what is read of a provider's error.
 const maxBody = 64 << 20
 
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(v); err != nil {
+// Request body limits per endpoint. The runner's batches, approval requests
+// and finish (with a patch of at most 8 MiB, base64 in JSON) fit well within
+// them; anything larger is refused with 413 before it is read whole.
+const (
+	maxEventsBody   = 16 << 20
+	maxApprovalBody = 256 << 10
+	maxFinishBody   = 24 << 20
+)
+
+// bodyLimit is the largest request body the endpoint accepts.
+func bodyLimit(handler string) int64 {
+	switch handler {
+	case "events":
+		return maxEventsBody
+	case "approvals":
+		return maxApprovalBody
+	case "finish":
+		return maxFinishBody
+	}
+	return maxBody
+}
+
+func tooLargeMessage(handler string, limit int64) string {
+	return fmt.Sprintf("request body is larger than the %s endpoint accepts (%d bytes); send smaller requests", handler, limit)
+}
+
+// isBodyTooLarge says whether err came from reading past a body limit set by
+// http.MaxBytesReader (the authenticated middleware sets one for every
+// endpoint): such a request is answered 413, not 400.
+func isBodyTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// decodeBody decodes the request (already capped by the middleware) into v,
+// answering 413 or 400 when it cannot.
+func decodeBody(w http.ResponseWriter, r *http.Request, handler string, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		if isBodyTooLarge(err) {
+			refusedTotal.WithLabelValues(refusedBodyTooLarge).Inc()
+			writeError(w, http.StatusRequestEntityTooLarge, "%s", tooLargeMessage(handler, bodyLimit(handler)))
+			return false
+		}
 		writeError(w, http.StatusBadRequest, "decoding request body: %v", err)
 		return false
 	}

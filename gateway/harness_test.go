@@ -227,8 +227,29 @@ func (f *fixture) pod(name string, labelUID types.UID, owner *v1.AgentSession) *
 	return p
 }
 
-// runnerPod is the usual case: a pod that belongs to s.
-func (f *fixture) runnerPod(s *v1.AgentSession) *corev1.Pod { return f.pod(s.Name+"-runner", s.UID, s) }
+// runnerPod is the usual case: a pod that belongs to s, recorded in its status.podUID as
+// the reconciler records the pod it created.
+func (f *fixture) runnerPod(s *v1.AgentSession) *corev1.Pod {
+	f.t.Helper()
+	p := f.pod(s.Name+"-runner", s.UID, s)
+	f.recordPod(s, p)
+	return p
+}
+
+// recordPod writes status.podUID as the reconciler does after creating the pod.
+func (f *fixture) recordPod(s *v1.AgentSession, p *corev1.Pod) {
+	f.t.Helper()
+	f.setStatus(s, fmt.Sprintf(`{"status":{"podName":%q,"podUID":%q}}`, p.Name, p.UID))
+}
+
+// setStatus merge-patches the session's status as the reconciler would.
+func (f *fixture) setStatus(s *v1.AgentSession, patch string) {
+	f.t.Helper()
+	obj := &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace}}
+	if err := env.Client.Status().Patch(context.Background(), obj, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		f.t.Fatalf("writing status of %s as the reconciler: %v", s.Name, err)
+	}
+}
 
 // token mints a token with the TokenRequest API, as the kubelet does for the projected volume.
 func (f *fixture) token(audience string, bound *authnv1.BoundObjectReference) string {

@@ -59,6 +59,18 @@ var (
 		Name: "agentry_gateway_status_writes_total",
 		Help: "Coalesced AgentSession status writes.",
 	})
+	refusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentry_gateway_refused_total",
+		Help: "Requests refused before their handler ran, or by it for the session's state, by reason (unauthenticated, not_runner_pod, pod_gone, pod_not_recorded, session_gone, session_ended, finished, body_too_large, too_many_in_flight).",
+	}, []string{"reason"})
+	eventConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "agentry_gateway_event_conflicts_total",
+		Help: "Transcript events refused because their seq was already stored with different content (recorded under conflicts/).",
+	})
+	approvalConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "agentry_gateway_approval_conflicts_total",
+		Help: "Approval requests refused because their id was already pending or decided for a different action.",
+	})
 	statusWriteErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentry_gateway_status_write_errors_total",
 		Help: "AgentSession status writes that failed (retried).",
@@ -67,5 +79,6 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, llmDuration, llmErrors, llmTokens,
-		toolDuration, toolErrors, sessionTurns, activeSessions, eventsStored, storeErrors, statusWrites, statusWriteErrors)
+		toolDuration, toolErrors, sessionTurns, activeSessions, eventsStored, storeErrors, statusWrites, statusWriteErrors,
+		refusedTotal, eventConflicts, approvalConflicts)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,14 +46,6 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	if providerName == "" {
 		providerName = "default"
 	}
-	if msg, err := s.overBudget(ctx, sess, ss); err != nil {
-		writeOpenAIError(w, http.StatusServiceUnavailable, "checking token budgets: "+err.Error(), "server_error", "")
-		return
-	} else if msg != "" {
-		llmErrors.WithLabelValues(providerName, "budget").Inc()
-		writeOpenAIError(w, http.StatusTooManyRequests, msg, "insufficient_quota", contract.ErrorCodeBudgetExceeded)
-		return
-	}
 	prov := &v1.ModelProvider{}
 	if err := s.client.Get(ctx, types.NamespacedName{Name: providerName}, prov); err != nil {
 		writeOpenAIError(w, http.StatusNotFound, fmt.Sprintf("ModelProvider %q: %v", providerName, client.IgnoreNotFound(err)), "invalid_request_error", "model_not_found")
@@ -81,6 +74,47 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
 		return
 	}
+	prompt, output, err := boundRequest(sess, body)
+	if err != nil {
+		writeOpenAIError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
+		return
+	}
+	res, msg, err := s.reserve(ctx, sess, ss, prompt, output)
+	if err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, "checking token budgets: "+err.Error(), "server_error", "")
+		return
+	} else if msg != "" {
+		llmErrors.WithLabelValues(providerName, "budget").Inc()
+		writeOpenAIError(w, http.StatusTooManyRequests, msg, "insufficient_quota", contract.ErrorCodeBudgetExceeded)
+		return
+	}
+	// Whatever happens below, the reservation is settled once: released when
+	// the provider was not reached or refused, else charged.
+	var usage *contract.Usage
+	charge, admitted := false, false
+	defer func() {
+		c := res.settle(usage, charge)
+		if admitted {
+			s.limiter(providerName).adjust(prov.Spec.RateLimits, res.amount(), c.Total())
+		}
+		if c.Total() > 0 {
+			ns := id.Session.Namespace
+			llmTokens.WithLabelValues(ns, "prompt").Add(float64(c.PromptTokens))
+			llmTokens.WithLabelValues(ns, "completion").Add(float64(c.CompletionTokens))
+			llmTokens.WithLabelValues(ns, "cached").Add(float64(c.CachedTokens))
+		}
+		if usage == nil && charge {
+			log.FromContext(ctx).Info("Provider reported no usage; charging the call's reservation", "AgentSession", id.Session, "ModelProvider", providerName, "tokens", c.Total())
+		}
+	}()
+	if wait, ok := s.limiter(providerName).admit(prov.Spec.RateLimits, s.now(), res.amount()); !ok {
+		llmErrors.WithLabelValues(providerName, "rate_limit").Inc()
+		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
+		writeOpenAIError(w, http.StatusTooManyRequests, fmt.Sprintf("ModelProvider %s is at its spec.rateLimits; retry after %ds", providerName, retryAfterSeconds(wait)), "rate_limit_error", "rate_limit_exceeded")
+		return
+	}
+	admitted = true
+	setOutput(body, res.output)
 	stream, _ := body["stream"].(bool)
 	if stream {
 		// Trusted accounting needs the provider's usage, also on streams.
@@ -96,8 +130,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 		writeOpenAIError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
 		return
 	}
-	upCtx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+	// The upstream call outlives the client: a client that hangs up is still
+	// charged what the provider reports, read for up to drainTimeout more.
+	upCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.UpstreamTimeout)
 	defer cancel()
+	stopDrain := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancel) })
+	defer stopDrain()
 	req, err := http.NewRequestWithContext(upCtx, http.MethodPost, strings.TrimSuffix(prov.Spec.BaseURL, "/")+"/chat/completions", bytes.NewReader(out))
 	if err != nil {
 		writeOpenAIError(w, http.StatusInternalServerError, err.Error(), "server_error", "")
@@ -110,6 +148,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	start := s.now()
 	resp, err := s.http.Do(req)
 	if err != nil {
+		// A timed-out call may have been worked on in full.
+		charge = errors.Is(err, context.DeadlineExceeded)
 		llmErrors.WithLabelValues(providerName, "transport").Inc()
 		llmDuration.WithLabelValues(providerName, model, "0").Observe(s.now().Sub(start).Seconds())
 		writeOpenAIError(w, http.StatusBadGateway, "reaching the model provider failed", "server_error", "")
@@ -133,27 +173,15 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	var usage *contract.Usage
+	charge = resp.StatusCode < 300
 	if resp.StatusCode < 300 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		usage = relayStream(w, resp.Body)
+		usage = relayStreamUntilEnd(ctx, w, resp.Body)
 	} else {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 		_, _ = w.Write(b)
 		if resp.StatusCode < 300 {
 			usage = usageFromJSON(b)
 		}
-	}
-	if usage != nil {
-		ss.mu.Lock()
-		ss.addTokens(*usage)
-		s.changed(ss)
-		ss.mu.Unlock()
-		ns := id.Session.Namespace
-		llmTokens.WithLabelValues(ns, "prompt").Add(float64(usage.PromptTokens))
-		llmTokens.WithLabelValues(ns, "completion").Add(float64(usage.CompletionTokens))
-		llmTokens.WithLabelValues(ns, "cached").Add(float64(usage.CachedTokens))
-	} else if resp.StatusCode < 300 {
-		log.FromContext(ctx).Info("Provider reported no usage; tokens not counted", "AgentSession", id.Session, "ModelProvider", providerName)
 	}
 }
 
@@ -180,26 +208,39 @@ func usageFromJSON(b []byte) *contract.Usage {
 }
 
 // relayStream copies SSE lines as they come, flushing each event, and picks
-// the usage out of the chunk that carries it.
+// the usage out of the chunk that carries it. When the client is gone it keeps
+// reading to the end (the caller bounds how long), so the usage still arrives.
 func relayStream(w http.ResponseWriter, body io.Reader) *contract.Usage {
+	return relayStreamUntilEnd(context.Background(), w, body)
+}
+
+// relayStreamUntilEnd is relayStream that stops writing once ctx (the
+// client's request) is done.
+func relayStreamUntilEnd(ctx context.Context, w http.ResponseWriter, body io.Reader) *contract.Usage {
 	fl, _ := w.(http.Flusher)
 	rd := bufio.NewReaderSize(body, 64<<10)
 	var usage *contract.Usage
+	gone := false
 	for {
 		line, err := rd.ReadBytes('\n')
+		gone = gone || ctx.Err() != nil
 		if len(line) > 0 {
-			_, _ = w.Write(line)
+			if !gone {
+				if _, werr := w.Write(line); werr != nil {
+					gone = true
+				}
+			}
 			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok {
 				if u := usageFromJSON(bytes.TrimSpace(data)); u != nil {
 					usage = u
 				}
 			}
-			if len(bytes.TrimSpace(line)) == 0 && fl != nil {
+			if len(bytes.TrimSpace(line)) == 0 && fl != nil && !gone {
 				fl.Flush()
 			}
 		}
 		if err != nil {
-			if fl != nil {
+			if fl != nil && !gone {
 				fl.Flush()
 			}
 			return usage
@@ -235,46 +276,6 @@ func (s *Server) providerKey(ctx context.Context, p *v1.ModelProvider) (string, 
 		return "", fmt.Errorf("secret %s/%s of ModelProvider %s has no key %q", s.cfg.OperatorNamespace, ref.Name, p.Name, k)
 	}
 	return strings.TrimSpace(string(v)), nil
-}
-
-// overBudget returns why the session may not spend more tokens, or "".
-// The session's own use is what this replica counted (seeded from status);
-// the namespace's is the sum over its sessions' status within the current
-// budget window, which every replica sees alike and survives restarts.
-func (s *Server) overBudget(ctx context.Context, sess *v1.AgentSession, ss *session) (string, error) {
-	ss.mu.Lock()
-	used := ss.tokens.Total()
-	ss.mu.Unlock()
-	if maxT := sess.Spec.Limits.MaxTokens; maxT > 0 && used >= maxT {
-		return fmt.Sprintf("session %s has used %d of its %d tokens (spec.limits.maxTokens)", sess.Name, used, maxT), nil
-	}
-	var policies v1.AgentPolicyList
-	if err := s.client.List(ctx, &policies, client.InNamespace(sess.Namespace)); err != nil {
-		return "", err
-	}
-	var sessions *v1.AgentSessionList
-	for _, p := range policies.Items {
-		b := p.Spec.TokenBudget
-		if b == nil {
-			continue
-		}
-		window := 24 * time.Hour
-		if b.Window != nil && b.Window.Duration > 0 {
-			window = b.Window.Duration
-		}
-		if sessions == nil {
-			sessions = &v1.AgentSessionList{}
-			if err := s.client.List(ctx, sessions, client.InNamespace(sess.Namespace)); err != nil {
-				return "", err
-			}
-		}
-		start := s.now().Truncate(window)
-		nsUsed := s.namespaceUsage(sessions.Items, start)
-		if nsUsed >= b.Tokens {
-			return fmt.Sprintf("namespace %s has used %d of its %d-token budget for this %s window (AgentPolicy %s)", sess.Namespace, nsUsed, b.Tokens, window, p.Name), nil
-		}
-	}
-	return "", nil
 }
 
 // namespaceUsage sums the tokens of sessions active in the window: the larger

@@ -50,7 +50,8 @@ type session struct {
 	dirty     bool
 	timer     *time.Timer
 	lastWrite time.Time
-	finished  bool
+	// finished is set once /finish archived the transcript; it is never unset.
+	finished bool
 }
 
 // session returns the state of the caller's session, loading it on first use.
@@ -72,8 +73,10 @@ func (s *Server) session(ctx context.Context, id identity) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	ss = &session{id: id, lastSeq: lastContiguous(segs), lastUsed: s.now()}
 	st := obj.Status
+	// A transcript in status means the runner finished (or the session ended
+	// and was archived): nothing may be added or replaced.
+	ss = &session{id: id, lastSeq: lastContiguous(segs), lastUsed: s.now(), finished: st.Transcript != nil}
 	ss.status = ownedStatus{
 		Progress: st.Progress, Usage: st.Usage, PendingApprovals: st.PendingApprovals,
 		Result: st.Result, Transcript: st.Transcript, Patch: st.Patch,
@@ -122,6 +125,7 @@ func (s *Server) evictIdle(ctx context.Context, idle time.Duration) {
 func (s *Server) forget(uid types.UID) {
 	s.mu.Lock()
 	delete(s.sessions, uid)
+	delete(s.conflicts, uid)
 	activeSessions.Set(float64(len(s.sessions)))
 	s.mu.Unlock()
 }

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -32,8 +34,13 @@ type AgentPolicySpec struct {
 	// +kubebuilder:validation:items:MaxLength=256
 	AllowedModels []string `json:"allowedModels,omitempty"`
 
-	// allowedImages lists image reference prefixes sessions may use as spec.runner.image
-	// (for example registry.example/toolchains/). Empty allows only the default runner image.
+	// allowedImages lists the registries and repositories sessions may use as
+	// spec.runner.image. An entry matches at a path boundary, never as a bare string prefix:
+	// registry.example/team admits registry.example/team, registry.example/team:1.0,
+	// registry.example/team@sha256:... and registry.example/team/go, but not
+	// registry.example/team-evil; a registry host alone (registry.example) admits every
+	// repository on it. Docker Hub short names are normalised on both sides (golang is
+	// docker.io/library/golang). Empty allows only the default runner image.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
@@ -55,6 +62,111 @@ type AgentPolicySpec struct {
 	// maxLimits caps what sessions may ask for in spec.limits.
 	// +optional
 	MaxLimits *LimitCaps `json:"maxLimits,omitempty"`
+
+	// allowedNodeSelectors lists the node labels sessions may select in
+	// spec.runner.nodeSelector: each key maps to the values allowed for it. A session
+	// selecting a key that is not listed, or a value not listed for its key, is refused.
+	// Empty forbids spec.runner.nodeSelector.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	AllowedNodeSelectors map[string]AllowedValues `json:"allowedNodeSelectors,omitempty"`
+
+	// allowedTolerations lists the tolerations sessions may set in spec.runner.tolerations.
+	// A session's toleration is allowed when an entry covers it: same key (an empty key
+	// with operator Exists covers every key), operator Exists covering any value of the
+	// key or Equal with the same value, and the same effect (an empty effect covers every
+	// effect). Empty forbids spec.runner.tolerations.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	AllowedTolerations []AllowedToleration `json:"allowedTolerations,omitempty"`
+
+	// agentResources governs spec.runner.resources, the requests and limits of the agent
+	// container (where the agent's tools and commands run).
+	// +optional
+	AgentResources *ResourcePolicy `json:"agentResources,omitempty"`
+
+	// volumeSizeLimits caps the runner pod's scratch volumes (emptyDir sizeLimit). Without
+	// a policy the limits are workspace 10Gi, home 1Gi and tmp 1Gi.
+	// +optional
+	VolumeSizeLimits *VolumeSizeLimits `json:"volumeSizeLimits,omitempty"`
+}
+
+// AllowedValues lists the values allowed for one node label.
+// +kubebuilder:validation:MinItems=1
+// +kubebuilder:validation:MaxItems=64
+// +kubebuilder:validation:items:MaxLength=63
+type AllowedValues []string
+
+// AllowedToleration is a toleration sessions may set.
+// +kubebuilder:validation:XValidation:rule="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || size(self.value) == 0",message="value must be empty when operator is Exists"
+// +kubebuilder:validation:XValidation:rule="(has(self.operator) && self.operator == 'Exists') || (has(self.key) && size(self.key) > 0)",message="key is required when operator is Equal"
+type AllowedToleration struct {
+	// key is the taint key the toleration applies to. Empty, with operator Exists, covers
+	// every taint.
+	// +optional
+	// +kubebuilder:validation:MaxLength=317
+	Key string `json:"key,omitempty"`
+
+	// operator is Equal (the session's toleration must carry this value) or Exists (any
+	// value of the key).
+	// +optional
+	// +kubebuilder:default=Equal
+	// +kubebuilder:validation:Enum=Equal;Exists
+	Operator corev1.TolerationOperator `json:"operator,omitempty"`
+
+	// value is the taint value, for operator Equal.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Value string `json:"value,omitempty"`
+
+	// effect is the taint effect the toleration may name; empty covers every effect.
+	// +optional
+	// +kubebuilder:validation:Enum=NoSchedule;PreferNoSchedule;NoExecute
+	Effect corev1.TaintEffect `json:"effect,omitempty"`
+}
+
+// ResourcePolicy defaults and caps a container's requests and limits.
+type ResourcePolicy struct {
+	// default fills in the requests and limits a session leaves out of
+	// spec.runner.resources, resource by resource.
+	// +optional
+	Default *DefaultResources `json:"default,omitempty"`
+
+	// max caps every request and limit in spec.runner.resources. A session asking for more
+	// is refused; a resource capped here and given no limit by the session or the default
+	// gets this value as its limit.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Max corev1.ResourceList `json:"max,omitempty"`
+}
+
+// DefaultResources are default requests and limits.
+type DefaultResources struct {
+	// requests are the default requests.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Requests corev1.ResourceList `json:"requests,omitempty"`
+
+	// limits are the default limits.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Limits corev1.ResourceList `json:"limits,omitempty"`
+}
+
+// VolumeSizeLimits are the sizeLimits of the runner pod's emptyDir volumes.
+type VolumeSizeLimits struct {
+	// workspace caps /workspace, the repository checkout (default 10Gi).
+	// +optional
+	Workspace *resource.Quantity `json:"workspace,omitempty"`
+
+	// home caps $HOME, shared by checkout and the agent (default 1Gi).
+	// +optional
+	Home *resource.Quantity `json:"home,omitempty"`
+
+	// tmp caps the agent's /tmp (default 1Gi).
+	// +optional
+	Tmp *resource.Quantity `json:"tmp,omitempty"`
 }
 
 // TokenBudget caps token use per window.

@@ -132,7 +132,7 @@ type AgentSessionSpec struct {
 	// +listType=map
 	// +listMapKey=id
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="oldSelf.all(o, self.exists(n, n.id == o.id && n.decision == o.decision))",message="approvals cannot be changed or removed once made"
+	// +kubebuilder:validation:XValidation:rule="oldSelf.all(o, self.exists(n, n.id == o.id && n.decision == o.decision && (!has(o.digest) || (has(n.digest) && n.digest == o.digest)) && (!has(o.decidedBy) || (has(n.decidedBy) && n.decidedBy == o.decidedBy))))",message="approvals cannot be changed or removed once made"
 	Approvals []ApprovalDecision `json:"approvals,omitempty"`
 
 	// cancel stops the session when set to true. The pod is deleted, what was

@@ -172,8 +172,8 @@ func TestInvalidSessionsRejected(t *testing.T) {
 			wantField: "spec.network.egress[0].ports[0]", wantMsg: "less than or equal to 65535",
 		},
 		"approval for a call nobody asked about": {
-			spec:      validSpec + "  approvals: [{id: ap-1, decision: Allow}]",
-			wantField: "spec.approvals", wantMsg: "must name the id of an entry in status.pendingApprovals",
+			spec:      validSpec + "  approvals: [{id: ap-1, digest: 'sha256:00', decision: Allow, decidedBy: alice}]",
+			wantField: "spec.approvals", wantMsg: "a new session cannot carry decisions",
 		},
 		"misspelt field": {
 			spec:      validSpec + "  limit: {maxTurns: 5}",
@@ -298,15 +298,19 @@ func TestUpdatesAfterCreation(t *testing.T) {
 	})
 	t.Run("approvals answer pending requests and stay decided", func(t *testing.T) {
 		s := create(t, "approvals")
-		s.Spec.Approvals = []v1.ApprovalDecision{{ID: "ap-7", Decision: v1.DecisionAllow}}
-		expectRejected(t, s.DeepCopy(), "spec.approvals", "must name the id of an entry in status.pendingApprovals")
+		const digest = "sha256:7777777777777777777777777777777777777777777777777777777777777777"
+		s.Spec.Approvals = []v1.ApprovalDecision{{ID: "ap-7", Digest: digest, Decision: v1.DecisionAllow, DecidedBy: "alice"}}
+		expectRejected(t, s.DeepCopy(), "spec.approvals", "must name the id and digest of an entry in status.pendingApprovals")
 
-		s.Status.PendingApprovals = []v1.PendingApproval{{ID: "ap-7", Tool: "bash", Summary: "go test ./..."}}
+		s.Status.PendingApprovals = []v1.PendingApproval{{ID: "ap-7", Tool: "bash", Summary: "go test ./...", Digest: digest}}
 		s.Spec.Approvals = nil
 		if err := env.Client.Status().Update(ctx, s); err != nil {
 			t.Fatalf("writing pending approval: %v", err)
 		}
-		s.Spec.Approvals = []v1.ApprovalDecision{{ID: "ap-7", Decision: v1.DecisionAllow, Reason: "tests are fine"}}
+		// The same id with another action's digest is not a decision on this one.
+		s.Spec.Approvals = []v1.ApprovalDecision{{ID: "ap-7", Digest: "sha256:other", Decision: v1.DecisionAllow, DecidedBy: "alice"}}
+		expectRejected(t, s.DeepCopy(), "spec.approvals", "must name the id and digest of an entry in status.pendingApprovals")
+		s.Spec.Approvals = []v1.ApprovalDecision{{ID: "ap-7", Digest: digest, Decision: v1.DecisionAllow, Reason: "tests are fine", DecidedBy: "alice"}}
 		if err := env.Client.Update(ctx, s); err != nil {
 			t.Fatalf("deciding a pending approval: %v", err)
 		}
@@ -321,7 +325,98 @@ func TestUpdatesAfterCreation(t *testing.T) {
 			t.Fatalf("unrelated update after the request was cleared: %v", err)
 		}
 
+		// A decision cannot be re-pointed at another action or another person either.
+		moved := s.DeepCopy()
+		moved.Spec.Approvals[0].Digest = "sha256:another-action"
+		expectRejected(t, moved, "spec.approvals", "cannot be changed or removed")
+		moved = s.DeepCopy()
+		moved.Spec.Approvals[0].DecidedBy = "mallory"
+		expectRejected(t, moved, "spec.approvals", "cannot be changed or removed")
 		s.Spec.Approvals[0].Decision = v1.DecisionDeny
 		expectRejected(t, s, "spec.approvals", "cannot be changed or removed")
 	})
+}
+
+const policyHeader = `
+apiVersion: agentry.dev/v1alpha1
+kind: AgentPolicy
+metadata:
+  name: bad
+spec:
+`
+
+// TestInvalidPoliciesRejected checks that the apiserver refuses a policy's allow-lists and
+// resource rules written wrong, naming the field, and that a correct one is stored.
+func TestInvalidPoliciesRejected(t *testing.T) {
+	ctx := testContext(t)
+	ns := namespace(t, ctx)
+
+	cases := map[string]struct {
+		spec      string
+		wantField string
+		wantMsg   string
+	}{
+		"toleration with an unknown operator": {
+			spec:      "  allowedTolerations: [{key: gpu, operator: Maybe}]",
+			wantField: "spec.allowedTolerations[0].operator", wantMsg: `Unsupported value: "Maybe"`,
+		},
+		"toleration with an unknown effect": {
+			spec:      "  allowedTolerations: [{key: gpu, operator: Exists, effect: NoRun}]",
+			wantField: "spec.allowedTolerations[0].effect", wantMsg: `Unsupported value: "NoRun"`,
+		},
+		"Exists toleration with a value": {
+			spec:      "  allowedTolerations: [{key: gpu, operator: Exists, value: a100}]",
+			wantField: "spec.allowedTolerations[0]", wantMsg: "value must be empty when operator is Exists",
+		},
+		"Equal toleration without a key": {
+			spec:      "  allowedTolerations: [{value: a100}]",
+			wantField: "spec.allowedTolerations[0]", wantMsg: "key is required when operator is Equal",
+		},
+		"node selector key with no values": {
+			spec:      "  allowedNodeSelectors: {pool: []}",
+			wantField: "spec.allowedNodeSelectors.pool", wantMsg: "at least 1 items",
+		},
+		"resource maximum that is not a quantity": {
+			spec:      "  agentResources: {max: {memory: lots}}",
+			wantField: "spec.agentResources.max.memory", wantMsg: "",
+		},
+		"volume size that is not a quantity": {
+			spec:      "  volumeSizeLimits: {workspace: huge}",
+			wantField: "spec.volumeSizeLimits.workspace", wantMsg: "",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			obj := fromYAML(t, ns, policyHeader+tc.spec)
+			obj.SetName("bad-" + strings.ToLower(strings.ReplaceAll(name, " ", "-")))
+			err := env.Client.Create(ctx, obj, client.FieldValidation("Strict"))
+			if err == nil {
+				t.Fatalf("apiserver accepted an invalid policy:\n%s", tc.spec)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.wantField) || !strings.Contains(msg, tc.wantMsg) {
+				t.Fatalf("error does not name the field %q with %q:\n%s", tc.wantField, tc.wantMsg, msg)
+			}
+		})
+	}
+
+	good := fromYAML(t, ns, policyHeader+`  allowedImages: [registry.example/team]
+  allowedNodeSelectors: {pool: [agents]}
+  allowedTolerations: [{key: agents, operator: Exists, effect: NoSchedule}, {key: pool, value: agents}]
+  agentResources:
+    default: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 4Gi}}
+    max: {cpu: "4", memory: 16Gi}
+  volumeSizeLimits: {workspace: 20Gi, home: 1Gi, tmp: 2Gi}
+`)
+	good.SetName("good")
+	if err := env.Client.Create(ctx, good, client.FieldValidation("Strict")); err != nil {
+		t.Fatalf("a valid policy was refused: %v", err)
+	}
+	got := &v1.AgentPolicy{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(good), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.AllowedTolerations[1].Operator != "Equal" {
+		t.Errorf("operator default = %q, want Equal", got.Spec.AllowedTolerations[1].Operator)
+	}
 }

@@ -58,7 +58,12 @@ func (g *Gateway) Ask(ctx context.Context, r Request) (Result, error) {
 				expires = *ans.ExpiresAt
 			}
 			continue
-		case status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden:
+		case status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden ||
+			status == http.StatusConflict || status == http.StatusRequestEntityTooLarge:
+			// The gateway refused the question itself (an id it has seen with another
+			// action, a request too large, a session that ended): retrying cannot
+			// help, and waiting into onTimeout could turn a refusal into Allow. The
+			// loop denies the call.
 			return Result{}, err
 		}
 		if ctx.Err() != nil {

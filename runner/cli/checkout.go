@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +95,10 @@ func gitAuth(repo, dir string) (transport.AuthMethod, error) {
 		auth.HostKeyCallback = cb
 		return auth, nil
 	}
+	if u, err := url.Parse(repo); err == nil && strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname()) {
+		// The controller refuses such a session; this is the second line.
+		return nil, errors.New("refusing to send credentials over plain http://: use an https:// repository URL")
+	}
 	password, ok := read("password")
 	if !ok {
 		return nil, errors.New("http repository: the credentials Secret has no password key (put a token there)")
@@ -102,4 +108,14 @@ func gitAuth(repo, dir string) (transport.AuthMethod, error) {
 		user = "git" // most forges accept any user name with a token
 	}
 	return &githttp.BasicAuth{Username: user, Password: password}, nil
+}
+
+// isLoopback reports whether host is this machine (a local test server): traffic to it
+// never leaves the pod's network namespace.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
