@@ -140,8 +140,12 @@ E2E_CLUSTER ?= dev
 DEV_KUBECONFIG ?= /var/lib/agentry-cluster/admin.kubeconfig
 E2E_FLAGS ?= -count=1 -v -timeout=30m
 
+.PHONY: network-policies
+network-policies: ## Build kube-router, the dev cluster's NetworkPolicy engine, from source (cached in bin/).
+	hack/build-network-policies.sh
+
 .PHONY: cluster-binaries
-cluster-binaries: ## Build etcd and every Kubernetes component a node needs from source (cached under bin/k8s).
+cluster-binaries: network-policies ## Build etcd and every Kubernetes component a node needs from source (cached under bin/k8s).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-cluster-binaries.sh
 
 .PHONY: images

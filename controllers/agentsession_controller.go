@@ -8,11 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -74,6 +77,9 @@ type scope struct {
 	hold bool
 	// settings are what admission decided about the pod; set when the session has no pod yet.
 	settings *podSettings
+	// resolved are the addresses the session's egress host names were pinned to, from the
+	// NetworkPolicy: the pod's hostAliases carry the same ones.
+	resolved map[string][]net.IP
 }
 
 func (s *scope) wakeAt(d time.Duration) {
@@ -90,7 +96,8 @@ type phaseFunc func(ctx context.Context, s *scope) error
 // +kubebuilder:rbac:groups=agentry.dev,resources=modelproviders;agentpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -116,7 +123,7 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		reterr = errors.Join(reterr, r.patchStatus(ctx, s))
 	}()
 
-	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.ensureNetworkPolicy, r.ensurePod, r.observePod}
+	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.ensureNetworkPolicy, r.ensurePod, r.narrowNetworkPolicy, r.observePod}
 	for _, phase := range phases {
 		if err := phase(ctx, s); err != nil {
 			if s.obj.Status.Phase.IsTerminal() {
@@ -268,7 +275,11 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *scope) error {
 	np := &networkingv1.NetworkPolicy{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np)
-	if err == nil || !apierrors.IsNotFound(err) {
+	if err == nil {
+		s.resolved = resolvedFromPolicy(np)
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
 		return err
 	}
 	resolved := map[string][]net.IP{}
@@ -282,6 +293,7 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 		}
 		resolved[h.host] = ips
 	}
+	s.resolved = resolved
 	np = buildNetworkPolicy(s.obj, r.Network, resolved)
 	if err := controllerutil.SetControllerReference(s.obj, np, r.Scheme); err != nil {
 		return err
@@ -291,6 +303,56 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 		return fmt.Errorf("creating NetworkPolicy: %w", err)
 	}
 	return nil
+}
+
+// narrowNetworkPolicy closes the session's egress to the agent phase's (the gateway and the
+// AgentPolicy-allowed spec.network.egress destinations: no cluster DNS, no repository host)
+// once the checkout init container has finished. It only ever narrows.
+func (r *AgentSessionReconciler) narrowNetworkPolicy(ctx context.Context, s *scope) error {
+	if s.pod == nil || networkPolicyPhase(s.pod) != phaseAgent {
+		return nil
+	}
+	np := &networkingv1.NetworkPolicy{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	want := buildPhaseNetworkPolicy(s.obj, r.Network, resolvedFromPolicy(np), phaseAgent)
+	if equality.Semantic.DeepEqual(np.Spec, want.Spec) {
+		return nil
+	}
+	np.Spec = want.Spec
+	log.FromContext(ctx).Info("Narrowing NetworkPolicy to the agent phase", "NetworkPolicy", klog.KObj(np))
+	if err := r.Update(ctx, np, FieldOwner); err != nil {
+		return fmt.Errorf("narrowing NetworkPolicy: %w", err)
+	}
+	r.Recorder.Eventf(s.obj, corev1.EventTypeNormal, "EgressNarrowed",
+		"Checkout finished: egress is now the session gateway and spec.network.egress only (no DNS, no repository host)")
+	return nil
+}
+
+// gatewayClusterIP is the ClusterIP of the gateway Service when the gateway URL names one
+// (NAME.NAMESPACE.svc...), for the pod's hostAliases; "" otherwise (an IP needs no alias).
+func (r *AgentSessionReconciler) gatewayClusterIP(ctx context.Context) string {
+	if r.Runner.GatewayClusterIP != "" {
+		return r.Runner.GatewayClusterIP
+	}
+	u, err := url.Parse(r.Runner.GatewayURL)
+	if err != nil {
+		return ""
+	}
+	parts := strings.Split(u.Hostname(), ".")
+	if len(parts) < 3 || parts[2] != "svc" || r.APIReader == nil {
+		return ""
+	}
+	svc := &corev1.Service{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: parts[1], Name: parts[0]}, svc); err != nil {
+		log.FromContext(ctx).Error(err, "Looking up the gateway Service for the runner's hostAliases")
+		return ""
+	}
+	if ip := svc.Spec.ClusterIP; ip != corev1.ClusterIPNone {
+		return ip
+	}
+	return ""
 }
 
 // ensurePod creates the runner pod, or notices that it vanished.
@@ -321,6 +383,9 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 		return errors.New("creating pod: the session was not admitted in this reconcile")
 	}
 	pod = buildRunnerPod(s.obj, r.Runner, *s.settings)
+	// Once the agent phase closes DNS, the runner and the agent's tools resolve the gateway
+	// and the allowed egress hosts from /etc/hosts.
+	pod.Spec.HostAliases = runnerHostAliases(s.obj, r.Runner.GatewayURL, r.gatewayClusterIP(ctx), s.resolved)
 	if err := controllerutil.SetControllerReference(s.obj, pod, r.Scheme); err != nil {
 		return err
 	}

@@ -88,6 +88,41 @@ func TestSessionRunsToCompletion(t *testing.T) {
 		t.Fatalf("startTime = %v, want %v", got.Status.StartTime, started)
 	}
 
+	// Checkout has finished: egress narrows to the agent phase — no DNS, no repository host,
+	// the AgentPolicy-allowed destination still reachable (and resolvable from /etc/hosts).
+	eventually(t, ctx, "the NetworkPolicy to narrow", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: podName(s)}, np); err != nil {
+			return err
+		}
+		for _, r := range np.Spec.Egress {
+			for _, p := range r.Ports {
+				if p.Port != nil && p.Port.IntValue() == 53 {
+					return fmt.Errorf("DNS still allowed: %+v", r)
+				}
+			}
+		}
+		return nil
+	})
+	cidrs = nil
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.Ports {
+			if p.Port != nil && p.Port.IntValue() == 53 {
+				t.Errorf("the agent-phase policy still allows DNS: %+v", r)
+			}
+		}
+		for _, p := range r.To {
+			if p.IPBlock != nil {
+				cidrs = append(cidrs, p.IPBlock.CIDR)
+			}
+		}
+	}
+	if strings.Join(cidrs, ",") != "192.0.2.20/32" {
+		t.Errorf("agent-phase egress CIDRs = %v, want pkg.go.dev only (the repository host closed)", cidrs)
+	}
+	if len(pod.Spec.HostAliases) != 1 || pod.Spec.HostAliases[0].IP != "192.0.2.20" || pod.Spec.HostAliases[0].Hostnames[0] != "pkg.go.dev" {
+		t.Errorf("hostAliases = %+v, want pkg.go.dev → 192.0.2.20", pod.Spec.HostAliases)
+	}
+
 	sum, err := contract.Summary{
 		Outcome: contract.OutcomeCompleted, Message: "Made TestFoo deterministic by waiting on the channel.",
 		Turns: 7, ToolCalls: 12, Usage: contract.Usage{PromptTokens: 9000, CompletionTokens: 1000},
@@ -106,6 +141,7 @@ func TestSessionRunsToCompletion(t *testing.T) {
 		t.Fatalf("result summary = %q", got.Status.Result.Summary)
 	}
 	expectEvent(t, m, "PodCreated")
+	expectEvent(t, m, "EgressNarrowed")
 	expectEvent(t, m, "Completed")
 }
 

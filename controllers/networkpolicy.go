@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"net"
 	"net/url"
 	"sort"
@@ -65,12 +66,60 @@ func egressHosts(s *v1.AgentSession) []egressHost {
 	if h, p := repositoryEndpoint(s.Spec.Repository.URL); h != "" && net.ParseIP(h) == nil {
 		hosts = append(hosts, egressHost{host: h, ports: []int32{p}})
 	}
+	return append(hosts, specEgressHosts(s)...)
+}
+
+// specEgressHosts lists the host names in spec.network.egress.
+func specEgressHosts(s *v1.AgentSession) []egressHost {
+	var hosts []egressHost
 	for _, e := range s.Spec.Network.Egress {
 		if e.Host != "" {
 			hosts = append(hosts, egressHost{host: e.Host, ports: portsOrDefault(e.Ports)})
 		}
 	}
 	return hosts
+}
+
+// runnerHostAliases returns the runner pod's /etc/hosts entries, so the runner and its tools
+// resolve their destinations once the agent-phase policy has closed DNS: the gateway's host
+// name (from gatewayURL) to the gateway Service's ClusterIP, and each spec.network.egress host
+// to the addresses resolved for its NetworkPolicy (the same pinned addresses the policy
+// allows). Host names that are IP literals need no entry; unresolved hosts get none. Sorted by
+// address, names sorted within one.
+func runnerHostAliases(s *v1.AgentSession, gatewayURL, gatewayClusterIP string, resolved map[string][]net.IP) []corev1.HostAlias {
+	names := map[string]map[string]bool{}
+	add := func(ip, host string) {
+		if host == "" || net.ParseIP(host) != nil || net.ParseIP(ip) == nil {
+			return
+		}
+		if names[ip] == nil {
+			names[ip] = map[string]bool{}
+		}
+		names[ip][strings.ToLower(strings.TrimSuffix(host, "."))] = true
+	}
+	if u, err := url.Parse(gatewayURL); err == nil {
+		add(gatewayClusterIP, u.Hostname())
+	}
+	for _, h := range specEgressHosts(s) {
+		for _, ip := range resolved[h.host] {
+			add(ip.String(), h.host)
+		}
+	}
+	ips := make([]string, 0, len(names))
+	for ip := range names {
+		ips = append(ips, ip)
+	}
+	sort.Strings(ips)
+	var aliases []corev1.HostAlias
+	for _, ip := range ips {
+		a := corev1.HostAlias{IP: ip}
+		for n := range names[ip] {
+			a.Hostnames = append(a.Hostnames, n)
+		}
+		sort.Strings(a.Hostnames)
+		aliases = append(aliases, a)
+	}
+	return aliases
 }
 
 func portsOrDefault(p []int32) []int32 {
@@ -80,11 +129,70 @@ func portsOrDefault(p []int32) []int32 {
 	return p
 }
 
-// buildNetworkPolicy returns the session's NetworkPolicy: no ingress at all; egress only to
-// cluster DNS, the session gateway, the repository and the destinations in
-// spec.network.egress. Host names were resolved by the caller into resolved (NetworkPolicy
-// has no notion of names), which pins them to the addresses they had at session start.
+// AnnotationResolvedAddresses on a session's NetworkPolicy records, as JSON {host: [ip, ...]},
+// the addresses its host names resolved to at session start, so the policy can be rebuilt for
+// the agent phase with the same pins (and the pod's hostAliases) rather than a new lookup.
+const AnnotationResolvedAddresses = "agentry.dev/resolved-addresses"
+
+// resolvedFromPolicy returns the addresses recorded on a policy by buildPhaseNetworkPolicy;
+// nil when there are none or the annotation is unreadable (the rebuilt policy then simply
+// lacks those destinations: narrower, never wider).
+func resolvedFromPolicy(np *networkingv1.NetworkPolicy) map[string][]net.IP {
+	var recorded map[string][]string
+	if err := json.Unmarshal([]byte(np.Annotations[AnnotationResolvedAddresses]), &recorded); err != nil {
+		return nil
+	}
+	resolved := map[string][]net.IP{}
+	for host, ips := range recorded {
+		for _, raw := range ips {
+			if ip := net.ParseIP(raw); ip != nil {
+				resolved[host] = append(resolved[host], ip)
+			}
+		}
+	}
+	return resolved
+}
+
+// networkPhase is the part of a run a session's NetworkPolicy is written for.
+type networkPhase string
+
+const (
+	// phaseCheckout lasts until the checkout init container has succeeded: the pod needs
+	// cluster DNS and the repository host.
+	phaseCheckout networkPhase = "checkout"
+	// phaseAgent is the rest of the run: the agent reaches the session gateway and the
+	// destinations in spec.network.egress, nothing else. No DNS (data leaves through lookups),
+	// no repository host (the checkout is done); names resolve through hostAliases.
+	phaseAgent networkPhase = "agent"
+)
+
+// networkPolicyPhase returns the phase a session's NetworkPolicy should be in, from its runner
+// pod: agent once the checkout init container has terminated with exit code 0, checkout until
+// then (including when there is no pod yet).
+func networkPolicyPhase(pod *corev1.Pod) networkPhase {
+	if pod == nil {
+		return phaseCheckout
+	}
+	for _, cs := range pod.Status.InitContainerStatuses {
+		if cs.Name == ContainerCheckout && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0 {
+			return phaseAgent
+		}
+	}
+	return phaseCheckout
+}
+
+// buildNetworkPolicy returns the session's NetworkPolicy for the checkout phase; see
+// buildPhaseNetworkPolicy.
 func buildNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[string][]net.IP) *networkingv1.NetworkPolicy {
+	return buildPhaseNetworkPolicy(s, cfg, resolved, phaseCheckout)
+}
+
+// buildPhaseNetworkPolicy returns the session's NetworkPolicy: no ingress at all; egress only
+// to the session gateway and the destinations in spec.network.egress, plus, in the checkout
+// phase, cluster DNS and the repository. Host names were resolved by the caller into resolved
+// (NetworkPolicy has no notion of names), which pins them to the addresses they had at
+// session start.
+func buildPhaseNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[string][]net.IP, phase networkPhase) *networkingv1.NetworkPolicy {
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 	port := func(proto corev1.Protocol, n int32) networkingv1.NetworkPolicyPort {
 		return networkingv1.NetworkPolicyPort{Protocol: ptr.To(proto), Port: ptr.To(intstr.FromInt32(n))}
@@ -92,15 +200,17 @@ func buildNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[stri
 	nsSelector := func(ns string) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}
 	}
-	rules := []networkingv1.NetworkPolicyEgressRule{
-		{
+	gateway := networkingv1.NetworkPolicyEgressRule{
+		To:    []networkingv1.NetworkPolicyPeer{{NamespaceSelector: nsSelector(cfg.GatewayNamespace), PodSelector: &metav1.LabelSelector{MatchLabels: cfg.GatewayPodLabels}}},
+		Ports: []networkingv1.NetworkPolicyPort{port(tcp, cfg.GatewayPort)},
+	}
+	rules := []networkingv1.NetworkPolicyEgressRule{gateway}
+	if phase != phaseAgent {
+		dns := networkingv1.NetworkPolicyEgressRule{
 			To:    []networkingv1.NetworkPolicyPeer{{NamespaceSelector: nsSelector(cfg.DNSNamespace), PodSelector: &metav1.LabelSelector{MatchLabels: cfg.DNSPodLabels}}},
 			Ports: []networkingv1.NetworkPolicyPort{port(udp, 53), port(tcp, 53)},
-		},
-		{
-			To:    []networkingv1.NetworkPolicyPeer{{NamespaceSelector: nsSelector(cfg.GatewayNamespace), PodSelector: &metav1.LabelSelector{MatchLabels: cfg.GatewayPodLabels}}},
-			Ports: []networkingv1.NetworkPolicyPort{port(tcp, cfg.GatewayPort)},
-		},
+		}
+		rules = []networkingv1.NetworkPolicyEgressRule{dns, gateway}
 	}
 	addCIDRs := func(cidrs []string, ports []int32) {
 		if len(cidrs) == 0 {
@@ -116,12 +226,15 @@ func buildNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[stri
 		}
 		rules = append(rules, r)
 	}
-	if h, p := repositoryEndpoint(s.Spec.Repository.URL); h != "" {
+	hosts := egressHosts(s)
+	if phase == phaseAgent {
+		hosts = specEgressHosts(s)
+	} else if h, p := repositoryEndpoint(s.Spec.Repository.URL); h != "" {
 		if ip := net.ParseIP(h); ip != nil {
 			addCIDRs([]string{hostCIDR(ip)}, []int32{p})
 		}
 	}
-	for _, h := range egressHosts(s) {
+	for _, h := range hosts {
 		var cidrs []string
 		for _, ip := range resolved[h.host] {
 			cidrs = append(cidrs, hostCIDR(ip))
@@ -133,8 +246,20 @@ func buildNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[stri
 			addCIDRs([]string{e.CIDR}, portsOrDefault(e.Ports))
 		}
 	}
+	// Only the session's own host names are recorded, in both phases, so a rebuild keeps them.
+	recorded := map[string][]string{}
+	for _, h := range egressHosts(s) {
+		for _, ip := range resolved[h.host] {
+			recorded[h.host] = append(recorded[h.host], ip.String())
+		}
+	}
+	var annotations map[string]string
+	if len(recorded) > 0 {
+		b, _ := json.Marshal(recorded) // a map of strings always marshals; keys come out sorted
+		annotations = map[string]string{AnnotationResolvedAddresses: string(b)}
+	}
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: podName(s), Namespace: s.Namespace, Labels: sessionLabels(s)},
+		ObjectMeta: metav1.ObjectMeta{Name: podName(s), Namespace: s.Namespace, Labels: sessionLabels(s), Annotations: annotations},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{LabelSessionUID: string(s.UID)}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},

@@ -70,6 +70,10 @@ type RunnerConfig struct {
 	// TokenExpirationSeconds is the lifetime of the projected gateway token; the kubelet
 	// refreshes it well before it expires.
 	TokenExpirationSeconds int64
+	// GatewayClusterIP is the gateway Service's ClusterIP, written into runner pods'
+	// /etc/hosts for the gateway URL's host name (the agent phase closes DNS). Empty: looked
+	// up from the Service the URL names (NAME.NAMESPACE.svc...), or none for an IP URL.
+	GatewayClusterIP string
 }
 
 // podName is the runner pod's deterministic name: a stale cache can never create a second one.

@@ -35,6 +35,20 @@ stop() {
 
 # The servers `make dev` and the e2e suite add on the bridge go first.
 for extra in gitserve scriptedllm versitygw; do stop "${extra}"; done
+# The NetworkPolicy engine (kube-router) leaves its iptables chains and ipsets when it stops, and
+# its own --cleanup-config crashes here (in the IPVS part) after leaving them; remove them here.
+stop kube-router
+for ipt in iptables ip6tables; do
+  for chain in INPUT FORWARD OUTPUT; do
+    "${ipt}" -S "${chain}" 2>/dev/null | grep -- '-j KUBE-ROUTER-' | sed 's/^-A/-D/' | while read -r r; do eval "${ipt}" "${r}"; done
+  done
+  chains=$("${ipt}" -S 2>/dev/null | awk '/^-N KUBE-(ROUTER|POD-FW|NWPLCY)-/ {print $2}')
+  for c in ${chains}; do "${ipt}" -F "${c}" 2>/dev/null; done
+  for c in ${chains}; do "${ipt}" -X "${c}" 2>/dev/null; done
+done
+if command -v ipset >/dev/null; then
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-(SRC|DST)-|kube-router-)'); do ipset destroy "${set}" 2>/dev/null; done
+fi
 
 for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
   c=${COMPONENTS[i]}

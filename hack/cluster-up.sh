@@ -12,7 +12,7 @@ T0=$(date +%s.%N)
 elapsed() { printf '%.1fs' "$(echo "$(date +%s.%N) - ${T0}" | bc)"; }
 
 install_packages() {
-  local want=(containerd runc containernetworking-plugins iptables conntrack busybox-static bash-static ca-certificates openssl git bc iproute2 curl)
+  local want=(containerd runc containernetworking-plugins iptables conntrack busybox-static bash-static ca-certificates openssl git bc iproute2 curl ipset)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")
@@ -104,12 +104,14 @@ pki() {
   cert controller-manager system:kube-controller-manager "" ""
   cert scheduler system:kube-scheduler "" ""
   cert proxy system:kube-proxy "" ""
+  cert kube-router system:kube-router "" ""
   cert node "system:node:${NODE_NAME}" system:nodes ""
   cert kubelet-serving "system:node:${NODE_NAME}" system:nodes "IP:${HOST_IP},DNS:${NODE_NAME}"
   kubeconfig admin admin
   kubeconfig controller-manager controller-manager
   kubeconfig scheduler scheduler
   kubeconfig proxy proxy
+  kubeconfig kube-router kube-router
   kubeconfig node node
 }
 
@@ -144,7 +146,8 @@ CNI
 save_sysctls() {
   [[ -f "${CLUSTER_DIR}/sysctls" ]] && return
   for k in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys \
-    kernel.keys.root_maxbytes net.ipv4.ip_forward net.ipv4.conf.all.route_localnet; do
+    kernel.keys.root_maxbytes net.ipv4.ip_forward net.ipv4.conf.all.route_localnet \
+    net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables; do
     echo "${k}=$(sysctl -n "${k}" 2>/dev/null)"
   done >"${CLUSTER_DIR}/sysctls"
   # The kubelet adds KUBE-FIREWALL and canary chains; teardown removes them unless they were here.
@@ -280,11 +283,43 @@ YAML
   start kube-proxy "${K8S_BIN}/kube-proxy" --config "${CLUSTER_DIR}/kube-proxy.yaml"
 }
 
+# NetworkPolicy: the bridge CNI plugin ignores it, so kube-router's firewall controller (alone:
+# no routing, no service proxy, no CNI) enforces it with iptables chains and ipsets per pod,
+# hooked into FORWARD, INPUT and OUTPUT. Pod-to-pod traffic on the bridge is bridged, not
+# routed: br_netfilter with bridge-nf-call-iptables hands it to those chains. Teardown restores
+# both sysctls and runs kube-router --cleanup-config.
+network_policies_up() {
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null ||
+    { log "br_netfilter is missing: NetworkPolicy cannot see bridged pod traffic"; exit 1; }
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  kc apply -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: agentry-dev:kube-router}
+rules:
+- {apiGroups: [""], resources: [pods, namespaces, nodes, services, endpoints], verbs: [get, list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
+- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: agentry-dev:kube-router}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: agentry-dev:kube-router}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}]
+YAML
+  start kube-router "${KUBE_ROUTER_BIN}" --kubeconfig "${CLUSTER_DIR}/kube-router.kubeconfig" \
+    --hostname-override "${NODE_NAME}" --run-firewall=true --run-router=false --run-service-proxy=false \
+    --enable-cni=false --service-cluster-ip-range "${SERVICE_CIDR}" --health-port 0 --metrics-port 0
+  wait_for "kube-router enforcing NetworkPolicy" 60 iptables -S KUBE-ROUTER-FORWARD
+}
+
 kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
 node_ready() { [[ "$(kc get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 
 install_packages
 "${REPO_ROOT}/hack/build-cluster-binaries.sh"
+"${REPO_ROOT}/hack/build-network-policies.sh"
+KUBE_ROUTER_BIN="${REPO_ROOT}/bin/kube-router"
 mkdir -p "${CLUSTER_DIR}" "${LOGS}" "${PIDS}"
 log "binaries ready after $(elapsed)"
 pki
@@ -299,6 +334,7 @@ containerd_up
 control_plane_up
 node_up
 wait_for "node ${NODE_NAME} Ready" 120 node_ready
+network_policies_up
 wait_for "ServiceAccount default/default" 60 kc -n default get serviceaccount default
 wait_for "ConfigMap default/kube-root-ca.crt" 60 kc -n default get configmap kube-root-ca.crt
 echo "$(elapsed)" >"${CLUSTER_DIR}/up-seconds"

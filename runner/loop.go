@@ -187,13 +187,13 @@ func (l *Loop) finish(ctx context.Context, res *Result) {
 // session is the mutable state of one Run.
 type session struct {
 	*Loop
-	task     string
+	task string
 	// approvals counts approval requests, so their ids are unique in the
 	// session whatever ids the model sends (or omits).
 	approvals atomic.Int64
 	messages  []openai.ChatCompletionMessage
-	defs     []openai.Tool
-	res      Result
+	defs      []openai.Tool
+	res       Result
 }
 
 func (s *session) start() {

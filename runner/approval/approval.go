@@ -51,8 +51,8 @@ const (
 type Request struct {
 	ID     string // the approval id, unique in the session ("ap-1")
 	CallID string // the model's tool call id
-	Tool  string
-	Class Class
+	Tool   string
+	Class  Class
 	// Summary is a one-line rendering for a human ("go test ./...", "edit main.go").
 	Summary string
 	// Command is the shell command line for ClassShell.
