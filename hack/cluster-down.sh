@@ -88,7 +88,7 @@ done
 # Network namespaces of sandboxes the kubelet could not stop.
 for ns in /var/run/netns/cni-*; do
   [[ -e "${ns}" ]] || continue
-  if ip netns exec "$(basename "${ns}")" ip -4 -o addr 2>/dev/null | grep -q ' 10\.203\.'; then
+  if grep -q ' 10\.203\.' <<<"$(ip netns exec "$(basename "${ns}")" ip -4 -o addr 2>/dev/null)"; then
     umount "${ns}" 2>/dev/null; rm -f "${ns}"
   fi
 done
@@ -103,7 +103,7 @@ if ip link show "${BRIDGE}" >/dev/null 2>&1; then ip link delete "${BRIDGE}" && 
 while iptables -D FORWARD -s "${POD_CIDR}" ! -o "${BRIDGE}" -m comment --comment agentry-cluster -j DROP 2>/dev/null; do :; done
 # The bridge plugin's per-pod NAT chains are removed by CNI DEL; sweep any a crashed pod left.
 for chain in $(iptables -t nat -S 2>/dev/null | awk '/^-N CNI-/ {print $2}'); do
-  if iptables -t nat -S "${chain}" 2>/dev/null | grep -q 'name: "agentry"'; then
+  if grep -q 'name: "agentry"' <<<"$(iptables -t nat -S "${chain}" 2>/dev/null)"; then
     iptables -t nat -S POSTROUTING | grep -- "-j ${chain}" | sed 's/^-A/-D/' | while read -r r; do eval iptables -t nat "${r}"; done
     iptables -t nat -F "${chain}"; iptables -t nat -X "${chain}"
   fi

@@ -15,7 +15,7 @@ install_packages() {
   local want=(containerd runc containernetworking-plugins iptables conntrack busybox-static bash-static ca-certificates openssl git bc iproute2 curl ipset)
   local missing=()
   for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")
+    grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "${p}" 2>/dev/null)" || missing+=("${p}")
   done
   if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing ${missing[*]}"
@@ -122,7 +122,9 @@ network() {
   if ! ip link show "${BRIDGE}" >/dev/null 2>&1; then
     ip link add "${BRIDGE}" type bridge
   fi
-  ip addr show dev "${BRIDGE}" | grep -q "inet ${HOST_IP}/" || ip addr add "${HOST_IP}/16" dev "${BRIDGE}"
+  # grep -q reads from a here-string, not a pipe: under pipefail, `ip … | grep -q` fails
+  # whenever grep exits before ip has written everything (SIGPIPE), and the add then runs twice.
+  grep -q "inet ${HOST_IP}/" <<<"$(ip addr show dev "${BRIDGE}")" || ip addr add "${HOST_IP}/16" dev "${BRIDGE}"
   ip link set "${BRIDGE}" up
   iptables -C FORWARD -s "${POD_CIDR}" ! -o "${BRIDGE}" -m comment --comment agentry-cluster -j DROP 2>/dev/null ||
     iptables -I FORWARD -s "${POD_CIDR}" ! -o "${BRIDGE}" -m comment --comment agentry-cluster -j DROP
@@ -151,7 +153,7 @@ save_sysctls() {
     echo "${k}=$(sysctl -n "${k}" 2>/dev/null)"
   done >"${CLUSTER_DIR}/sysctls"
   # The kubelet adds KUBE-FIREWALL and canary chains; teardown removes them unless they were here.
-  if iptables-save 2>/dev/null | grep -q '^:KUBE-'; then touch "${CLUSTER_DIR}/kube-chains-preexisting"; fi
+  if grep -q '^:KUBE-' <<<"$(iptables-save 2>/dev/null)"; then touch "${CLUSTER_DIR}/kube-chains-preexisting"; fi
 }
 
 containerd_up() {

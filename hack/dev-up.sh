@@ -4,7 +4,15 @@
 #   S3      versitygw           http://10.203.0.1:17070  (bucket agentry)
 #   model   scriptedllm         http://10.203.0.1:18089/v1  (ModelProvider "default")
 #   git     hack/gitserve       http://10.203.0.1:18088/sample.git
-# then prints how to run the sample session. Idempotent; `make dev-down` removes it all.
+# then runs the sample session dev/hello: applies it, follows it to the end and prints its
+# summary, diff and transcript location. Idempotent; `make dev-down` removes it all.
+#
+# With OPENAI_API_KEY set, the ModelProvider "default" points at OPENAI_BASE_URL (default
+# https://api.openai.com/v1) instead of the scripted model, the key goes only into the Secret
+# agentry-system/openai-api-key, and the sample session uses AGENTRY_MODEL (default
+# gpt-4.1-mini). The gateway (in the manager pod) must be able to reach that endpoint: the dev
+# cluster has no DNS and no route off this machine, so use an address on the bridge.
+# AGENTRY_DEV_WAIT (seconds, default 300) bounds the wait for the sample session.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
 T0=$(date +%s)
@@ -25,7 +33,7 @@ start() {
 
 "${REPO_ROOT}/hack/cluster-up.sh"
 "${REPO_ROOT}/hack/build-versitygw.sh" >/dev/null
-manager_image() { "${CTR[@]}" images ls -q 2>/dev/null | grep -qx docker.io/agentry/manager:dev && "${CTR[@]}" images ls name==docker.io/agentry/manager:dev | awk 'NR==2 {print $3}'; }
+manager_image() { grep -qx docker.io/agentry/manager:dev <<<"$("${CTR[@]}" images ls -q 2>/dev/null)" && "${CTR[@]}" images ls name==docker.io/agentry/manager:dev | awk 'NR==2 {print $3}'; }
 before=$(manager_image || true)
 "${REPO_ROOT}/hack/images.sh" runner manager
 after=$(manager_image || true)
@@ -60,16 +68,27 @@ kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="$
 PROVIDER_KEY=$(cat "${DEV}/provider-key")
 kc -n agentry-system create secret generic scripted-llm-key --from-literal=apiKey="${PROVIDER_KEY}" --dry-run=client -o yaml | kc apply -f - >/dev/null
 kc apply --server-side --force-conflicts -k "${REPO_ROOT}/config/dev" >/dev/null
+if [[ -n "${OPENAI_API_KEY:-}" ]]; then
+  # A real OpenAI-compatible endpoint. The key travels on stdin (never argv) into one Secret.
+  MODEL_URL="${OPENAI_BASE_URL:-https://api.openai.com/v1}" MODEL_URL="${MODEL_URL%/}"
+  MODEL="${AGENTRY_MODEL:-gpt-4.1-mini}" KEY_SECRET=openai-api-key
+  printf '%s' "${OPENAI_API_KEY}" | kc -n agentry-system create secret generic "${KEY_SECRET}" --from-file=apiKey=/dev/stdin \
+    --dry-run=client -o yaml | kc apply --server-side --force-conflicts -f - >/dev/null # no last-applied copy of the key
+  MODELS="" # any model the endpoint serves
+else
+  MODEL_URL="http://${HOST_IP}:${LLM_PORT}/v1" MODEL=scripted KEY_SECRET=scripted-llm-key MODELS="models: [scripted]"
+  kc -n agentry-system delete secret openai-api-key --ignore-not-found >/dev/null # a key from an earlier run
+fi
 kc apply -f - >/dev/null <<YAML
 apiVersion: agentry.dev/v1alpha1
 kind: ModelProvider
 metadata: {name: default}
 spec:
   api: OpenAI
-  baseURL: http://${HOST_IP}:${LLM_PORT}/v1
-  apiKeySecretRef: {name: scripted-llm-key, key: apiKey}
-  models: [scripted]
-  defaultModel: scripted
+  baseURL: ${MODEL_URL}
+  apiKeySecretRef: {name: ${KEY_SECRET}, key: apiKey}
+  ${MODELS}
+  defaultModel: ${MODEL}
 YAML
 if [[ -n "${before}" && "${before}" != "${after}" ]] && kc -n agentry-system get deployment agentry-manager >/dev/null 2>&1; then
   kc -n agentry-system rollout restart deployment/agentry-manager >/dev/null # the same tag, a new image
@@ -99,13 +118,17 @@ for _ in $(seq 1 240); do
 done
 
 # A scripted model: it lists the workspace, writes a file and finishes, for a few sessions.
-if ! running scriptedllm; then
-  step='{"toolCalls":[{"name":"list_dir","args":{"path":"."}}]},{"toolCalls":[{"name":"write_file","args":{"path":"HELLO.md","content":"hello from the scripted model\n"}}]},{"content":"Listed the workspace and wrote HELLO.md."}'
-  echo "[${step},${step},${step},${step},${step}]" >"${DEV}/llm-script.json"
-  keyflag=(--require-key "${PROVIDER_KEY}")
-  [[ "${ROUTE}" == direct ]] && keyflag=() # the runner presents its projected token, not the key
-  start scriptedllm "${REPO_ROOT}/bin/tools/scriptedllm" --listen "${HOST_IP}:${LLM_PORT}" --script "${DEV}/llm-script.json" "${keyflag[@]}"
+# Restarted on every run so the sample session below always gets a fresh script.
+if running scriptedllm; then
+  kill "$(cat "${PIDS}/scriptedllm")" || true
+  for _ in $(seq 1 50); do running scriptedllm || break; sleep 0.1; done
 fi
+step='{"toolCalls":[{"name":"list_dir","args":{"path":"."}}]},{"toolCalls":[{"name":"write_file","args":{"path":"HELLO.md","content":"hello from the scripted model\n"}}]},{"content":"Listed the workspace and wrote HELLO.md."}'
+echo "[${step},${step},${step},${step},${step}]" >"${DEV}/llm-script.json"
+keyflag=(--require-key "${PROVIDER_KEY}")
+[[ "${ROUTE}" == direct ]] && keyflag=() # the runner presents its projected token, not the key
+start scriptedllm "${REPO_ROOT}/bin/tools/scriptedllm" --listen "${HOST_IP}:${LLM_PORT}" --script "${DEV}/llm-script.json" "${keyflag[@]}"
+for _ in $(seq 1 50); do curl -s -o /dev/null "http://${HOST_IP}:${LLM_PORT}/v1/models" && break; sleep 0.1; done
 kc create namespace dev --dry-run=client -o yaml | kc apply -f - >/dev/null
 kc label namespace dev pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 
@@ -116,25 +139,89 @@ metadata: {name: hello, namespace: dev}
 spec:
   task: List the repository and write HELLO.md.
   repository: {url: "http://${HOST_IP}:${GIT_PORT}/sample.git", ref: main}
-  model: {provider: default, name: scripted}
+  model: {provider: default, name: ${MODEL}}
   tools: [list_dir, read_file, write_file]
   limits: {timeout: 5m}
 YAML
 
+S3GET=(curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "${S3_ACCESS}:${S3_SECRET}" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+S3GET_SHOWN="curl -s --aws-sigv4 aws:amz:us-east-1:s3 --user ${S3_ACCESS}:${S3_SECRET} -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD'"
+s3_url() { echo "http://${HOST_IP}:${S3_PORT}/${1#s3://}"; }
 cat <<MSG
 
 Agentry dev cluster is up ($(( $(date +%s) - T0 ))s). Every address is on this machine's cluster bridge.
 
   export KUBECONFIG=${KUBECONFIG_ADMIN}
-  kubectl apply -f ${DEV}/session.yaml
   kubectl -n dev get agentsessions -w
-  kubectl -n dev wait --for=condition=Succeeded agentsession/hello --timeout=2m
   kubectl -n agentry-system logs deploy/agentry-manager
 
-Route: runner -> ${ROUTE} ($( [[ ${ROUTE} == gateway ]] && echo "agentry-gateway 10.204.0.50:8443 -> scripted model" || echo "scripted model, no gateway yet"))
-Model: scripted (${DEV}/llm-script.json, key in Secret agentry-system/scripted-llm-key)
+Route: runner -> ${ROUTE} ($( [[ ${ROUTE} == gateway ]] && echo "agentry-gateway 10.204.0.50:8443 -> ModelProvider default" || echo "model, no gateway yet"))
+Model: ${MODEL} at ${MODEL_URL} ($( [[ ${MODEL} == scripted && -z "${OPENAI_API_KEY:-}" ]] && echo "${DEV}/llm-script.json, " )key in Secret agentry-system/${KEY_SECRET})
 S3:    http://${HOST_IP}:${S3_PORT} bucket agentry (access ${S3_ACCESS} / ${S3_SECRET}), files under ${DEV}/s3
 Git:   http://${HOST_IP}:${GIT_PORT}/sample.git
 Logs:  ${LOGS}/
 Stop:  make dev-down
 MSG
+
+# The sample session: (re)apply it, follow it to the end, show what it did.
+WAIT="${AGENTRY_DEV_WAIT:-300}"
+T1=$(date +%s)
+kc -n dev delete agentsession hello --ignore-not-found --wait=true --timeout=60s >/dev/null
+kc apply -f "${DEV}/session.yaml" >/dev/null
+echo
+echo "Sample session dev/hello (kubectl apply -f ${DEV}/session.yaml), following it for up to ${WAIT}s:"
+session_failed() {
+  echo >&2
+  echo "make dev: the sample session dev/hello $1. Its state:" >&2
+  kc -n dev describe agentsession hello >&2 || true
+  pod=$(kc -n dev get agentsession hello -o jsonpath='{.status.podName}' 2>/dev/null || true)
+  [[ -n "${pod}" ]] && { echo "--- kubectl -n dev logs ${pod} --all-containers --tail=20" >&2; kc -n dev logs "${pod}" --all-containers --tail=20 >&2 || true; }
+  echo "--- manager: kubectl -n agentry-system logs deploy/agentry-manager --tail=20" >&2
+  kc -n agentry-system logs deploy/agentry-manager --tail=20 >&2 || true
+  why=$(kc -n dev get agentsession hello -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].message}' 2>/dev/null || true)
+  echo >&2
+  echo "make dev FAILED: the sample session dev/hello $1${why:+: ${why}}" >&2
+  exit 1
+}
+last=""
+while :; do
+  state=$(kc -n dev get agentsession hello -o jsonpath='{.status.phase}|{.status.progress.turn}|{.status.progress.lastTool}' 2>/dev/null || true)
+  IFS='|' read -r phase turn tool <<<"${state}"
+  line="${phase:-(no status yet)}${turn:+  turn ${turn}}${tool:+  last tool ${tool}}"
+  if [[ "${line}" != "${last}" ]]; then printf '  %4ss  %s\n' "$(( $(date +%s) - T1 ))" "${line}"; last="${line}"; fi
+  case "${phase}" in
+    Succeeded) break ;;
+    Failed | Cancelled) session_failed "ended ${phase}" ;;
+  esac
+  (( $(date +%s) - T1 < WAIT )) || session_failed "did not finish within ${WAIT}s (AGENTRY_DEV_WAIT)"
+  sleep 1
+done
+# The gateway archives the transcript and the patch as the session ends; give it a moment.
+for _ in $(seq 1 30); do
+  [[ -n "$(kc -n dev get agentsession hello -o jsonpath='{.status.transcript.uri}')" ]] && break
+  sleep 1
+done
+jp() { kc -n dev get agentsession hello -o jsonpath="{$1}"; }
+num() { local v; v=$(jp "$1"); echo "${v:-0}"; }
+echo
+kc -n dev get agentsession hello -o wide
+echo
+echo "Summary:    $(jp .status.result.summary)"
+echo "Changes:    $(num .status.result.filesChanged) file(s) changed, +$(num .status.result.additions) −$(num .status.result.deletions)"
+echo "Tokens:     $(num .status.usage.totalTokens) (prompt $(num .status.usage.promptTokens), completion $(num .status.usage.completionTokens)); $(num .status.usage.toolCalls) tool calls; model $(jp .status.resolved.model)"
+patch_uri=$(jp .status.patch.uri)
+if [[ -n "${patch_uri}" && "$(num .status.patch.sizeBytes)" == 0 ]]; then
+  echo "Diff:       empty (${patch_uri})"
+elif [[ -n "${patch_uri}" ]]; then
+  echo "Diff:       ${patch_uri}"
+  echo
+  "${S3GET[@]}" "$(s3_url "${patch_uri}")" | sed 's/^/    /' || echo "    (could not fetch ${patch_uri})"
+  echo
+else
+  echo "Diff:       none archived (no changes)"
+fi
+transcript_uri=$(jp .status.transcript.uri)
+echo "Transcript: ${transcript_uri:-not archived} ($(jp .status.transcript.events) events)"
+[[ -z "${transcript_uri}" ]] || echo "  fetch it:  ${S3GET_SHOWN} $(s3_url "${transcript_uri}")"
+echo
+echo "make dev done in $(( $(date +%s) - T0 ))s (sample session $(( $(date +%s) - T1 ))s). Run it again: make dev; stop: make dev-down"
