@@ -49,10 +49,8 @@ func Main(args []string) int {
 	if len(args) > 0 && args[0] == "run" {
 		// Before anything else runs: the secrets leave the environment the
 		// kernel shows in /proc (this re-executes the binary once).
-		if err := hideSecrets(); err != nil && !errors.Is(err, errNoSecrets) {
+		if err := hideSecrets(); err != nil {
 			fmt.Fprintf(os.Stderr, "runner: warning: could not hide the secrets from other processes: %v\n", err)
-		} else if errors.Is(err, errNoSecrets) {
-			_ = markNonDumpable()
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -278,16 +276,13 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		return err
 	}
 	defer ws.Close()
-	var repo *gitrepo.Repo
 	var differ runner.Differ
 	if r, err := gitrepo.Open(ws.Dir()); err == nil {
-		repo, differ = r, r
-		baseCommit = r.Base()
+		differ, baseCommit = r, r.Base()
 	} else {
 		progress.warn("%v: git_status, git_diff and the result patch are unavailable", err)
 	}
 
-	_ = repo
 	set, stopExecutor, err := toolSet(ctx, std, o, ws.Dir(), progress)
 	if err != nil {
 		var ue usageError

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -156,7 +155,6 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return w.p.w.Write(b)
 }
 
-var errNoSecrets = errors.New("no secrets in the environment")
 
 // ServeExecutorIfChild lets a test binary stand in for the runner binary. The
 // runner starts its executor by running its own executable with `executor`

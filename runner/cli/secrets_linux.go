@@ -26,6 +26,9 @@ const secretsFDEnv = "AGENTRY_SECRETS_FD"
 // back into its own (invisible) copy of the environment and marks itself
 // non-dumpable, which also closes /proc/PID/mem and /proc/PID/environ to
 // other processes of the same user.
+//
+// Without secrets in the environment it only marks itself non-dumpable: its
+// memory may still hold a key read from --api-key-file.
 func hideSecrets() error {
 	if fd := os.Getenv(secretsFDEnv); fd != "" {
 		return readSecrets(fd)
@@ -37,7 +40,7 @@ func hideSecrets() error {
 		}
 	}
 	if len(secrets) == 0 {
-		return errNoSecrets
+		return markNonDumpable()
 	}
 	b, err := json.Marshal(secrets)
 	if err != nil {
@@ -83,10 +86,12 @@ func readSecrets(fd string) error {
 			_ = os.Setenv(k, v)
 		}
 	}
+	return markNonDumpable()
+}
+
+func markNonDumpable() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("marking the runner non-dumpable: %w", err)
 	}
 	return nil
 }
-
-func markNonDumpable() error { return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }

@@ -13,6 +13,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner/tools"
 )
 
@@ -243,7 +245,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if err != nil {
 			return err
 		}
-		rd = bytesReader(b)
+		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://executor"+path, rd)
 	if err != nil {
@@ -263,7 +265,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("answer larger than %d bytes", maxResponseBytes)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, firstLine(string(b)))
+		return fmt.Errorf("%s: %s", resp.Status, display.Truncate(display.FirstLine(string(b)), 200))
 	}
 	return json.Unmarshal(b, out)
 }
