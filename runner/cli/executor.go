@@ -155,7 +155,6 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return w.p.w.Write(b)
 }
 
-
 // ServeExecutorIfChild lets a test binary stand in for the runner binary. The
 // runner starts its executor by running its own executable with `executor`
 // as the first argument; a test's TestMain calls this first so that the test
