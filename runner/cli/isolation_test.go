@@ -15,6 +15,13 @@ import (
 	"github.com/agentry-dev/agentry/test/scriptedllm"
 )
 
+// executorModes are the two ways a local runner starts its executor: in its own
+// namespaces, and as a plain child (kernels that refuse unprivileged namespaces).
+var executorModes = map[string][]string{
+	"own namespaces":              nil,
+	"plain child (no namespaces)": {"--no-executor-namespaces"},
+}
+
 // runProcess runs `runner run` as a real process (this test binary, see TestMain)
 // with env added to the environment, so that what the kernel shows in /proc is
 // what a user's runner would show.
@@ -46,10 +53,7 @@ func TestToolsFindNoSecretInProc(t *testing.T) {
 	}
 	const steal = `for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline /proc/self/environ; do tr '\0' '\n' <"$f"; done 2>/dev/null; ` +
 		`tr '\0' '\n' </proc/$PPID/environ; tr '\0' '\n' </proc/1/environ; env; echo END`
-	for name, flags := range map[string][]string{
-		"own namespaces":              nil,
-		"plain child (no namespaces)": {"--no-executor-namespaces"},
-	} {
+	for name, flags := range executorModes {
 		t.Run(name, func(t *testing.T) {
 			origin := testrepo.New(t, map[string]string{"a.txt": "a\n"})
 			srv := scriptedllm.New(
@@ -102,10 +106,7 @@ func TestEveryProcessEndsWithItsCall(t *testing.T) {
 	leave := fmt.Sprintf(`setsid sh -c 'sleep %[1]d1' >/dev/null 2>&1 </dev/null & `+
 		`(sh -c 'sleep %[1]d2 >/dev/null 2>&1 &' &) ; nohup sleep %[1]d3 >/dev/null 2>&1 & echo left`, n)
 	look := fmt.Sprintf(`for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline; echo; done 2>/dev/null | grep -c 'sleep %d[123]' || true`, n)
-	for name, flags := range map[string][]string{
-		"own namespaces":              nil,
-		"plain child (no namespaces)": {"--no-executor-namespaces"},
-	} {
+	for name, flags := range executorModes {
 		t.Run(name, func(t *testing.T) {
 			origin := testrepo.New(t, map[string]string{"a.txt": "a\n"})
 			srv := scriptedllm.New(
