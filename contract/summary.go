@@ -58,7 +58,7 @@ func (s Summary) Encode() ([]byte, error) {
 	fits := func(n int) ([]byte, bool) {
 		s.Message = ""
 		if n > 0 {
-			s.Message = truncateUTF8(msg, n) + " […]"
+			s.Message = TruncateUTF8(msg, n) + " […]"
 		}
 		out, err := json.Marshal(s)
 		return out, err == nil && len(out) <= MaxTerminationMessageBytes
@@ -82,7 +82,8 @@ func (s Summary) Encode() ([]byte, error) {
 	return b, nil
 }
 
-func truncateUTF8(s string, n int) string {
+// TruncateUTF8 cuts s to at most n bytes without splitting a character.
+func TruncateUTF8(s string, n int) string {
 	if n >= len(s) {
 		return s
 	}

@@ -80,6 +80,8 @@ type scope struct {
 	// resolved are the addresses the session's egress host names were pinned to, from the
 	// NetworkPolicy: the pod's hostAliases carry the same ones.
 	resolved map[string][]net.IP
+	// netpol is the session's NetworkPolicy as this reconcile read or created it.
+	netpol *networkingv1.NetworkPolicy
 }
 
 func (s *scope) wakeAt(d time.Duration) {
@@ -276,7 +278,7 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 	np := &networkingv1.NetworkPolicy{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np)
 	if err == nil {
-		s.resolved = resolvedFromPolicy(np)
+		s.netpol, s.resolved = np, resolvedFromPolicy(np)
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
@@ -299,9 +301,13 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 		return err
 	}
 	log.FromContext(ctx).Info("Creating NetworkPolicy", "NetworkPolicy", klog.KObj(np))
-	if err := r.Create(ctx, np, FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := r.Create(ctx, np, FieldOwner); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // a stale cache: the next reconcile reads it
+		}
 		return fmt.Errorf("creating NetworkPolicy: %w", err)
 	}
+	s.netpol = np
 	return nil
 }
 
@@ -312,11 +318,11 @@ func (r *AgentSessionReconciler) narrowNetworkPolicy(ctx context.Context, s *sco
 	if s.pod == nil || networkPolicyPhase(s.pod) != phaseAgent {
 		return nil
 	}
-	np := &networkingv1.NetworkPolicy{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np); err != nil {
-		return client.IgnoreNotFound(err)
+	np := s.netpol
+	if np == nil {
+		return nil // not there this reconcile; the next one narrows it
 	}
-	want := buildPhaseNetworkPolicy(s.obj, r.Network, resolvedFromPolicy(np), phaseAgent)
+	want := buildPhaseNetworkPolicy(s.obj, r.Network, s.resolved, phaseAgent)
 	if equality.Semantic.DeepEqual(np.Spec, want.Spec) {
 		return nil
 	}
