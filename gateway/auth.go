@@ -312,12 +312,21 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 			return
 		}
 		id, err := s.auth.authenticate(r.Context(), bearer(r))
-		var sess *v1.AgentSession
 		if err == nil {
-			sess, err = s.auth.admit(r.Context(), id, name == "events" || name == "finish")
-		}
-		if err == nil {
-			err = s.notFinished(name, id, sess)
+			// The in-flight bound comes before admission, so it also bounds the
+			// apiserver reads admission makes for a session.
+			release, ok := s.acquire(id.UID)
+			if !ok {
+				refusedTotal.WithLabelValues(refusedInFlight).Inc()
+				rec.Header().Set("Retry-After", "1")
+				s.refuse(rec, name, http.StatusTooManyRequests, fmt.Sprintf("session %s already has %d requests in flight; retry later", id.Session, s.cfg.MaxInFlightPerSession))
+				return
+			}
+			defer release()
+			var sess *v1.AgentSession
+			if sess, err = s.auth.admit(r.Context(), id, name == "events" || name == "finish"); err == nil {
+				err = s.notFinished(name, id, sess)
+			}
 		}
 		if err != nil {
 			var ae *authError
@@ -330,14 +339,6 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 			s.refuse(rec, name, ae.status, ae.msg)
 			return
 		}
-		release, ok := s.acquire(id.UID)
-		if !ok {
-			refusedTotal.WithLabelValues(refusedInFlight).Inc()
-			rec.Header().Set("Retry-After", "1")
-			s.refuse(rec, name, http.StatusTooManyRequests, fmt.Sprintf("session %s already has %d requests in flight; retry later", id.Session, s.cfg.MaxInFlightPerSession))
-			return
-		}
-		defer release()
 		r.Body = http.MaxBytesReader(rec, r.Body, limit)
 		h(rec, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), id)
 	})

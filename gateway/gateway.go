@@ -70,6 +70,8 @@ type Config struct {
 // Runnable that runs on every replica.
 type Server struct {
 	cfg Config
+	// reservations are this replica's outstanding token reservations and rate limiters.
+	reservations *ledger
 	// client reads sessions, pods, providers and policies (the manager's cache)
 	// and writes session status.
 	client client.Client
@@ -125,6 +127,8 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 		inflight:  map[types.UID]int{},
 		conflicts: map[types.UID]int{},
 		ready:     make(chan struct{}),
+
+		reservations: newLedger(),
 	}, nil
 }
 

@@ -38,20 +38,15 @@ type ledger struct {
 	providers map[string]*providerLimiter
 }
 
-// ledgers holds each Server's ledger (the Server struct is owned elsewhere).
-var ledgers sync.Map // *Server → *ledger
-
-func (s *Server) ledger() *ledger {
-	if l, ok := ledgers.Load(s); ok {
-		return l.(*ledger)
-	}
-	l, _ := ledgers.LoadOrStore(s, &ledger{
+func newLedger() *ledger {
+	return &ledger{
 		session: map[types.UID]int64{}, namespace: map[string]int64{},
 		polTimer: map[string]*time.Timer{}, polLast: map[string]time.Time{},
 		providers: map[string]*providerLimiter{},
-	})
-	return l.(*ledger)
+	}
 }
+
+func (s *Server) ledger() *ledger { return s.reservations }
 
 // reservation is the bound of one call, held against the budgets from before
 // the call is forwarded until settle.
