@@ -411,10 +411,23 @@ func TestQueueingUnderAgentPolicy(t *testing.T) {
 	}
 	waitForPod(t, ctx, sessions[0])
 	waitForPod(t, ctx, sessions[1])
-	got := waitForPhase(t, ctx, sessions[4], v1.PhaseQueued, v1.ReasonQueued)
-	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "2 of 2 sessions running") || !strings.Contains(msg, "2 queued ahead") {
-		t.Fatalf("queued message = %q", cond(got, v1.ConditionSucceeded).Message)
-	}
+	waitForPhase(t, ctx, sessions[4], v1.PhaseQueued, v1.ReasonQueued)
+	// The message follows the namespace: it may first say "1 of 2 running, 3 queued ahead"
+	// (q-1 not yet counted), and must settle on the state once both slots are taken.
+	eventually(t, ctx, "q-4's queued message to count both running sessions", func() error {
+		got, err := getSession(ctx, sessions[4])
+		if err != nil {
+			return err
+		}
+		c := cond(got, v1.ConditionSucceeded)
+		if c == nil {
+			return fmt.Errorf("no Succeeded condition")
+		}
+		if msg := c.Message; !strings.Contains(msg, "2 of 2 sessions running") || !strings.Contains(msg, "2 queued ahead") {
+			return fmt.Errorf("queued message = %q", msg)
+		}
+		return nil
+	})
 	if n := countPods(); n != 2 {
 		t.Fatalf("%d pods with a limit of 2", n)
 	}
