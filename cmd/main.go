@@ -22,6 +22,10 @@ import (
 )
 
 func main() {
+	// `manager selftest ...`: the chart's `helm test` program (selftest.go).
+	if len(os.Args) > 1 && os.Args[1] == "selftest" {
+		os.Exit(selfTest(os.Args[2:]))
+	}
 	var (
 		metricsAddr, probeAddr                     string
 		leaderElect                                bool
