@@ -78,6 +78,11 @@ manifests: controller-gen ## Generate CRDs and RBAC from markers.
 	awk -v want=Role '$(RBAC_RULES_AWK)' config/rbac/role.yaml > charts/agentry/files/manager-namespace-rules.yaml
 	cp config/rbac/user_roles.yaml charts/agentry/files/user-roles.yaml
 	cp config/admission/approvals.yaml charts/agentry/files/admission-approvals.yaml
+	$(MAKE) --no-print-directory chart-readme
+
+.PHONY: chart-readme
+chart-readme: ## Regenerate the values table in charts/agentry/README.md from the comments in values.yaml.
+	go run ./hack/chart-readme -chart charts/agentry
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
