@@ -127,7 +127,14 @@ func (o selfTestOptions) run(ctx context.Context, c client.WithWatch, stdout, st
 	// record it as the reason rather than this program giving up first.
 	wctx, cancel := context.WithTimeout(ctx, o.timeout+time.Minute)
 	defer cancel()
-	ended, err := waitForEnd(wctx, c, s)
+	phase := v1.SessionPhase("")
+	progress := func(s *v1.AgentSession) { // phase changes, so `helm test --logs` shows how far it got
+		if s.Status.Phase != phase {
+			phase = s.Status.Phase
+			fmt.Fprintf(stdout, "Phase: %s\n", phaseOf(s))
+		}
+	}
+	ended, err := waitForEnd(wctx, c, s, progress)
 	if err != nil {
 		fmt.Fprintf(stderr, "selftest: AgentSession %s/%s did not end: %v (last phase %s)\n", s.Namespace, s.Name, err, phaseOf(ended))
 		printCondition(stderr, ended)
@@ -148,7 +155,7 @@ func (o selfTestOptions) run(ctx context.Context, c client.WithWatch, stdout, st
 
 // waitForEnd watches the session until its phase is terminal; it returns the last version
 // seen (the created object when none was).
-func waitForEnd(ctx context.Context, c client.WithWatch, s *v1.AgentSession) (*v1.AgentSession, error) {
+func waitForEnd(ctx context.Context, c client.WithWatch, s *v1.AgentSession, progress func(*v1.AgentSession)) (*v1.AgentSession, error) {
 	last := s
 	for {
 		var list v1.AgentSessionList
@@ -160,6 +167,7 @@ func waitForEnd(ctx context.Context, c client.WithWatch, s *v1.AgentSession) (*v
 			return last, errors.New("it was deleted")
 		}
 		last = &list.Items[0]
+		progress(last)
 		if last.Status.Phase.IsTerminal() {
 			return last, nil
 		}
@@ -168,7 +176,7 @@ func waitForEnd(ctx context.Context, c client.WithWatch, s *v1.AgentSession) (*v
 		if err != nil {
 			return last, err
 		}
-		last, err = watchUntilEnd(ctx, w.ResultChan(), last)
+		last, err = watchUntilEnd(ctx, w.ResultChan(), last, progress)
 		w.Stop()
 		if err != nil || last.Status.Phase.IsTerminal() {
 			return last, err
@@ -177,7 +185,7 @@ func waitForEnd(ctx context.Context, c client.WithWatch, s *v1.AgentSession) (*v
 	}
 }
 
-func watchUntilEnd(ctx context.Context, events <-chan watch.Event, last *v1.AgentSession) (*v1.AgentSession, error) {
+func watchUntilEnd(ctx context.Context, events <-chan watch.Event, last *v1.AgentSession, progress func(*v1.AgentSession)) (*v1.AgentSession, error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -194,6 +202,7 @@ func watchUntilEnd(ctx context.Context, events <-chan watch.Event, last *v1.Agen
 			}
 			if s, ok := ev.Object.(*v1.AgentSession); ok {
 				last = s
+				progress(s)
 				if s.Status.Phase.IsTerminal() {
 					return last, nil
 				}

@@ -39,7 +39,7 @@ func TestSelfTest(t *testing.T) {
 			cond:       metav1.Condition{Type: v1.ConditionSucceeded, Status: metav1.ConditionTrue, Reason: v1.ReasonCompleted, Message: "The agent finished its task."},
 			summary:    "The repository holds a single README.",
 			wantCode:   selfTestPassed,
-			wantStdout: []string{"ended Succeeded", "Summary: The repository holds a single README.", "selftest: passed"},
+			wantStdout: []string{"Phase: Succeeded\n", "ended Succeeded", "Summary: The repository holds a single README.", "selftest: passed"},
 		},
 		"failed": {
 			phase:      v1.PhaseFailed,
