@@ -19,6 +19,7 @@ import (
 	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/controllers"
 	"github.com/agentry-dev/agentry/gateway"
+	"github.com/agentry-dev/agentry/gateway/servingcert"
 )
 
 func main() {
@@ -36,21 +37,27 @@ func main() {
 		workers                                    int
 		gw                                         gateway.Config
 		s3Secure                                   bool
+		gwTLS                                      gatewayTLSFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	flag.StringVar(&runnerImage, "runner-image", "agentry/runner:dev", "Image holding the runner binary; runs init containers and sessions without a toolchain image.")
 	flag.StringVar(&pullPolicy, "runner-image-pull-policy", string(corev1.PullIfNotPresent), "Pull policy for the runner image.")
-	flag.StringVar(&gatewayURL, "gateway-url", "http://agentry-gateway.agentry-system.svc:8443", "URL runner pods use to reach the session gateway.")
+	flag.StringVar(&gatewayURL, "gateway-url", "https://agentry-gateway.agentry-system.svc:8443", "URL runner pods use to reach the session gateway (https:// unless --gateway-tls=none).")
 	flag.StringVar(&gatewayNamespace, "gateway-namespace", envOr("POD_NAMESPACE", "agentry-system"), "Namespace of the gateway pods, for runner NetworkPolicies.")
 	flag.IntVar(&gatewayPort, "gateway-port", 8443, "Gateway container port, for runner NetworkPolicies.")
 	flag.StringVar(&dnsNamespace, "dns-namespace", "kube-system", "Namespace of the cluster DNS pods (label k8s-app=kube-dns).")
 	flag.DurationVar(&tokenTTL, "gateway-token-ttl", time.Hour, "Lifetime of the projected token runner pods present to the gateway (at least 10m).")
 	flag.IntVar(&workers, "max-concurrent-reconciles", 8, "AgentSessions reconciled in parallel.")
 	flag.StringVar(&gw.Addr, "gateway-bind-address", ":8443", "Address the session gateway serves runner pods on; \"0\" disables the gateway.")
-	flag.StringVar(&gw.TLSCertFile, "gateway-tls-cert-file", "", "Serving certificate of the gateway; with --gateway-tls-key-file the gateway serves HTTPS.")
-	flag.StringVar(&gw.TLSKeyFile, "gateway-tls-key-file", "", "Private key of the gateway's serving certificate.")
+	flag.StringVar(&gwTLS.mode, "gateway-tls", tlsManaged, "How the gateway serves runner pods: managed (HTTPS; the manager keeps a CA in --gateway-ca-secret and issues and rotates its own certificate), files (HTTPS with --gateway-tls-cert-file, --gateway-tls-key-file and --gateway-tls-ca-file, e.g. from cert-manager; reloaded when they change) or none (plain HTTP: runner pods refuse it unless their namespace is labelled agentry.dev/gateway-plain-http=allowed).")
+	flag.StringVar(&gwTLS.certFile, "gateway-tls-cert-file", "", "With --gateway-tls=files: the serving certificate (PEM).")
+	flag.StringVar(&gwTLS.keyFile, "gateway-tls-key-file", "", "With --gateway-tls=files: its private key (PEM).")
+	flag.StringVar(&gwTLS.caFile, "gateway-tls-ca-file", "", "With --gateway-tls=files: the CA bundle runner pods verify the certificate with (PEM).")
+	flag.StringVar(&gwTLS.caSecret, "gateway-ca-secret", "agentry-gateway-ca", "With --gateway-tls=managed: the Secret in the operator namespace that holds the gateway's CA.")
+	flag.StringVar(&gwTLS.caConfigMap, "gateway-ca-configmap", "agentry-gateway-ca", "ConfigMap the CA bundle is published in (operator namespace) and copied to (every session namespace); runner pods mount it.")
+	flag.StringVar(&gwTLS.extraNames, "gateway-tls-dns-names", "", "Extra DNS names, comma-separated, for the managed serving certificate (the --gateway-url host and its Service short names are always in it).")
 	flag.StringVar(&gw.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "agentry-system"), "Namespace holding the ModelProviders' API key Secrets.")
 	flag.DurationVar(&gw.StatusInterval, "gateway-status-interval", time.Second, "Least time between two status writes for one session.")
 	flag.StringVar(&gw.S3.Endpoint, "s3-endpoint", os.Getenv("AGENTRY_S3_ENDPOINT"), "Object storage for transcripts: host:port or http(s):// URL (env AGENTRY_S3_ENDPOINT).")
@@ -82,6 +89,20 @@ func main() {
 		setupLog.Error(err, "Unable to create manager")
 		os.Exit(1)
 	}
+	var certs servingcert.Source
+	if gw.Addr != "0" {
+		if certs, err = gwTLS.source(mgr.GetConfig(), scheme, gatewayURL, gw.OperatorNamespace); err != nil {
+			setupLog.Error(err, "Unable to set up the gateway's TLS")
+			os.Exit(1)
+		}
+	} else if err := gwTLS.validate(gatewayURL); err != nil {
+		setupLog.Error(err, "Unable to set up the gateway's TLS")
+		os.Exit(1)
+	}
+	caConfigMap := ""
+	if gwTLS.mode != tlsNone {
+		caConfigMap = gwTLS.caConfigMap
+	}
 	r := &controllers.AgentSessionReconciler{
 		Client:   mgr.GetClient(),
 		Scheme:   mgr.GetScheme(),
@@ -91,6 +112,7 @@ func main() {
 			ImagePullPolicy:        corev1.PullPolicy(pullPolicy),
 			GatewayURL:             gatewayURL,
 			TokenExpirationSeconds: int64(max(tokenTTL, 10*time.Minute).Seconds()),
+			GatewayCAConfigMap:     caConfigMap,
 		},
 		Network: controllers.NetworkConfig{
 			GatewayNamespace: gatewayNamespace,
@@ -111,6 +133,14 @@ func main() {
 		setupLog.Error(err, "Unable to set up controller", "controller", "ModelProvider")
 		os.Exit(1)
 	}
+	if caConfigMap != "" {
+		if err := (&controllers.GatewayCAReconciler{
+			Client: mgr.GetClient(), OperatorNamespace: gw.OperatorNamespace, Name: caConfigMap,
+		}).SetupWithManager(mgr); err != nil {
+			setupLog.Error(err, "Unable to set up controller", "controller", "GatewayCA")
+			os.Exit(1)
+		}
+	}
 	if err := (&controllers.AgentPolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Unable to set up controller", "controller", "AgentPolicyStatus")
 		os.Exit(1)
@@ -119,6 +149,16 @@ func main() {
 		// S3 credentials come from the environment (a Secret), never from flags.
 		gw.S3.AccessKey, gw.S3.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 		gw.S3.Insecure = !s3Secure
+		if certs != nil {
+			// The first certificate before the gateway listens: a manager that cannot get one
+			// (RBAC, a broken Secret) stops here with the reason rather than failing handshakes.
+			if err := syncCertificate(ctx, certs); err != nil {
+				setupLog.Error(err, "Unable to get the gateway's serving certificate")
+				os.Exit(1)
+			}
+			gw.GetCertificate = certs.GetCertificate
+			must(mgr.Add(certs))
+		}
 		srv, err := gateway.New(ctx, gw, mgr.GetClient(), mgr.GetAPIReader())
 		if err != nil {
 			setupLog.Error(err, "Unable to create the session gateway")

@@ -87,3 +87,18 @@ type GatewayError struct {
 	// gateway has stored.
 	LastSeq int64 `json:"lastSeq,omitempty"`
 }
+
+// The gateway's CA bundle: published by the manager in a ConfigMap in its namespace
+// (GatewayCASource) and copied by the controller, under the same name, into every namespace
+// that runs sessions (GatewayCACopy); runner pods mount the copy and trust only it.
+const (
+	// LabelGatewayCA marks the bundle ConfigMaps (value GatewayCASource or GatewayCACopy).
+	LabelGatewayCA  = "agentry.dev/gateway-ca"
+	GatewayCASource = "source"
+	GatewayCACopy   = "copy"
+	// GatewayCAKey is the bundle's key in those ConfigMaps.
+	GatewayCAKey = "ca.crt"
+	// LabelGatewayPlainHTTP on a namespace, with value "allowed", lets its runner pods talk to
+	// a gateway that serves plain HTTP (--gateway-tls=none); without it they refuse to.
+	LabelGatewayPlainHTTP = "agentry.dev/gateway-plain-http"
+)

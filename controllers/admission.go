@@ -45,6 +45,9 @@ type podSettings struct {
 	agentResources corev1.ResourceRequirements
 	// workspace, home and tmp are the emptyDir sizeLimits.
 	workspace, home, tmp resource.Quantity
+	// plainHTTPGateway: the gateway serves plain HTTP and the namespace is labelled to allow
+	// it (contract.LabelGatewayPlainHTTP); the runner refuses plain HTTP otherwise.
+	plainHTTPGateway bool
 }
 
 // Built-in defaults, for namespaces whose AgentPolicies say nothing.

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // FieldOwner is the field manager of the reconciler's writes.
@@ -361,6 +362,41 @@ func (r *AgentSessionReconciler) gatewayClusterIP(ctx context.Context) string {
 	return ""
 }
 
+// gatewayTrust gives the runner pod a safe way to reach the gateway before it is created:
+// the CA bundle copied into the session's namespace, or, for a plain-HTTP gateway, the
+// namespace's explicit consent. It fails the session (false) when neither is possible.
+func (r *AgentSessionReconciler) gatewayTrust(ctx context.Context, s *scope) (bool, error) {
+	untrusted := func(msg string) (bool, error) {
+		finish(s.obj, v1.PhaseFailed, v1.ReasonGatewayUntrusted, msg, s.now)
+		r.Recorder.Eventf(s.obj, corev1.EventTypeWarning, v1.ReasonGatewayUntrusted, "%s", msg)
+		return false, nil
+	}
+	if name := r.Runner.GatewayCAConfigMap; name != "" {
+		src := &corev1.ConfigMap{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: r.Network.GatewayNamespace, Name: name}, src); err != nil {
+			return false, fmt.Errorf("reading the gateway CA bundle %s/%s (the manager publishes it as it starts): %w", r.Network.GatewayNamespace, name, err)
+		}
+		if _, err := ensureGatewayCACopy(ctx, r.Client, r.APIReader, src, s.obj.Namespace); err != nil {
+			var foreign errForeignConfigMap
+			if errors.As(err, &foreign) {
+				return untrusted(err.Error())
+			}
+			return false, err
+		}
+		return true, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: s.obj.Namespace}, ns); err != nil {
+		return false, fmt.Errorf("reading namespace %s: %w", s.obj.Namespace, err)
+	}
+	if ns.Labels[contract.LabelGatewayPlainHTTP] != "allowed" {
+		return untrusted(fmt.Sprintf("The session gateway serves plain HTTP (the manager runs with --gateway-tls=none), and runner pods send their token to it only in namespaces labelled %s=allowed; namespace %s is not. Ask the platform team to label it, or to turn the gateway's TLS on.",
+			contract.LabelGatewayPlainHTTP, s.obj.Namespace))
+	}
+	s.settings.plainHTTPGateway = true
+	return true, nil
+}
+
 // ensurePod creates the runner pod, or notices that it vanished.
 func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error {
 	key := client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}
@@ -387,6 +423,9 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	}
 	if s.settings == nil {
 		return errors.New("creating pod: the session was not admitted in this reconcile")
+	}
+	if ok, err := r.gatewayTrust(ctx, s); err != nil || !ok {
+		return err
 	}
 	pod = buildRunnerPod(s.obj, r.Runner, *s.settings)
 	// Once the agent phase closes DNS, the runner and the agent's tools resolve the gateway

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // Labels and paths shared by the runner pod and everything that finds it.
@@ -53,6 +54,7 @@ const (
 	agentryBinPath   = "/agentry/bin"
 	tokenDir         = "/var/run/secrets/agentry.dev/gateway"
 	tokenFile        = "token"
+	gatewayCAFile    = "ca.crt"
 	gitCredsPath     = "/var/run/secrets/agentry.dev/git"
 	runnerBinInImage = "/usr/local/bin/runner"
 )
@@ -70,6 +72,10 @@ type RunnerConfig struct {
 	// TokenExpirationSeconds is the lifetime of the projected gateway token; the kubelet
 	// refreshes it well before it expires.
 	TokenExpirationSeconds int64
+	// GatewayCAConfigMap names the ConfigMap holding the CA bundle the runner verifies the
+	// gateway's certificate with (copied into the session's namespace and projected next to
+	// the token); empty when the gateway serves plain HTTP.
+	GatewayCAConfigMap string
 	// GatewayClusterIP is the gateway Service's ClusterIP, written into runner pods'
 	// /etc/hosts for the gateway URL's host name (the agent phase closes DNS). Empty: looked
 	// up from the Service the URL names (NAME.NAMESPACE.svc...), or none for an IP URL.
@@ -151,7 +157,7 @@ func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 			ShareProcessNamespace: ptr.To(false),
 			Volumes:               runnerVolumes(s, cfg, settings),
 			InitContainers:        []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg), agentContainer(s, cfg, settings)},
-			Containers:            []corev1.Container{runnerContainer(s, cfg)},
+			Containers:            []corev1.Container{runnerContainer(s, cfg, settings)},
 		},
 	}
 	if s.Spec.Limits.Timeout != nil {
@@ -206,11 +212,7 @@ func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) [
 			Name: "gateway-token",
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				DefaultMode: ptr.To[int32](0o440),
-				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-					Audience:          GatewayAudience,
-					ExpirationSeconds: ptr.To(cfg.TokenExpirationSeconds),
-					Path:              tokenFile,
-				}}},
+				Sources: gatewaySources(cfg),
 			}},
 		},
 	}
@@ -220,6 +222,23 @@ func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) [
 		}})
 	}
 	return vols
+}
+
+// gatewaySources are what the runner needs to reach the gateway: its projected token and,
+// when the gateway serves HTTPS, the CA bundle to verify it with.
+func gatewaySources(cfg RunnerConfig) []corev1.VolumeProjection {
+	sources := []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+		Audience:          GatewayAudience,
+		ExpirationSeconds: ptr.To(cfg.TokenExpirationSeconds),
+		Path:              tokenFile,
+	}}}
+	if cfg.GatewayCAConfigMap != "" {
+		sources = append(sources, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: cfg.GatewayCAConfigMap},
+			Items:                []corev1.KeyToPath{{Key: contract.GatewayCAKey, Path: gatewayCAFile}},
+		}})
+	}
+	return sources
 }
 
 // installContainer copies the runner binary into a shared volume, so the agent container
@@ -307,7 +326,7 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 // runnerContainer runs the loop in the runner image, under its own UID: it holds the
 // projected gateway token, reads the workspace read-only (to build the patch) and runs
 // every tool through the executor in the agent container.
-func runnerContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
+func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) corev1.Container {
 	spec := s.Spec
 	tools := make([]string, 0, len(spec.Tools))
 	for _, t := range spec.Tools {
@@ -331,6 +350,13 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
 		// The same token authenticates the transcript stream and approval requests.
 		"--gateway", strings.TrimSuffix(cfg.GatewayURL, "/"),
 		"--gateway-spool-dir", tmpPath + "/agentry-gateway-spool",
+	}
+	if cfg.GatewayCAConfigMap != "" {
+		// Only this bundle is trusted for the gateway; the kubelet refreshes it on rotation
+		// and the runner re-reads it for every new connection.
+		args = append(args, "--gateway-ca-file", tokenDir+"/"+gatewayCAFile)
+	} else if settings.plainHTTPGateway {
+		args = append(args, "--allow-plain-http-gateway")
 	}
 	if t := spec.Approval.Timeout; t != nil {
 		// The gateway applies onTimeout at the expiry; the runner falls back to the same

@@ -21,6 +21,7 @@ var testRunnerConfig = RunnerConfig{
 	ImagePullPolicy:        corev1.PullIfNotPresent,
 	GatewayURL:             "https://agentry-gateway.agentry-system.svc:8443",
 	TokenExpirationSeconds: 3600,
+	GatewayCAConfigMap:     testCAConfigMap,
 }
 
 func containerByName(p *corev1.Pod, name string) *corev1.Container {

@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // CacheOptions keeps the manager's memory proportional to Agentry's own objects: pods and
@@ -18,11 +20,17 @@ func CacheOptions() cache.Options {
 		panic(err) // a constant label key: cannot fail
 	}
 	sessionOwned := labels.NewSelector().Add(*req)
+	caReq, err := labels.NewRequirement(contract.LabelGatewayCA, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                 {Label: sessionOwned},
 			&networkingv1.NetworkPolicy{}: {Label: sessionOwned},
+			// Only the gateway CA bundle and its copies, never every ConfigMap in the cluster.
+			&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*caReq)},
 		},
 	}
 }

@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/controlplane"
 )
 
@@ -31,12 +32,29 @@ func TestMain(m *testing.M) {
 		// The provider sessions name by default; tests of a missing provider use other names.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return env.Client.Create(ctx, &v1.ModelProvider{
+		if err := env.Client.Create(ctx, &v1.ModelProvider{
 			ObjectMeta: metav1.ObjectMeta{Name: "default"},
 			Spec:       v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1", DefaultModel: "gpt-4.1", Models: []string{"gpt-4.1", "gpt-4.1-mini"}},
+		}); err != nil {
+			return err
+		}
+		// The operator namespace with the gateway CA bundle the manager publishes as it starts.
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}); err != nil {
+			return err
+		}
+		return env.Client.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: testCAConfigMap, Namespace: operatorNS, Labels: map[string]string{contract.LabelGatewayCA: contract.GatewayCASource}},
+			Data:       map[string]string{contract.GatewayCAKey: testBundle},
 		})
 	})
 }
+
+const (
+	operatorNS      = "agentry-system"
+	testCAConfigMap = "agentry-gateway-ca"
+	// testBundle stands for the PEM bundle: the controller copies it, never parses it.
+	testBundle = "-----BEGIN CERTIFICATE-----\nMIIB(test bundle)\n-----END CERTIFICATE-----\n"
+)
 
 // staticResolver resolves host names from a table: tests must not depend on real DNS.
 type staticResolver map[string][]net.IP
@@ -60,8 +78,14 @@ type manager struct {
 
 func startManager(t *testing.T, ns string) *manager {
 	t.Helper()
+	return startManagerWith(t, ns, nil)
+}
+
+// startManagerWith starts the manager with the reconciler changed by configure first.
+func startManagerWith(t *testing.T, ns string, configure func(*AgentSessionReconciler)) *manager {
+	t.Helper()
 	opts := CacheOptions()
-	opts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	opts.DefaultNamespaces = map[string]cache.Config{ns: {}, operatorNS: {}}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -86,8 +110,16 @@ func startManager(t *testing.T, ns string) *manager {
 		Clock:                   clock.RealClock{},
 		MaxConcurrentReconciles: 4,
 	}
+	if configure != nil {
+		configure(r)
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
+	}
+	if r.Runner.GatewayCAConfigMap != "" {
+		if err := (&GatewayCAReconciler{Client: mgr.GetClient(), OperatorNamespace: operatorNS, Name: r.Runner.GatewayCAConfigMap}).SetupWithManager(mgr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &manager{cancel: cancel, done: make(chan error, 1), recorder: rec}

@@ -141,7 +141,7 @@ func TestBudgetChargesStreamAbandonedBeforeUsage(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, g.URL+contract.PathChatCompletions, strings.NewReader(chatBody(`,"stream":true`)))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := gwClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func postResp(t *testing.T, url, token, body string) response {
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := gwClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,9 @@ func (staticResolver) LookupIP(context.Context, string, string) ([]net.IP, error
 func startOperator(t *testing.T, ns string) *gw {
 	t.Helper()
 	opts := controllers.CacheOptions()
-	opts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	// The session's namespace, and the operator's for the gateway CA bundle the reconciler
+	// copies into it.
+	opts.DefaultNamespaces = map[string]cache.Config{ns: {}, operatorNS: {}}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Cache: opts, Controller: config.Controller{SkipNameValidation: ptrTo(true)},
@@ -51,10 +53,10 @@ func startOperator(t *testing.T, ns string) *gw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + ln.Addr().String()
+	url := "https://" + ln.Addr().String()
 	r := &controllers.AgentSessionReconciler{
 		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: record.NewFakeRecorder(1000),
-		Runner: controllers.RunnerConfig{Image: "agentry/runner:test", GatewayURL: url, TokenExpirationSeconds: 3600},
+		Runner: controllers.RunnerConfig{Image: "agentry/runner:test", GatewayURL: url, TokenExpirationSeconds: 3600, GatewayCAConfigMap: "agentry-gateway-ca"},
 		Network: controllers.NetworkConfig{GatewayNamespace: operatorNS, GatewayPodLabels: map[string]string{"app.kubernetes.io/name": "agentry-manager"},
 			GatewayPort: 8443, DNSNamespace: "kube-system", DNSPodLabels: map[string]string{"k8s-app": "kube-dns"}},
 		Resolver: staticResolver{}, Clock: clock.RealClock{}, MaxConcurrentReconciles: 2,
@@ -64,7 +66,7 @@ func startOperator(t *testing.T, ns string) *gw {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := gateway.New(ctx, gateway.Config{
-		OperatorNamespace: operatorNS, StatusInterval: 200 * time.Millisecond,
+		OperatorNamespace: operatorNS, StatusInterval: 200 * time.Millisecond, GetCertificate: certs.GetCertificate,
 		S3: gateway.S3Config{Endpoint: "http://" + s3.Endpoint, Bucket: bucket, Prefix: "sessions", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey},
 	}, mgr.GetClient(), mgr.GetAPIReader())
 	if err != nil {

@@ -11,6 +11,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,8 +44,9 @@ const FieldOwner = client.FieldOwner("agentry-gateway")
 type Config struct {
 	// Addr is the listen address, for example ":8443".
 	Addr string
-	// TLSCertFile and TLSKeyFile, when both set, serve HTTPS.
-	TLSCertFile, TLSKeyFile string
+	// GetCertificate, when set, serves HTTPS with the certificate it returns
+	// (gateway/servingcert); nil serves plain HTTP.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// OperatorNamespace holds the ModelProviders' key Secrets.
 	OperatorNamespace string
 	// S3 is where transcripts are archived.
@@ -183,9 +185,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	go func() {
-		logger.Info("Serving session gateway", "address", s.addr, "tls", s.cfg.TLSCertFile != "")
-		if s.cfg.TLSCertFile != "" && s.cfg.TLSKeyFile != "" {
-			errc <- srv.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		logger.Info("Serving session gateway", "address", s.addr, "tls", s.cfg.GetCertificate != nil)
+		if s.cfg.GetCertificate != nil {
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.cfg.GetCertificate}
+			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
 		}

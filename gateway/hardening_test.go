@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -344,7 +343,7 @@ func TestBodyCapsAndInFlightBound(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, g.URL+contract.PathEvents, bytes.NewReader([]byte(batchOf(event(1, "one")))))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := gwClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +363,7 @@ func TestBodyCapsAndInFlightBound(t *testing.T) {
 // chunked hides the size, so the gateway can only find out by reading.
 func rawPost(t *testing.T, g *gw, path, token, body string, chunked bool) (int, string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", g.addr)
+	conn, err := gwClient.Transport.(*http.Transport).DialTLSContext(context.Background(), "tcp", g.addr)
 	if err != nil {
 		t.Fatal(err)
 	}

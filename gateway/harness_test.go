@@ -33,7 +33,9 @@ import (
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/gateway"
+	"github.com/agentry-dev/agentry/gateway/servingcert"
 	"github.com/agentry-dev/agentry/runner/cli"
+	"github.com/agentry-dev/agentry/runner/gatewaytls"
 	"github.com/agentry-dev/agentry/test/controlplane"
 	"github.com/agentry-dev/agentry/test/s3server"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
@@ -46,6 +48,13 @@ const (
 )
 
 var (
+	// certs is the gateway's serving certificate source, as the manager runs it (managed
+	// mode); caFile is the bundle it published, as a runner pod mounts it, and gwClient
+	// trusts only that bundle. Every gateway in these tests serves HTTPS.
+	certs    *servingcert.Authority
+	caFile   string
+	gwClient *http.Client
+
 	env    *controlplane.Env
 	s3     *s3server.Server
 	kube   *kubernetes.Clientset
@@ -92,11 +101,41 @@ func run(m *testing.M) int {
 		err = env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "llm-key", Namespace: operatorNS},
 			Data: map[string][]byte{"apiKey": []byte(providerKey)}})
 	}
+	if err == nil {
+		err = setUpTLS(ctx, dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
+}
+
+// setUpTLS gives the tests' gateways a certificate for 127.0.0.1 from a CA kept in the
+// test apiserver, and a client and a bundle file that trust only that CA.
+func setUpTLS(ctx context.Context, dir string) error {
+	certs = &servingcert.Authority{
+		Client: env.Client, Namespace: operatorNS, SecretName: "agentry-gateway-ca",
+		Bundle:   servingcert.Publisher{Client: env.Client, Namespace: operatorNS, Name: "agentry-gateway-ca"},
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	if err := certs.Sync(ctx); err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: operatorNS, Name: "agentry-gateway-ca"}, cm); err != nil {
+		return err
+	}
+	caFile = filepath.Join(dir, "gateway-ca.crt")
+	if err := os.WriteFile(caFile, []byte(cm.Data[contract.GatewayCAKey]), 0o600); err != nil {
+		return err
+	}
+	tr, err := gatewaytls.Transport(caFile)
+	if err != nil {
+		return err
+	}
+	gwClient = &http.Client{Transport: tr}
+	return nil
 }
 
 // gw is a gateway served on a fixed address, restartable.
@@ -115,7 +154,7 @@ func startGateway(t *testing.T) *gw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gw{t: t, addr: ln.Addr().String(), URL: "http://" + ln.Addr().String()}
+	g := &gw{t: t, addr: ln.Addr().String(), URL: "https://" + ln.Addr().String()}
 	g.serve(ln)
 	t.Cleanup(g.stop)
 	return g
@@ -130,6 +169,7 @@ func (g *gw) serve(ln net.Listener) {
 		StatusInterval:     200 * time.Millisecond,
 		ApprovalPollWindow: 2 * time.Second,
 		ShutdownTimeout:    300 * time.Millisecond,
+		GetCertificate:     certs.GetCertificate,
 	}, env.Client, env.Client)
 	if err != nil {
 		cancel()
@@ -326,7 +366,7 @@ type runner struct {
 func runnerFor(t *testing.T, s *v1.AgentSession, g *gw, tokenPath string, extra ...string) *runner {
 	r := &runner{workspace: newRepo(t), transcript: t.TempDir(), env: map[string]string{"HOME": t.TempDir()}}
 	r.args = append([]string{"run", "--workspace", r.workspace, "--task", s.Spec.Task, "--session", s.Namespace + "/" + s.Name,
-		"--model", s.Spec.Model.Name, "--base-url", g.URL + "/v1", "--api-key-file", tokenPath, "--gateway", g.URL,
+		"--model", s.Spec.Model.Name, "--base-url", g.URL + "/v1", "--api-key-file", tokenPath, "--gateway", g.URL, "--gateway-ca-file", caFile,
 		"--transcript-dir", r.transcript, "--approval-bash", "Allow", "--quiet"}, extra...)
 	return r
 }
@@ -382,7 +422,7 @@ func post(t *testing.T, url, token, body string) (int, string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := gwClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,9 @@ kc -n agentry-system rollout status deployment/agentry-manager --timeout=180s >/
 # programmed the Service yet: wait for it, and fail loudly rather than run without it.
 ROUTE=gateway
 for i in $(seq 1 120); do
-  [[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' http://10.204.0.50:8443/healthz)" == 200 ]] && break
+  kc -n agentry-system get configmap agentry-gateway-ca -o jsonpath='{.data.ca\.crt}' >"${DEV}/gateway-ca.crt" 2>/dev/null || true
+  [[ -s "${DEV}/gateway-ca.crt" ]] && [[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --cacert "${DEV}/gateway-ca.crt" \
+    --resolve agentry-gateway.agentry-system.svc:8443:10.204.0.50 https://agentry-gateway.agentry-system.svc:8443/healthz)" == 200 ]] && break
   if [[ ${i} == 120 ]]; then
     log "the session gateway did not answer on 10.204.0.50:8443 within 2 minutes"
     kc -n agentry-system logs deployment/agentry-manager --tail=30 >&2 || true

@@ -56,6 +56,10 @@ const (
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonPolicyViolation: the namespace's AgentPolicy forbids what the spec asks for.
 	ReasonPolicyViolation = "PolicyViolation"
+	// ReasonGatewayUntrusted: the runner pod could not be given a safe way to reach the
+	// session gateway (it serves plain HTTP and the namespace does not allow that, or the
+	// namespace holds a ConfigMap of the CA bundle's name that is not Agentry's).
+	ReasonGatewayUntrusted = "GatewayUntrusted"
 
 	// ReasonUploaded: all artifacts were written to object storage.
 	ReasonUploaded = "Uploaded"

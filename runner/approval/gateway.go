@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
 // Gateway asks through the session gateway: the call appears in the session's
@@ -59,11 +60,12 @@ func (g *Gateway) Ask(ctx context.Context, r Request) (Result, error) {
 			}
 			continue
 		case status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden ||
-			status == http.StatusConflict || status == http.StatusRequestEntityTooLarge:
+			status == http.StatusConflict || status == http.StatusRequestEntityTooLarge || gatewaytls.Untrusted(err):
 			// The gateway refused the question itself (an id it has seen with another
-			// action, a request too large, a session that ended): retrying cannot
-			// help, and waiting into onTimeout could turn a refusal into Allow. The
-			// loop denies the call.
+			// action, a request too large, a session that ended), or the server is not
+			// the gateway (its certificate does not verify): retrying cannot help, and
+			// waiting into onTimeout could turn a refusal into Allow. The loop denies
+			// the call.
 			return Result{}, err
 		}
 		if ctx.Err() != nil {

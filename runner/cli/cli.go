@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner"
 	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/gatewaytls"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/runner/llm"
 	"github.com/agentry-dev/agentry/runner/tools"
@@ -127,7 +130,8 @@ type options struct {
 	s3                                            transcript.S3Config
 	terminationPath                               string
 	systemPromptFile                              string
-	gateway, gatewaySpool                         string
+	gateway, gatewaySpool, gatewayCAFile          string
+	allowPlainHTTPGateway                         bool
 	approvalTimeout                               time.Duration
 	approvalOnTimeout                             string
 	executor                                      string
@@ -204,6 +208,8 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.s3.Region, "s3-region", env("AWS_REGION", ""), "S3 region")
 	f.BoolVar(&o.s3.Insecure, "s3-insecure", false, "use plain HTTP for a host:port S3 endpoint")
 	f.StringVar(&o.gateway, "gateway", env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
+	f.StringVar(&o.gatewayCAFile, "gateway-ca-file", "", "with --gateway: trust only the CAs in this PEM bundle for the gateway (and for --base-url on the gateway's host); re-read for every new connection, so a rotated bundle is picked up")
+	f.BoolVar(&o.allowPlainHTTPGateway, "allow-plain-http-gateway", false, "with --gateway: accept http:// gateway and --base-url URLs, sending the token unencrypted (refused by default)")
 	f.StringVar(&o.gatewaySpool, "gateway-spool-dir", "", "where events not yet acknowledged by the gateway are kept (default: <transcript-dir>/gateway-spool)")
 	f.DurationVar(&o.approvalTimeout, "approval-timeout", 0, "with --gateway: decide by --approval-on-timeout when the gateway cannot be reached for this long while waiting for an approval (0: wait for the gateway)")
 	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
@@ -239,6 +245,10 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	}
 	if o.gateway != "" && o.apiKeyFile == "" {
 		return usagef("--gateway needs --api-key-file: the token file the gateway authenticates")
+	}
+	gatewayHTTP, modelHTTP, err := gatewayClients(o)
+	if err != nil {
+		return usageError{err}
 	}
 	apiKey := std.Getenv("OPENAI_API_KEY")
 	if apiKey == "" && o.apiKeyFile == "" {
@@ -327,7 +337,7 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		if spool == "" {
 			spool = filepath.Join(dirSink.Path(), "gateway-spool")
 		}
-		gw, err := transcript.NewGateway(transcript.GatewayConfig{URL: o.gateway, TokenFile: o.apiKeyFile, SpoolDir: spool})
+		gw, err := transcript.NewGateway(transcript.GatewayConfig{URL: o.gateway, TokenFile: o.apiKeyFile, SpoolDir: spool, Transport: gatewayHTTP})
 		if err != nil {
 			return err
 		}
@@ -341,7 +351,7 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	case o.yes:
 		asker = approval.Fixed{Decision: contract.DecisionAllow, By: "flag", Reason: "--yes"}
 	case o.gateway != "":
-		asker = &approval.Gateway{URL: o.gateway, TokenFile: o.apiKeyFile, Timeout: o.approvalTimeout, OnTimeout: contract.Decision(onTimeout)}
+		asker = &approval.Gateway{URL: o.gateway, TokenFile: o.apiKeyFile, Timeout: o.approvalTimeout, OnTimeout: contract.Decision(onTimeout), Client: &http.Client{Transport: gatewayHTTP}}
 	case std.IsTerminal():
 		asker = &approval.Terminal{In: std.In, Out: std.Err}
 	default:
@@ -351,7 +361,7 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		}
 	}
 
-	model := llm.NewOpenAI(llm.Config{BaseURL: o.baseURL, APIKey: apiKey, APIKeyFile: o.apiKeyFile, Stream: o.stream})
+	model := llm.NewOpenAI(llm.Config{BaseURL: o.baseURL, APIKey: apiKey, APIKeyFile: o.apiKeyFile, Stream: o.stream, HTTPClient: &http.Client{Transport: modelHTTP}})
 	loop := &runner.Loop{
 		Model: model, Tools: set, Transcript: rec, Policy: policy, Approver: asker, Diff: differ,
 		Config: runner.Config{
@@ -491,3 +501,34 @@ func writeTerminationMessage(path string, s contract.Summary) error {
 // isTerminal is true for an interactive terminal (not /dev/null, which is
 // also a character device).
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// gatewayClients returns the transports for the gateway and for the model endpoint. With
+// --gateway, both URLs must be https:// unless --allow-plain-http-gateway; --gateway-ca-file
+// pins the gateway (and a model endpoint on the gateway's host) to that bundle.
+func gatewayClients(o *options) (gateway, model http.RoundTripper, err error) {
+	gateway, model = http.DefaultTransport, http.DefaultTransport
+	if o.gateway == "" {
+		if o.gatewayCAFile != "" || o.allowPlainHTTPGateway {
+			return nil, nil, errors.New("--gateway-ca-file and --allow-plain-http-gateway apply only with --gateway")
+		}
+		return gateway, model, nil
+	}
+	if err := gatewaytls.CheckURL("--gateway", o.gateway, o.allowPlainHTTPGateway); err != nil {
+		return nil, nil, err
+	}
+	if err := gatewaytls.CheckURL("--base-url", o.baseURL, o.allowPlainHTTPGateway); err != nil {
+		return nil, nil, err
+	}
+	if o.gatewayCAFile == "" {
+		return gateway, model, nil
+	}
+	tr, err := gatewaytls.Transport(o.gatewayCAFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--gateway-ca-file: %w", err)
+	}
+	gw, _ := url.Parse(o.gateway)
+	if m, err := url.Parse(o.baseURL); err == nil && m.Host == gw.Host {
+		model = tr
+	}
+	return tr, model, nil
+}

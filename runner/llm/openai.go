@@ -16,6 +16,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
 // Config configures the OpenAI-compatible client.
@@ -281,6 +282,9 @@ func classify(err error, status int) (retry bool, out error) {
 		// No HTTP error body: a transport failure, a timed-out attempt or a
 		// stream cut short. The request is resent whole, which is safe because a
 		// completion has no side effects.
+		if gatewaytls.Untrusted(err) {
+			return false, fmt.Errorf("model request failed: %w", err)
+		}
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 			errors.Is(err, context.DeadlineExceeded) || errors.Is(err, openai.ErrTooManyEmptyStreamMessages) || status >= 500 || status == 429 {

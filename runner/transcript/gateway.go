@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
 // GatewayConfig configures the session-gateway sink.
@@ -26,8 +27,10 @@ type GatewayConfig struct {
 	TokenFile string
 	// SpoolDir keeps unacknowledged batches on local disk.
 	SpoolDir string
-	// Client defaults to an http.Client with RequestTimeout per request.
+	// Client defaults to an http.Client over Transport with RequestTimeout per request.
 	Client *http.Client
+	// Transport carries the requests when Client is nil (default http.DefaultTransport).
+	Transport http.RoundTripper
 	// RequestTimeout bounds one POST (default 15s), so a hung gateway holds the
 	// session back no longer than that.
 	RequestTimeout time.Duration
@@ -71,7 +74,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		cfg.RequestTimeout = 15 * time.Second
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: cfg.RequestTimeout}
+		cfg.Client = &http.Client{Timeout: cfg.RequestTimeout, Transport: cfg.Transport}
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
@@ -294,7 +297,7 @@ func (g *Gateway) Close(ctx context.Context, final Final) (Stored, error) {
 	for len(g.queue) > 0 {
 		if err := g.sendQueue(ctx); err != nil {
 			var he *httpError
-			if errors.As(err, &he) && !retryable(he.status) {
+			if errors.As(err, &he) && !retryable(he.status) || gatewaytls.Untrusted(err) {
 				return Stored{}, err
 			}
 			if werr := wait(); werr != nil {
@@ -313,7 +316,7 @@ func (g *Gateway) Close(ctx context.Context, final Final) (Stored, error) {
 			return Stored{Transcript: resp.Transcript, Patch: resp.Patch, Summary: resp.Summary}, nil
 		}
 		g.lastErr = err
-		if !retryable(status) {
+		if !retryable(status) || gatewaytls.Untrusted(err) {
 			return Stored{}, fmt.Errorf("gateway sink: finishing: %w", err)
 		}
 		if werr := wait(); werr != nil {
