@@ -212,7 +212,7 @@ func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) [
 			Name: "gateway-token",
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				DefaultMode: ptr.To[int32](0o440),
-				Sources: gatewaySources(cfg),
+				Sources:     gatewaySources(cfg),
 			}},
 		},
 	}
