@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -34,15 +35,22 @@ func TestForgedRunnerPodIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port := gw.Hostname(), gw.Port()
+	// The forged pod is not the controller's: no hostAliases for the gateway's name. It
+	// dials the Service's ClusterIP, and like any attacker skips certificate checks.
+	clusterIP, err := kubectl("-n", operatorNS, "get", "service", strings.Split(gw.Hostname(), ".")[0], "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := "https://" + net.JoinHostPort(clusterIP, gw.Port()) + "/v1/chat/completions"
 	owner := p.OwnerReferences[0]
 	labels := ""
 	for k, v := range p.Labels {
 		labels += fmt.Sprintf("%q: %q, ", k, v)
 	}
-	// A raw HTTP request with busybox nc: the forged token as bearer, a chat completion as body.
+	// An HTTPS request with busybox wget: the forged token as bearer, a chat completion as
+	// body; -S prints the status line the gateway answered.
 	script := `T=$(cat /var/run/secrets/forged/token); B='{"model":"scripted","messages":[{"role":"user","content":"spend the budget"}]}'; ` +
-		`printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' "$T" "${#B}" "$B" | nc -w 10 ` + host + ` ` + port + `; echo; echo DONE; sleep 3600`
+		`wget -S -T 10 --no-check-certificate -O - --header "Authorization: Bearer $T" --header 'Content-Type: application/json' --post-data "$B" ` + target + ` 2>&1; echo; echo DONE; sleep 3600`
 	if _, err := kubectlIn(manifest(`
 apiVersion: v1
 kind: Pod
@@ -77,8 +85,9 @@ spec:
 		return strings.Contains(out, "DONE")
 	})
 	t.Logf("the forged pod got:\n%s", out)
-	if !strings.Contains(out, "HTTP/1.1 403") || !strings.Contains(out, "not the runner pod recorded") {
-		t.Errorf("the gateway did not refuse the forged pod with 403 naming the recorded pod")
+	// busybox wget prints no body on an error status: the status line is the gateway's answer.
+	if !strings.Contains(out, "HTTP/1.1 403") {
+		t.Errorf("the gateway did not refuse the forged pod with 403")
 	}
 	if strings.Contains(out, "HTTP/1.1 200") {
 		t.Errorf("the gateway served the forged pod")
