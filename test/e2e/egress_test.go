@@ -28,7 +28,13 @@ func TestEgressPoliciesAreEnforced(t *testing.T) {
 	if err != nil || gw.Port() == "" {
 		t.Fatalf("gateway URL %q: %v", env.gatewayURL, err)
 	}
-	gateway := gw.Host // the gateway Service (ClusterIP and port), as runner pods reach it
+	// The gateway Service's ClusterIP and port, where runner pods' hostAliases send its name
+	// (this test's pods have no such alias, and the agent shape closes DNS).
+	clusterIP, err := kubectl("-n", operatorNS, "get", "service", strings.Split(gw.Hostname(), ".")[0], "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway := net.JoinHostPort(clusterIP, gw.Port())
 
 	servers := map[string]string{
 		// Port 53 needs the pod's unprivileged port range opened: a safe, namespaced sysctl.
@@ -36,7 +42,7 @@ func TestEgressPoliciesAreEnforced(t *testing.T) {
 		"egress-target": "httpd -p " + repoPort + " -h /tmp && httpd -p " + blockedPort + " -h /tmp && exec httpd -f -p " + egressPort + " -h /tmp",
 		"egress-client": "exec sleep 3600",
 	}
-	labels := map[string]string{"egress-dns": "k8s-app: kube-dns", "egress-target": "app: egress-target", "egress-client": "agentry-e2e/egress: client"}
+	labels := map[string]string{"egress-dns": "k8s-app: kube-dns", "egress-target": "app: egress-target", "egress-client": "agentry-e2e/egress: client, agentry.dev/session-uid: e2e-egress-client"} // the manager admits runner pods only
 	for name, script := range servers {
 		sysctls := ""
 		if name == "egress-dns" {
