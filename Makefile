@@ -149,8 +149,12 @@ E2E_FLAGS ?= -count=1 -v -timeout=30m
 network-policies: ## Build kube-router, the dev cluster's NetworkPolicy engine, from source (cached in bin/).
 	hack/build-network-policies.sh
 
+.PHONY: coredns
+coredns: ## Build CoreDNS, the dev cluster's DNS server, from source (cached in bin/).
+	hack/build-coredns.sh
+
 .PHONY: cluster-binaries
-cluster-binaries: network-policies ## Build etcd and every Kubernetes component a node needs from source (cached under bin/k8s).
+cluster-binaries: network-policies coredns ## Build etcd and every Kubernetes component a node needs from source (cached under bin/k8s).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-cluster-binaries.sh
 
 .PHONY: images

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Builds Agentry's container images without Docker and imports them into the dev cluster's
-# containerd (when it is running). Usage: hack/images.sh [pause] [runner] [manager] (default: all).
+# containerd (when it is running). Usage: hack/images.sh [pause] [runner] [manager] [coredns]
+# (default: pause, runner, manager).
 #
 #   agentry/pause:dev    the sandbox image (hack/image/pause)
 #   agentry/runner:dev   /usr/local/bin/runner, busybox (sh, cp, coreutils), a static bash and CA
 #                        certificates: the default agent image, so the bash tool gets bash
 #   agentry/manager:dev  /manager and CA certificates
+#   agentry/coredns:dev  /coredns (bin/coredns, hack/build-coredns.sh) with the file capability
+#                        cap_net_bind_service, so it binds port 53 as uid 65532
 #
 # The tags are the ones config/ and the manager's --runner-image default use. Tarballs land in
 # bin/images/ (load them elsewhere with `ctr -n k8s.io images import` or `kind load image-archive`).
@@ -48,6 +51,10 @@ for img in "${images[@]}"; do
       CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/manager" ./cmd
       build manager --file "${OUT}/rootfs/manager=/manager" --file "${CA}=/etc/ssl/certs/ca-certificates.crt" \
         --dir /tmp --entrypoint /manager
+      ;;
+    coredns)
+      [[ -x "${REPO_ROOT}/bin/coredns" ]] || "${REPO_ROOT}/hack/build-coredns.sh"
+      build coredns --file "${REPO_ROOT}/bin/coredns=/coredns" --net-bind-service /coredns --entrypoint /coredns --user 65532
       ;;
     *) log "unknown image ${img}"; exit 2 ;;
   esac

@@ -15,6 +15,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ type entry struct {
 }
 
 func main() {
-	var files, dirs fileList
+	var files, dirs, bindCaps fileList
 	tag := flag.String("tag", "", "image reference, e.g. agentry/runner:dev")
 	out := flag.String("out", "", "docker-archive tarball to write")
 	busybox := flag.String("busybox", "", "static busybox binary to install at /bin/busybox with a link per applet")
@@ -56,18 +57,19 @@ func main() {
 	user := flag.String("user", strconv.Itoa(nonRootUID), "user the image runs as")
 	flag.Var(&files, "file", "HOST=IMAGE path of a file to add (repeatable)")
 	flag.Var(&dirs, "dir", "empty directory to create, world-writable with the sticky bit when it is /tmp (repeatable)")
+	flag.Var(&bindCaps, "net-bind-service", "IMAGE path of an added file to give the file capability cap_net_bind_service=+ep (repeatable)")
 	flag.Parse()
 	if *tag == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "image: --tag and --out are required")
 		os.Exit(2)
 	}
-	if err := build(*tag, *out, *busybox, *entrypoint, *user, files, dirs); err != nil {
+	if err := build(*tag, *out, *busybox, *entrypoint, *user, files, dirs, bindCaps); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
 }
 
-func build(tag, out, busybox, entrypoint, user string, files, dirs []string) error {
+func build(tag, out, busybox, entrypoint, user string, files, dirs, bindCaps []string) error {
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		return fmt.Errorf("parsing tag %q: %w", tag, err)
@@ -131,6 +133,15 @@ func build(tag, out, busybox, entrypoint, user string, files, dirs []string) err
 		}
 	}
 
+	for _, p := range bindCaps {
+		e, ok := entries[p]
+		if !ok || e.hdr.Typeflag != tar.TypeReg {
+			return fmt.Errorf("--net-bind-service %q: not a file added with --file", p)
+		}
+		e.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": netBindServiceCap()}
+		entries[p] = e
+	}
+
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	names := make([]string, 0, len(entries))
@@ -190,4 +201,22 @@ func build(tag, out, busybox, entrypoint, user string, files, dirs []string) err
 	}
 	fmt.Printf("%s %s\n", ref.Name(), digest)
 	return os.Rename(tmp, out)
+}
+
+// netBindServiceCap is the security.capability extended attribute (struct vfs_cap_data,
+// revision 2) for cap_net_bind_service=+ep. A non-root process cannot bind a port below 1024;
+// with this file capability, and NET_BIND_SERVICE in the container's capability set (the only
+// capability the restricted Pod Security profile lets a pod add), it can, even with
+// allowPrivilegeEscalation false: the runtime already grants the process the capability, so
+// the no_new_privs rule (nothing gained on exec) leaves it. This is how CoreDNS's own image listens on port 53.
+func netBindServiceCap() string {
+	const (
+		revision2       = 0x02000000
+		flagEffective   = 0x000001
+		capNetBindServe = 10
+	)
+	b := make([]byte, 20)
+	binary.LittleEndian.PutUint32(b[0:], revision2|flagEffective)
+	binary.LittleEndian.PutUint32(b[4:], 1<<capNetBindServe) // permitted, capabilities 0-31
+	return string(b)                                         // inheritable and 32-63 stay zero
 }
