@@ -162,8 +162,8 @@ images: ## Build the manager, runner and pause images without Docker (bin/images
 	hack/images.sh
 
 .PHONY: dev
-dev: setup ## Local single-node cluster with Agentry, S3, a scripted model, a git server and a sample session.
-	K8S_VERSION=$(K8S_VERSION) VERSITYGW_VERSION=$(VERSITYGW_VERSION) hack/dev-up.sh
+dev: setup ## Local single-node cluster with Agentry (installed with its Helm chart), S3, a scripted model, a git server and a sample session.
+	K8S_VERSION=$(K8S_VERSION) VERSITYGW_VERSION=$(VERSITYGW_VERSION) HELM=$(HELM) hack/dev-up.sh
 
 .PHONY: dev-down
 dev-down: ## Tear the dev cluster down and leave the machine as it was.
@@ -171,5 +171,5 @@ dev-down: ## Tear the dev cluster down and leave the machine as it was.
 
 .PHONY: test-e2e
 test-e2e: ## Run the end-to-end suite (on the dev cluster, brought up first unless E2E_CLUSTER=existing).
-	$(if $(filter dev,$(E2E_CLUSTER)),K8S_VERSION=$(K8S_VERSION) VERSITYGW_VERSION=$(VERSITYGW_VERSION) hack/dev-up.sh)
+	$(if $(filter dev,$(E2E_CLUSTER)),K8S_VERSION=$(K8S_VERSION) VERSITYGW_VERSION=$(VERSITYGW_VERSION) HELM=$(HELM) hack/dev-up.sh)
 	$(if $(filter dev,$(E2E_CLUSTER)),KUBECONFIG=$(DEV_KUBECONFIG)) go test -tags e2e $(E2E_FLAGS) ./test/e2e/
