@@ -13,6 +13,7 @@ POD_CIDR="10.203.0.0/16"
 HOST_IP="10.203.0.1"          # the bridge's address: node IP, apiserver, and the host as seen from pods
 SERVICE_CIDR="10.204.0.0/16"
 SERVICE_IP="10.204.0.1"       # the kubernetes Service
+DNS_SERVICE_IP="10.204.0.10"  # the kube-dns Service (CoreDNS, hack/coredns.yaml)
 ETCD_PORT=12379
 ETCD_PEER_PORT=12380
 APISERVER_PORT=16443

@@ -3,7 +3,8 @@
 # without a registry: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd,
 # kubelet and kube-proxy as plain processes, a CNI bridge for pods, and a locally built pause
 # image. Idempotent: components already running are left alone, binaries, PKI and images are
-# cached. Tear down with hack/cluster-down.sh. See docs/development.md.
+# cached. Cluster DNS (CoreDNS, hack/coredns.yaml) is deployed once the node is Ready. Tear
+# down with hack/cluster-down.sh. See docs/development.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
 
@@ -25,11 +26,12 @@ install_packages() {
 }
 
 # write_if_changed FILE < content: kube-proxy exits when its configuration file is rewritten,
-# even with the same content, so a re-run must leave unchanged files alone.
+# even with the same content, so a re-run must leave unchanged files alone. Sets CHANGED=1 when
+# it wrote the file.
 write_if_changed() {
   local tmp; tmp=$(mktemp "$1.XXXXXX")
   cat >"${tmp}"
-  if cmp -s "${tmp}" "$1"; then rm -f "${tmp}"; else mv "${tmp}" "$1"; fi
+  if cmp -s "${tmp}" "$1"; then rm -f "${tmp}"; CHANGED=0; else mv "${tmp}" "$1"; CHANGED=1; fi
 }
 
 running() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
@@ -237,7 +239,9 @@ cgroups() {
 node_up() {
   cgroups
   mkdir -p "${CLUSTER_DIR}/kubelet" "${CLUSTER_DIR}/pod-logs"
-  : >"${CLUSTER_DIR}/resolv.conf" # pods get no upstream resolver: nothing resolves off-machine names
+  # The node's resolv.conf, which CoreDNS itself (dnsPolicy Default) and host-network pods get,
+  # names no upstream resolver; every other pod gets nameserver 10.204.0.10 (clusterDNS).
+  : >"${CLUSTER_DIR}/resolv.conf"
   write_if_changed "${CLUSTER_DIR}/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -260,12 +264,23 @@ cgroupsPerQOS: true
 failCgroupV1: false
 failSwapOn: false
 resolvConf: ${CLUSTER_DIR}/resolv.conf
+clusterDNS: [${DNS_SERVICE_IP}]
+clusterDomain: cluster.local
 podLogsDir: ${CLUSTER_DIR}/pod-logs
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 YAML
+  if [[ ${CHANGED} == 1 ]] && running kubelet; then
+    # The kubelet reads its configuration once (e.g. clusterDNS added to an existing cluster).
+    log "kubelet configuration changed: restarting the kubelet"
+    kill -TERM "$(cat "${PIDS}/kubelet")"
+    for _ in $(seq 1 100); do running kubelet || break; sleep 0.1; done
+    running kubelet && kill -KILL "$(cat "${PIDS}/kubelet")"
+    rm -f "${PIDS}/kubelet"
+    KUBELET_RESTARTED=1
+  fi
   start kubelet "${K8S_BIN}/kubelet" --config "${CLUSTER_DIR}/kubelet.yaml" --kubeconfig "${CLUSTER_DIR}/node.kubeconfig" \
     --root-dir "${CLUSTER_DIR}/kubelet" --cert-dir "${PKI}" --hostname-override "${NODE_NAME}" --node-ip "${HOST_IP}" --v 1
   write_if_changed "${CLUSTER_DIR}/kube-proxy.yaml" <<YAML
@@ -315,12 +330,32 @@ YAML
   wait_for "kube-router enforcing NetworkPolicy" 60 iptables -S KUBE-ROUTER-FORWARD
 }
 
+# Cluster DNS, as a real cluster's add-on: CoreDNS in kube-system behind the kube-dns Service.
+# Waits until the Service answers from this host (kube-proxy's rules take the host to the
+# ClusterIP too), with busybox's nslookup (busybox-static is in the package list).
+dns_up() {
+  kc apply -f "${REPO_ROOT}/hack/coredns.yaml" >/dev/null
+  if [[ -n "${COREDNS_IMAGE_CHANGED:-}" ]]; then
+    kc -n kube-system rollout restart deployment/coredns >/dev/null # the same tag, a new image
+  fi
+  if [[ -n "${KUBELET_RESTARTED:-}" ]]; then
+    # Pods keep the resolv.conf they started with; the manager (a Deployment) comes back with
+    # the cluster's. Sessions' runner pods run to completion and are left alone.
+    kc -n agentry-system delete pods --all --wait=false >/dev/null 2>&1 || true
+  fi
+  wait_for "cluster DNS answering on ${DNS_SERVICE_IP}" 120 dns_answers
+}
+dns_answers() {
+  grep -q "Address:.*${SERVICE_IP}\$" <<<"$(timeout 2 busybox nslookup kubernetes.default.svc.cluster.local "${DNS_SERVICE_IP}" 2>/dev/null)"
+}
+
 kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
 node_ready() { [[ "$(kc get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 
 install_packages
 "${REPO_ROOT}/hack/build-cluster-binaries.sh"
 "${REPO_ROOT}/hack/build-network-policies.sh"
+"${REPO_ROOT}/hack/build-coredns.sh"
 KUBE_ROUTER_BIN="${REPO_ROOT}/bin/kube-router"
 mkdir -p "${CLUSTER_DIR}" "${LOGS}" "${PIDS}"
 log "binaries ready after $(elapsed)"
@@ -332,11 +367,15 @@ save_sysctls
 # still drops anything a pod sends that would leave the bridge; teardown restores the value.
 sysctl -qw net.ipv4.ip_forward=1
 containerd_up
-"${REPO_ROOT}/hack/images.sh" pause
+coredns_image() { "${CTR[@]}" images ls name==docker.io/agentry/coredns:dev 2>/dev/null | awk 'NR==2 {print $3}'; }
+coredns_before=$(coredns_image)
+"${REPO_ROOT}/hack/images.sh" pause coredns
+[[ -n "${coredns_before}" && "${coredns_before}" != "$(coredns_image)" ]] && COREDNS_IMAGE_CHANGED=1
 control_plane_up
 node_up
 wait_for "node ${NODE_NAME} Ready" 120 node_ready
 network_policies_up
+dns_up
 wait_for "ServiceAccount default/default" 60 kc -n default get serviceaccount default
 wait_for "ConfigMap default/kube-root-ca.crt" 60 kc -n default get configmap kube-root-ca.crt
 echo "$(elapsed)" >"${CLUSTER_DIR}/up-seconds"
