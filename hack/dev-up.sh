@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make dev`: a local cluster (hack/cluster-up.sh) with Agentry installed and everything a
-# session needs served from this machine on the cluster bridge (10.203.0.1):
-#   S3      versitygw           http://10.203.0.1:17070  (bucket agentry)
-#   model   scriptedllm         http://10.203.0.1:18089/v1  (ModelProvider "default")
-#   git     hack/gitserve       http://10.203.0.1:18088/sample.git
+# session needs served from this machine on the cluster bridge (10.203.0.1), which pods reach
+# by name through the cluster DNS (hack/coredns.yaml):
+#   S3      versitygw           http://s3.agentry.test:17070  (bucket agentry)
+#   model   scriptedllm         http://model.agentry.test:18089/v1  (ModelProvider "default")
+#   git     hack/gitserve       http://git.agentry.test:18088/sample.git
 # then runs the sample session dev/hello: applies it, follows it to the end and prints its
 # summary, diff and transcript location. Idempotent; `make dev-down` removes it all.
 #
@@ -11,7 +12,8 @@
 # https://api.openai.com/v1) instead of the scripted model, the key goes only into the Secret
 # agentry-system/openai-api-key, and the sample session uses AGENTRY_MODEL (default
 # gpt-4.1-mini). The gateway (in the manager pod) must be able to reach that endpoint: the dev
-# cluster has no DNS and no route off this machine, so use an address on the bridge.
+# cluster's DNS resolves no off-machine name and pod traffic has no route off this machine, so
+# use a server on the bridge (an address, or a name under agentry.test in hack/coredns.yaml).
 # AGENTRY_DEV_WAIT (seconds, default 300) bounds the wait for the sample session.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
@@ -19,6 +21,8 @@ T0=$(date +%s)
 
 S3_PORT=17070 GIT_PORT=18088 LLM_PORT=18089
 S3_ACCESS=agentry-dev S3_SECRET=agentry-dev-secret
+# The names pods use for the servers below (CoreDNS answers 10.203.0.1); this host uses the address.
+S3_HOST=s3.agentry.test GIT_HOST=git.agentry.test MODEL_HOST=model.agentry.test
 DEV_KEY_NEW="sk-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DEV="${CLUSTER_DIR}/dev"
 kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
@@ -62,7 +66,7 @@ start gitserve "${REPO_ROOT}/bin/tools/gitserve" --listen "${HOST_IP}:${GIT_PORT
 kc apply --server-side -k "${REPO_ROOT}/config/crd" >/dev/null
 kc wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kc create namespace agentry-system --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="${HOST_IP}:${S3_PORT}" \
+kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="${S3_HOST}:${S3_PORT}" \
   --from-literal=accessKey="${S3_ACCESS}" --from-literal=secretKey="${S3_SECRET}" --dry-run=client -o yaml | kc apply -f - >/dev/null
 [[ -f "${DEV}/provider-key" ]] || echo -n "${DEV_KEY_NEW}" >"${DEV}/provider-key"
 PROVIDER_KEY=$(cat "${DEV}/provider-key")
@@ -76,7 +80,7 @@ if [[ -n "${OPENAI_API_KEY:-}" ]]; then
     --dry-run=client -o yaml | kc apply --server-side --force-conflicts -f - >/dev/null # no last-applied copy of the key
   MODELS="" # any model the endpoint serves
 else
-  MODEL_URL="http://${HOST_IP}:${LLM_PORT}/v1" MODEL=scripted KEY_SECRET=scripted-llm-key MODELS="models: [scripted]"
+  MODEL_URL="http://${MODEL_HOST}:${LLM_PORT}/v1" MODEL=scripted KEY_SECRET=scripted-llm-key MODELS="models: [scripted]"
   kc -n agentry-system delete secret openai-api-key --ignore-not-found >/dev/null # a key from an earlier run
 fi
 kc apply -f - >/dev/null <<YAML
@@ -95,16 +99,18 @@ if [[ -n "${before}" && "${before}" != "${after}" ]] && kc -n agentry-system get
 fi
 kc -n agentry-system rollout status deployment/agentry-manager --timeout=180s >/dev/null
 
-# Runner pods reach the model through the session gateway (the agentry-gateway Service, fixed
-# ClusterIP 10.204.0.50). The manager may still be starting, and kube-proxy may not have
-# programmed the Service yet: wait for it, and fail loudly rather than run without it.
+# Runner pods reach the model through the session gateway (the agentry-gateway Service). The
+# manager may still be starting, and kube-proxy may not have programmed the Service yet: wait
+# for it, and fail loudly rather than run without it. This host does not use the cluster DNS:
+# curl is told the Service's ClusterIP for the name in the certificate.
 ROUTE=gateway
+GATEWAY_IP=$(kc -n agentry-system get service agentry-gateway -o jsonpath='{.spec.clusterIP}')
 for i in $(seq 1 120); do
   kc -n agentry-system get configmap agentry-gateway-ca -o jsonpath='{.data.ca\.crt}' >"${DEV}/gateway-ca.crt" 2>/dev/null || true
   [[ -s "${DEV}/gateway-ca.crt" ]] && [[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --cacert "${DEV}/gateway-ca.crt" \
-    --resolve agentry-gateway.agentry-system.svc:8443:10.204.0.50 https://agentry-gateway.agentry-system.svc:8443/healthz)" == 200 ]] && break
+    --resolve "agentry-gateway.agentry-system.svc:8443:${GATEWAY_IP}" https://agentry-gateway.agentry-system.svc:8443/healthz)" == 200 ]] && break
   if [[ ${i} == 120 ]]; then
-    log "the session gateway did not answer on 10.204.0.50:8443 within 2 minutes"
+    log "the session gateway did not answer on ${GATEWAY_IP}:8443 within 2 minutes"
     kc -n agentry-system logs deployment/agentry-manager --tail=30 >&2 || true
     exit 1
   fi
@@ -140,7 +146,7 @@ kind: AgentSession
 metadata: {name: hello, namespace: dev}
 spec:
   task: List the repository and write HELLO.md.
-  repository: {url: "http://${HOST_IP}:${GIT_PORT}/sample.git", ref: main}
+  repository: {url: "http://${GIT_HOST}:${GIT_PORT}/sample.git", ref: main}
   model: {provider: default, name: ${MODEL}}
   tools: [list_dir, read_file, write_file]
   limits: {timeout: 5m}
@@ -151,16 +157,17 @@ S3GET_SHOWN="curl -s --aws-sigv4 aws:amz:us-east-1:s3 --user ${S3_ACCESS}:${S3_S
 s3_url() { echo "http://${HOST_IP}:${S3_PORT}/${1#s3://}"; }
 cat <<MSG
 
-Agentry dev cluster is up ($(( $(date +%s) - T0 ))s). Every address is on this machine's cluster bridge.
+Agentry dev cluster is up ($(( $(date +%s) - T0 ))s). Every server is on this machine's cluster bridge,
+${HOST_IP}; pods find *.agentry.test there through the cluster DNS (kube-dns ${DNS_SERVICE_IP}).
 
   export KUBECONFIG=${KUBECONFIG_ADMIN}
   kubectl -n dev get agentsessions -w
   kubectl -n agentry-system logs deploy/agentry-manager
 
-Route: runner -> ${ROUTE} ($( [[ ${ROUTE} == gateway ]] && echo "agentry-gateway 10.204.0.50:8443 -> ModelProvider default" || echo "model, no gateway yet"))
+Route: runner -> ${ROUTE} ($( [[ ${ROUTE} == gateway ]] && echo "agentry-gateway ${GATEWAY_IP}:8443 -> ModelProvider default" || echo "model, no gateway yet"))
 Model: ${MODEL} at ${MODEL_URL} ($( [[ ${MODEL} == scripted && -z "${OPENAI_API_KEY:-}" ]] && echo "${DEV}/llm-script.json, " )key in Secret agentry-system/${KEY_SECRET})
-S3:    http://${HOST_IP}:${S3_PORT} bucket agentry (access ${S3_ACCESS} / ${S3_SECRET}), files under ${DEV}/s3
-Git:   http://${HOST_IP}:${GIT_PORT}/sample.git
+S3:    http://${S3_HOST}:${S3_PORT} (from this host http://${HOST_IP}:${S3_PORT}) bucket agentry (access ${S3_ACCESS} / ${S3_SECRET}), files under ${DEV}/s3
+Git:   http://${GIT_HOST}:${GIT_PORT}/sample.git (from this host http://${HOST_IP}:${GIT_PORT}/sample.git)
 Logs:  ${LOGS}/
 Stop:  make dev-down
 MSG
