@@ -10,6 +10,11 @@
 //
 //	E2E_HOST_IP   address this process serves git and the model on, reachable from pods
 //	              (default 10.203.0.1, the dev cluster's bridge)
+//	E2E_GIT_HOST, E2E_MODEL_HOST
+//	              the names sessions use for those servers, as a user's would: by default
+//	              git.agentry.test and model.agentry.test, which the dev cluster's DNS answers
+//	              with 10.203.0.1; E2E_HOST_IP itself when E2E_HOST_IP is set (another cluster
+//	              has no such names)
 //	E2E_ROUTE     gateway (default) | direct | auto: whether runner pods reach the model
 //	              through the session gateway (a ModelProvider pointing here) or, when the
 //	              manager does not serve the gateway, directly (the manager's --gateway-url is
@@ -24,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cgi"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +53,9 @@ const (
 var env struct {
 	hostIP      string
 	route       string // gateway or direct
-	repoURL     string
+	repoURL     string // by name (E2E_GIT_HOST)
+	repoAddr    string // the git server's address and port, for the tests about addresses
+	modelURL    string // the scripted model's base URL by name (E2E_MODEL_HOST)
 	providerKey string
 	llm         *scriptedllm.Server
 	firstCall   sync.Map // task marker -> time of its first model request
@@ -65,6 +73,11 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) (int, error) {
 	env.hostIP = getenv("E2E_HOST_IP", "10.203.0.1")
+	gitHost, modelHost := "git.agentry.test", "model.agentry.test"
+	if os.Getenv("E2E_HOST_IP") != "" {
+		gitHost, modelHost = env.hostIP, env.hostIP
+	}
+	gitHost, modelHost = getenv("E2E_GIT_HOST", gitHost), getenv("E2E_MODEL_HOST", modelHost)
 	env.providerKey = fmt.Sprintf("sk-e2e-provider-%d", time.Now().UnixNano())
 
 	repoRoot, err := os.MkdirTemp("", "agentry-e2e-git-")
@@ -83,7 +96,8 @@ func run(m *testing.M) (int, error) {
 		Env: []string{"GIT_PROJECT_ROOT=" + repoRoot, "GIT_HTTP_EXPORT_ALL=1"}}}
 	go gitSrv.Serve(gl) //nolint:errcheck // ends with Close
 	defer gitSrv.Close()
-	env.repoURL = "http://" + gl.Addr().String() + "/tiny.git"
+	env.repoAddr = gl.Addr().String()
+	env.repoURL = "http://" + net.JoinHostPort(gitHost, portOf(env.repoAddr)) + "/tiny.git"
 
 	env.llm, err = scriptedllm.Listen(net.JoinHostPort(env.hostIP, "0"))
 	if err != nil {
@@ -91,6 +105,11 @@ func run(m *testing.M) (int, error) {
 	}
 	defer env.llm.Close()
 	env.llm.Generate(script)
+	llmURL, err := url.Parse(env.llm.URL)
+	if err != nil {
+		return 0, err
+	}
+	env.modelURL = "http://" + net.JoinHostPort(modelHost, llmURL.Port()) + "/v1"
 
 	env.route = getenv("E2E_ROUTE", "gateway")
 	if env.route == "auto" {
@@ -100,7 +119,7 @@ func run(m *testing.M) (int, error) {
 			env.route = "gateway"
 		}
 	}
-	fmt.Fprintf(os.Stderr, "e2e: model route %s; git %s; model %s\n", env.route, env.repoURL, env.llm.URL)
+	fmt.Fprintf(os.Stderr, "e2e: model route %s; git %s (%s); model %s (%s)\n", env.route, env.repoURL, env.repoAddr, env.modelURL, env.llm.URL)
 
 	env.gatewayURL, err = managerArg("--gateway-url=")
 	if err != nil {
@@ -158,7 +177,7 @@ spec:
   baseURL: %s
   apiKeySecretRef: {name: %s, key: apiKey}
   models: [scripted]
-  defaultModel: scripted`, keySecret, operatorNS, env.providerKey, providerName, env.llm.URL, keySecret), "apply", "-f", "-")
+  defaultModel: scripted`, keySecret, operatorNS, env.providerKey, providerName, env.modelURL, keySecret), "apply", "-f", "-")
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +189,8 @@ spec:
 		env.llm.RequireKey(env.providerKey) // only the gateway has the key: a 200 proves injection
 		return deleteProvider, nil
 	}
-	// direct: the manager's --gateway-url becomes the scripted model's address.
+	// direct: the manager's --gateway-url becomes the scripted model's address (not its name:
+	// runner pods resolve the gateway URL's host through a hostAlias to the gateway Service).
 	out, err := kubectl("-n", operatorNS, "get", "deployment", manager, "-o", "jsonpath={.spec.template.spec.containers[0].args}")
 	if err != nil {
 		deleteProvider()
@@ -322,6 +342,12 @@ func gitPath() string {
 		return p
 	}
 	return "/usr/bin/git"
+}
+
+// portOf returns the port of a host:port address.
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }
 
 func getenv(k, def string) string {
