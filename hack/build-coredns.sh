@@ -14,7 +14,7 @@ log() { printf '[coredns] %s\n' "$*" >&2; }
 if [[ -x "${OUT}" ]]; then
   log "coredns v${COREDNS_VERSION} already built"
 else
-  log "building coredns v${COREDNS_VERSION} from source (a few minutes cold)"
+  log "building coredns v${COREDNS_VERSION} from source (about 3 minutes cold)"
   mkdir -p "${ROOT}/bin"
   tmp="$(mktemp -d)"
   trap 'chmod -R u+w "${tmp}" 2>/dev/null; rm -rf "${tmp}"' EXIT
