@@ -25,6 +25,8 @@ S3_ACCESS=agentry-dev S3_SECRET=agentry-dev-secret
 S3_HOST=s3.agentry.test GIT_HOST=git.agentry.test MODEL_HOST=model.agentry.test
 DEV_KEY_NEW="sk-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DEV="${CLUSTER_DIR}/dev"
+HELM="${HELM:-$(ls "${REPO_ROOT}"/bin/tools/helm-v* 2>/dev/null | tail -1)}"
+[[ -x "${HELM}" ]] || { log "helm is not built: run 'make setup' (or 'make dev')"; exit 1; }
 kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
 running() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
 start() {
@@ -63,7 +65,8 @@ fi
 start gitserve "${REPO_ROOT}/bin/tools/gitserve" --listen "${HOST_IP}:${GIT_PORT}" --root "${DEV}/git"
 
 # The operator, its S3 credentials and the default ModelProvider.
-kc apply --server-side -k "${REPO_ROOT}/config/crd" >/dev/null
+# CRDs first, as the chart's README says to on every upgrade (helm never upgrades crds/).
+kc apply --server-side --force-conflicts -f "${REPO_ROOT}/charts/agentry/crds/" >/dev/null
 kc wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kc create namespace agentry-system --dry-run=client -o yaml | kc apply -f - >/dev/null
 kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="${S3_HOST}:${S3_PORT}" \
@@ -71,7 +74,11 @@ kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="$
 [[ -f "${DEV}/provider-key" ]] || echo -n "${DEV_KEY_NEW}" >"${DEV}/provider-key"
 PROVIDER_KEY=$(cat "${DEV}/provider-key")
 kc -n agentry-system create secret generic scripted-llm-key --from-literal=apiKey="${PROVIDER_KEY}" --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc apply --server-side --force-conflicts -k "${REPO_ROOT}/config/dev" >/dev/null
+# The chart, as a platform team installs it (hack/dev-values.yaml); --take-ownership adopts
+# objects an older `make dev` applied with kustomize.
+"${HELM}" --kubeconfig "${KUBECONFIG_ADMIN}" upgrade --install agentry "${REPO_ROOT}/charts/agentry" -n agentry-system \
+  --skip-crds --take-ownership -f "${REPO_ROOT}/hack/dev-values.yaml" \
+  --set-string "test.repository.url=http://${GIT_HOST}:${GIT_PORT}/sample.git" --set-string test.repository.ref=main >/dev/null
 if [[ -n "${OPENAI_API_KEY:-}" ]]; then
   # A real OpenAI-compatible endpoint. The key travels on stdin (never argv) into one Secret.
   MODEL_URL="${OPENAI_BASE_URL:-https://api.openai.com/v1}" MODEL_URL="${MODEL_URL%/}"
