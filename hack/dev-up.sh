@@ -41,7 +41,7 @@ start() {
 "${REPO_ROOT}/hack/build-versitygw.sh" >/dev/null
 manager_image() { grep -qx docker.io/agentry/manager:dev <<<"$("${CTR[@]}" images ls -q 2>/dev/null)" && "${CTR[@]}" images ls name==docker.io/agentry/manager:dev | awk 'NR==2 {print $3}'; }
 before=$(manager_image || true)
-"${REPO_ROOT}/hack/images.sh" runner manager
+"${REPO_ROOT}/hack/images.sh" runner manager e2e-tools
 after=$(manager_image || true)
 mkdir -p "${DEV}/s3" "${DEV}/git" "${REPO_ROOT}/bin/tools"
 (cd "${REPO_ROOT}" && go build -o bin/tools/scriptedllm ./test/scriptedllm/cmd/scriptedllm && go build -o bin/tools/gitserve ./hack/gitserve)

@@ -7,6 +7,7 @@
 #   agentry/runner:dev   /usr/local/bin/runner, busybox (sh, cp, coreutils), a static bash and CA
 #                        certificates: the default agent image, so the bash tool gets bash
 #   agentry/manager:dev  /manager and CA certificates
+#   agentry/e2e-tools:dev  busybox, bash and test/e2e/httpc: the e2e suite's hostile toolchain
 #   agentry/coredns:dev  /coredns (bin/coredns, hack/build-coredns.sh) with the file capability
 #                        cap_net_bind_service, so it binds port 53 as uid 65532
 #
@@ -46,6 +47,13 @@ for img in "${images[@]}"; do
         --file "${BASH_STATIC}=/bin/bash" \
         --file "${CA}=/etc/ssl/certs/ca-certificates.crt" --dir /tmp --dir /home/agentry --dir /workspace \
         --entrypoint /usr/local/bin/runner
+      ;;
+    e2e-tools)
+      # The e2e suite's hostile toolchain: the runner image's tools plus an HTTPS client
+      # (test/e2e/httpc), as an attacker's image would carry.
+      CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/httpc" ./test/e2e/httpc
+      build e2e-tools --busybox "${BUSYBOX}" --file "${BASH_STATIC}=/bin/bash" --file "${OUT}/rootfs/httpc=/usr/local/bin/httpc" \
+        --dir /tmp --dir /home/agentry --dir /workspace --entrypoint /bin/sh
       ;;
     manager)
       CGO_ENABLED=0 go build -ldflags='-s -w' -o "${OUT}/rootfs/manager" ./cmd

@@ -31,6 +31,7 @@ spec:
   model: {provider: %s, name: scripted}
   tools: [bash]
   approval: {bash: Ask}
+  runner: {image: "agentry/e2e-tools:dev"} # a toolchain with an HTTPS client, as an attacker's would have
   limits: {maxTurns: 5, timeout: 5m}`, name, namespace, env.repoURL, providerName)
 	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)

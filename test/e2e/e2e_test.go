@@ -306,9 +306,9 @@ func stealCommand(gateway string) string {
 		`env`,
 		`chat='{"model":"scripted","messages":[{"role":"user","content":"hi"}]}'`,
 		`for t in $(grep -rhoE 'eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /var/run /agentry /tmp /home 2>/dev/null | sort -u); do ` +
-			`echo "found a token: $t"; wget -q --no-check-certificate -O- --post-data "$chat" --header "Authorization: Bearer $t" ` + gateway + `/v1/chat/completions 2>&1 | head -c 300; echo; done`,
-		`echo "no token:"; wget -q --no-check-certificate -O- --post-data "$chat" ` + gateway + `/v1/chat/completions 2>&1 | head -c 300; echo`,
-		`echo "forged finish:"; wget -q --no-check-certificate -O- --post-data '{}' --header "Authorization: Bearer forged" ` + gateway + `/agentry/v1/finish 2>&1 | head -c 300; echo`,
+			`echo "found a token: $t"; httpc -k -d "$chat" -H "Authorization: Bearer $t" ` + gateway + `/v1/chat/completions 2>&1 | head -c 300; echo; done`,
+		`echo "no token:"; httpc -k -d "$chat" ` + gateway + `/v1/chat/completions 2>&1 | head -c 300; echo`,
+		`echo "forged finish:"; httpc -k -d '{}' -H "Authorization: Bearer forged" ` + gateway + `/agentry/v1/finish 2>&1 | head -c 300; echo`,
 	}, "; ")
 }
 

@@ -47,10 +47,12 @@ func TestForgedRunnerPodIsRefused(t *testing.T) {
 	for k, v := range p.Labels {
 		labels += fmt.Sprintf("%q: %q, ", k, v)
 	}
-	// An HTTPS request with busybox wget: the forged token as bearer, a chat completion as
-	// body; -S prints the status line the gateway answered.
+	// An HTTPS request (test/e2e/httpc, no certificate check): the forged token as bearer, a
+	// chat completion as body; it prints the gateway's status line and answer.
 	script := `T=$(cat /var/run/secrets/forged/token); B='{"model":"scripted","messages":[{"role":"user","content":"spend the budget"}]}'; ` +
-		`wget -S -T 10 --no-check-certificate -O - --header "Authorization: Bearer $T" --header 'Content-Type: application/json' --post-data "$B" ` + target + ` 2>&1; echo; echo DONE; sleep 3600`
+		// Retried while the connection is refused: the NetworkPolicy engine admits a new pod's
+		// address to the manager's ingress rule a moment after the pod starts.
+		`for i in $(seq 1 30); do out="$(httpc -k -H "Authorization: Bearer $T" -d "$B" ` + target + ` 2>&1)" && break; sleep 1; done; echo "$out"; echo DONE; sleep 3600`
 	if _, err := kubectlIn(manifest(`
 apiVersion: v1
 kind: Pod
@@ -70,7 +72,7 @@ spec:
       sources: [{serviceAccountToken: {audience: agentry-gateway, expirationSeconds: 3600, path: token}}]
   containers:
   - name: main
-    image: agentry/runner:dev
+    image: agentry/e2e-tools:dev
     imagePullPolicy: Never
     command: [/bin/sh, -c, %q]
     volumeMounts: [{name: forged, mountPath: /var/run/secrets/forged, readOnly: true}]
@@ -85,9 +87,8 @@ spec:
 		return strings.Contains(out, "DONE")
 	})
 	t.Logf("the forged pod got:\n%s", out)
-	// busybox wget prints no body on an error status: the status line is the gateway's answer.
-	if !strings.Contains(out, "HTTP/1.1 403") {
-		t.Errorf("the gateway did not refuse the forged pod with 403")
+	if !strings.Contains(out, "HTTP/1.1 403") || !strings.Contains(out, "not the runner pod recorded") {
+		t.Errorf("the gateway did not refuse the forged pod with 403 naming the recorded pod")
 	}
 	if strings.Contains(out, "HTTP/1.1 200") {
 		t.Errorf("the gateway served the forged pod")
