@@ -15,10 +15,6 @@
 //	              git.agentry.test and model.agentry.test, which the dev cluster's DNS answers
 //	              with 10.203.0.1; E2E_HOST_IP itself when E2E_HOST_IP is set (another cluster
 //	              has no such names)
-//	E2E_ROUTE     gateway (default) | direct | auto: whether runner pods reach the model
-//	              through the session gateway (a ModelProvider pointing here) or, when the
-//	              manager does not serve the gateway, directly (the manager's --gateway-url is
-//	              pointed here for the duration of the suite)
 //	KUBECONFIG    the cluster
 package e2e
 
@@ -52,7 +48,6 @@ const (
 // env is what TestMain set up, shared by the tests (which run one after another).
 var env struct {
 	hostIP      string
-	route       string // gateway or direct
 	repoURL     string // by name (E2E_GIT_HOST)
 	repoAddr    string // the git server's address and port, for the tests about addresses
 	modelURL    string // the scripted model's base URL by name (E2E_MODEL_HOST)
@@ -111,15 +106,12 @@ func run(m *testing.M) (int, error) {
 	}
 	env.modelURL = "http://" + net.JoinHostPort(modelHost, llmURL.Port()) + "/v1"
 
-	env.route = getenv("E2E_ROUTE", "gateway")
-	if env.route == "auto" {
-		env.route = "direct"
-		// The apiserver's service proxy reaches the gateway on any cluster, from anywhere.
-		if _, err := kubectl("get", "--raw", "/api/v1/namespaces/"+operatorNS+"/services/https:agentry-gateway:8443/proxy/healthz"); err == nil {
-			env.route = "gateway"
-		}
+	// Runner pods reach the model only through the session gateway the manager serves (the
+	// apiserver's service proxy reaches it on any cluster, from anywhere).
+	if _, err := kubectl("get", "--raw", "/api/v1/namespaces/"+operatorNS+"/services/https:agentry-gateway:8443/proxy/healthz"); err != nil {
+		return 0, fmt.Errorf("the session gateway (Service %s/agentry-gateway) does not answer: %w", operatorNS, err)
 	}
-	fmt.Fprintf(os.Stderr, "e2e: model route %s; git %s (%s); model %s (%s)\n", env.route, env.repoURL, env.repoAddr, env.modelURL, env.llm.URL)
+	fmt.Fprintf(os.Stderr, "e2e: model through the gateway; git %s (%s); model %s (%s)\n", env.repoURL, env.repoAddr, env.modelURL, env.llm.URL)
 
 	env.gatewayURL, err = managerArg("--gateway-url=")
 	if err != nil {
@@ -162,7 +154,6 @@ func managerArg(prefix string) (string, error) {
 
 // configureRoute points runner pods at the scripted model and returns how to undo it.
 func configureRoute() (func(), error) {
-	// The sessions name this provider in both routes; in the direct route no gateway reads it.
 	_, err := kubectlIn(manifest(`
 apiVersion: v1
 kind: Secret
@@ -185,50 +176,8 @@ spec:
 		kubectl("delete", "modelprovider", providerName, "--ignore-not-found")         //nolint:errcheck
 		kubectl("-n", operatorNS, "delete", "secret", keySecret, "--ignore-not-found") //nolint:errcheck
 	}
-	if env.route == "gateway" {
-		env.llm.RequireKey(env.providerKey) // only the gateway has the key: a 200 proves injection
-		return deleteProvider, nil
-	}
-	// direct: the manager's --gateway-url becomes the scripted model's address (not its name:
-	// runner pods resolve the gateway URL's host through a hostAlias to the gateway Service).
-	out, err := kubectl("-n", operatorNS, "get", "deployment", manager, "-o", "jsonpath={.spec.template.spec.containers[0].args}")
-	if err != nil {
-		deleteProvider()
-		return nil, err
-	}
-	var args []string
-	if err := json.Unmarshal([]byte(out), &args); err != nil {
-		return nil, fmt.Errorf("reading the manager's args %q: %w", out, err)
-	}
-	idx := -1
-	for i, a := range args {
-		if strings.HasPrefix(a, "--gateway-url=") {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		return nil, fmt.Errorf("the manager has no --gateway-url argument: %q", args)
-	}
-	setArg := func(v string) error {
-		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/containers/0/args/%d","value":%q}]`, idx, v)
-		if _, err := kubectl("-n", operatorNS, "patch", "deployment", manager, "--type=json", "-p", patch); err != nil {
-			return err
-		}
-		if _, err := kubectl("-n", operatorNS, "rollout", "status", "deployment/"+manager, "--timeout=3m"); err != nil {
-			return err
-		}
-		return waitForLeader()
-	}
-	old := args[idx]
-	want := "--gateway-url=" + strings.TrimSuffix(env.llm.URL, "/v1")
-	if old == want {
-		return deleteProvider, nil
-	}
-	if err := setArg(want); err != nil {
-		deleteProvider()
-		return nil, err
-	}
-	return func() { _ = setArg(old); deleteProvider() }, nil
+	env.llm.RequireKey(env.providerKey) // only the gateway has the key: a 200 proves injection
+	return deleteProvider, nil
 }
 
 // waitForLeader waits until a running manager pod holds the leader lease: a replaced pod's
