@@ -47,13 +47,11 @@ type Bash struct {
 func (*Bash) Name() string { return "bash" }
 func (*Bash) Kind() Kind   { return KindShell }
 func (t *Bash) Description() string {
-	d := "Run a shell command with " + t.shell() + " -c in the workspace root (e.g. builds, tests, git). Stdin is empty; " +
-		"stdout and stderr are combined; long output keeps its beginning and end. The exit code is reported. " +
-		"Commands are killed when timeout_seconds elapses, and so is every process they started, background ones included."
+	d := doc("bash")
 	if t.shell() == "sh" {
 		d += " The shell is a POSIX sh, not bash: no arrays, [[ ]] or other bash extensions."
 	}
-	return d
+	return strings.ReplaceAll(d, "{shell}", t.shell())
 }
 
 // DetectShell is the shell the bash tool uses in this environment: bash when
@@ -73,10 +71,10 @@ func (t *Bash) shell() string {
 }
 func (t *Bash) Schema() json.RawMessage {
 	def, max := t.timeouts()
-	return schema(fmt.Sprintf(`{"type":"object","properties":{`+
-		`"command":{"type":"string","maxLength":%d,"description":"The command line, run with %s -c"},`+
-		`"timeout_seconds":{"type":"integer","minimum":1,"maximum":%d,"description":"Kill the command after this many seconds. Default %d"}},`+
-		`"required":["command"],"additionalProperties":false}`, MaxCommandBytes, t.shell(), int(max.Seconds()), int(def.Seconds())))
+	return schemaOf[bashArgs](bounds{
+		"command":         {maxLength: MaxCommandBytes, description: "The command line, run with " + t.shell() + " -c"},
+		"timeout_seconds": {min: 1, max: int(max.Seconds()), description: fmt.Sprintf("Kill the command after this many seconds. Default %d", int(def.Seconds()))},
+	})()
 }
 
 func (t *Bash) timeouts() (def, max time.Duration) {
@@ -94,6 +92,7 @@ func (t *Bash) timeouts() (def, max time.Duration) {
 // it, and status.pendingApprovals shows it whole, never cut.
 const MaxCommandBytes = 4000
 
+// bashArgs' descriptions depend on the shell and the configured timeouts: Schema sets them.
 type bashArgs struct {
 	Command        string `json:"command"`
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`

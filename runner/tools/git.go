@@ -15,17 +15,25 @@ var errNoRepo = errors.New("the workspace is not a git repository; git_status an
 // GitStatus lists changed files.
 type GitStatus struct{ Repo *gitrepo.Repo }
 
-func (*GitStatus) Name() string { return "git_status" }
-func (*GitStatus) Kind() Kind   { return KindRead }
-func (*GitStatus) Description() string {
-	return "Show changed, added, deleted and untracked files like `git status --short` (XY path; ?? = untracked)."
-}
-func (*GitStatus) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{},"additionalProperties":false}`)
-}
+func (*GitStatus) Name() string                    { return "git_status" }
+func (*GitStatus) Kind() Kind                      { return KindRead }
 func (*GitStatus) Describe(json.RawMessage) string { return "" }
 
 type noArgs struct{}
+
+var statusSchema = schemaOf[noArgs](nil)
+
+func (*GitStatus) Description() string     { return doc("git_status") }
+func (*GitStatus) Schema() json.RawMessage { return statusSchema() }
+
+type diffArgs struct {
+	Path string `json:"path,omitempty" jsonschema:"Limit the diff to this file or directory"`
+}
+
+var diffSchema = schemaOf[diffArgs](nil)
+
+func (*GitDiff) Description() string     { return doc("git_diff") }
+func (*GitDiff) Schema() json.RawMessage { return diffSchema() }
 
 func (*GitStatus) Args() any { return &noArgs{} }
 
@@ -55,16 +63,7 @@ type GitDiff struct {
 
 func (*GitDiff) Name() string { return "git_diff" }
 func (*GitDiff) Kind() Kind   { return KindRead }
-func (*GitDiff) Description() string {
-	return "Show what changed since the session started as a unified diff (untracked files included), optionally limited to one path. " +
-		"This is the patch the session will produce."
-}
-func (*GitDiff) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"path":{"type":"string","description":"Limit the diff to this file or directory"}},` +
-		`"additionalProperties":false}`)
-}
-func (*GitDiff) Args() any { return &pathArgs{} }
+func (*GitDiff) Args() any    { return &diffArgs{} }
 
 func (t *GitDiff) Describe(args json.RawMessage) string { return describeArg(args, "path") }
 
@@ -72,7 +71,7 @@ func (t *GitDiff) Execute(_ context.Context, raw json.RawMessage) (string, error
 	if t.Repo == nil {
 		return "", errNoRepo
 	}
-	var a pathArgs
+	var a diffArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}

@@ -19,28 +19,19 @@ type Grep struct {
 
 func (*Grep) Name() string { return "grep" }
 func (*Grep) Kind() Kind   { return KindRead }
-func (*Grep) Description() string {
-	return "Search file contents with a regular expression (RE2/Go syntax, matched per line). " +
-		"Returns path:line:text for each matching line, sorted by path. Skips binary files and files ignored by .gitignore. " +
-		"Narrow with path (a directory or file) and glob (e.g. \"*.go\" or \"**/*_test.go\")."
-}
-func (*Grep) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"pattern":{"type":"string","description":"Regular expression, e.g. \"func \\\\w+Handler\" or \"TODO\""},` +
-		`"path":{"type":"string","description":"File or directory to search, relative to the workspace root. Default: the root"},` +
-		`"glob":{"type":"string","description":"Only search files whose name (or path, if it contains /) matches this glob"},` +
-		`"ignore_case":{"type":"boolean","description":"Case-insensitive match. Default false"},` +
-		`"max_results":{"type":"integer","minimum":1,"maximum":2000,"description":"Stop after this many matching lines. Default 200"}},` +
-		`"required":["pattern"],"additionalProperties":false}`)
-}
 
 type grepArgs struct {
-	Pattern    string `json:"pattern"`
-	Path       string `json:"path,omitempty"`
-	Glob       string `json:"glob,omitempty"`
-	IgnoreCase bool   `json:"ignore_case,omitempty"`
-	MaxResults int    `json:"max_results,omitempty"`
+	Pattern    string `json:"pattern" jsonschema:"Regular expression, e.g. \"func \\\\w+Handler\" or \"TODO\""`
+	Path       string `json:"path,omitempty" jsonschema:"File or directory to search, relative to the workspace root. Default: the root"`
+	Glob       string `json:"glob,omitempty" jsonschema:"Only search files whose name (or path, if it contains /) matches this glob"`
+	IgnoreCase bool   `json:"ignore_case,omitempty" jsonschema:"Case-insensitive match. Default false"`
+	MaxResults int    `json:"max_results,omitempty" jsonschema:"Stop after this many matching lines. Default 200"`
 }
+
+var grepSchema = schemaOf[grepArgs](bounds{"max_results": {min: 1, max: 2000}})
+
+func (*Grep) Description() string     { return doc("grep") }
+func (*Grep) Schema() json.RawMessage { return grepSchema() }
 
 func (*Grep) Args() any { return &grepArgs{} }
 

@@ -20,15 +20,6 @@ type ListDir struct {
 
 func (*ListDir) Name() string { return "list_dir" }
 func (*ListDir) Kind() Kind   { return KindRead }
-func (*ListDir) Description() string {
-	return "List a directory of the workspace: directories end with /, symlinks show their target, files show their size. " +
-		"Use glob to find files recursively."
-}
-func (*ListDir) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"path":{"type":"string","description":"Directory relative to the workspace root. Default: the root"}},` +
-		`"additionalProperties":false}`)
-}
 
 func (t *ListDir) Describe(args json.RawMessage) string {
 	if p := describeArg(args, "path"); p != "" {
@@ -37,14 +28,18 @@ func (t *ListDir) Describe(args json.RawMessage) string {
 	return "."
 }
 
-type pathArgs struct {
-	Path string `json:"path,omitempty"`
+type listArgs struct {
+	Path string `json:"path,omitempty" jsonschema:"Directory relative to the workspace root. Default: the root"`
 }
 
-func (*ListDir) Args() any { return &pathArgs{} }
+var listSchema = schemaOf[listArgs](nil)
+
+func (*ListDir) Description() string     { return doc("list_dir") }
+func (*ListDir) Schema() json.RawMessage { return listSchema() }
+func (*ListDir) Args() any               { return &listArgs{} }
 
 func (t *ListDir) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	var a pathArgs
+	var a listArgs
 	if err := decode(t, raw, &a); err != nil {
 		return "", err
 	}
@@ -123,22 +118,16 @@ type Glob struct {
 
 func (*Glob) Name() string { return "glob" }
 func (*Glob) Kind() Kind   { return KindRead }
-func (*Glob) Description() string {
-	return "Find files whose workspace-relative path matches a glob pattern. `**` matches any number of directories, " +
-		"`*` and `?` match within one path segment, {a,b} lists alternatives: e.g. \"**/*_test.go\", \"cmd/*/main.go\", \"**/*.{ts,tsx}\". " +
-		"Files ignored by .gitignore are skipped. Results are sorted."
-}
-func (*Glob) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"pattern":{"type":"string","description":"Glob pattern relative to path"},` +
-		`"path":{"type":"string","description":"Directory to search from, relative to the workspace root. Default: the root"}},` +
-		`"required":["pattern"],"additionalProperties":false}`)
-}
 
 type globArgs struct {
-	Pattern string `json:"pattern"`
-	Path    string `json:"path,omitempty"`
+	Pattern string `json:"pattern" jsonschema:"Glob pattern relative to path"`
+	Path    string `json:"path,omitempty" jsonschema:"Directory to search from, relative to the workspace root. Default: the root"`
 }
+
+var globSchema = schemaOf[globArgs](nil)
+
+func (*Glob) Description() string     { return doc("glob") }
+func (*Glob) Schema() json.RawMessage { return globSchema() }
 
 func (*Glob) Args() any { return &globArgs{} }
 

@@ -27,26 +27,19 @@ type ReadFile struct {
 
 func (*ReadFile) Name() string { return "read_file" }
 func (*ReadFile) Kind() Kind   { return KindRead }
-func (*ReadFile) Description() string {
-	return "Read a text file from the workspace. Returns lines prefixed with their 1-based line number and a tab. " +
-		"Large files are returned a window at a time: pass offset (first line) and limit (number of lines) to page. " +
-		"Binary files are refused."
-}
-func (*ReadFile) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"path":{"type":"string","description":"File path relative to the workspace root"},` +
-		`"offset":{"type":"integer","minimum":1,"description":"First line to return (1-based). Default 1"},` +
-		`"limit":{"type":"integer","minimum":1,"description":"Maximum number of lines to return. Default 2000"}},` +
-		`"required":["path"],"additionalProperties":false}`)
-}
 
 func (t *ReadFile) Describe(args json.RawMessage) string { return describeArg(args, "path") }
 
 type readArgs struct {
-	Path   string `json:"path"`
-	Offset int    `json:"offset,omitempty"`
-	Limit  int    `json:"limit,omitempty"`
+	Path   string `json:"path" jsonschema:"File path relative to the workspace root"`
+	Offset int    `json:"offset,omitempty" jsonschema:"First line to return (1-based). Default 1"`
+	Limit  int    `json:"limit,omitempty" jsonschema:"Maximum number of lines to return. Default 2000"`
 }
+
+var readSchema = schemaOf[readArgs](bounds{"offset": {min: 1}, "limit": {min: 1}})
+
+func (*ReadFile) Description() string     { return doc("read_file") }
+func (*ReadFile) Schema() json.RawMessage { return readSchema() }
 
 func (*ReadFile) Args() any { return &readArgs{} }
 

@@ -6,10 +6,14 @@ package tools
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/google/jsonschema-go/jsonschema"
 
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/runner/workspace"
@@ -145,4 +149,69 @@ func describeArg(args json.RawMessage, field string) string {
 	return ""
 }
 
-func schema(s string) json.RawMessage { return json.RawMessage(s) }
+// docs holds each tool's description for the model, one Markdown file per tool.
+//
+//go:embed doc/*.md
+var docs embed.FS
+
+// doc is the description of the named tool (doc/NAME.md).
+func doc(name string) string {
+	b, err := docs.ReadFile("doc/" + name + ".md")
+	if err != nil {
+		panic(fmt.Sprintf("tools: no description for %s: %v", name, err)) // a build-time file
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// bound is what struct tags cannot say about one argument: numeric bounds, a length
+// limit, a type override (a pointer field is still a required string) or a description
+// computed at run time.
+type bound struct {
+	min, max, maxLength int
+	typ, description    string
+}
+
+type bounds map[string]bound
+
+// schemaOf returns the JSON schema of the argument struct T, computed once: properties from
+// its json tags in field order, descriptions from its jsonschema tags, required = the fields
+// without omitempty, no additional properties; then b applied.
+func schemaOf[T any](b bounds) func() json.RawMessage {
+	return sync.OnceValue(func() json.RawMessage {
+		s, err := jsonschema.For[T](nil)
+		if err != nil {
+			panic(fmt.Sprintf("tools: schema of %T: %v", *new(T), err)) // argument structs are fixed
+		}
+		if s.Properties == nil {
+			s.Properties = map[string]*jsonschema.Schema{} // "properties": {} even with no arguments
+		}
+		for name, c := range b {
+			p, ok := s.Properties[name]
+			if !ok {
+				panic(fmt.Sprintf("tools: %T has no argument %q", *new(T), name))
+			}
+			if c.typ != "" {
+				p.Type, p.Types = c.typ, nil
+			}
+			if c.min != 0 {
+				p.Minimum = ptrFloat(c.min)
+			}
+			if c.max != 0 {
+				p.Maximum = ptrFloat(c.max)
+			}
+			if c.maxLength != 0 {
+				p.MaxLength = &c.maxLength
+			}
+			if c.description != "" {
+				p.Description = c.description
+			}
+		}
+		out, err := json.Marshal(s)
+		if err != nil {
+			panic(fmt.Sprintf("tools: schema of %T: %v", *new(T), err))
+		}
+		return out
+	})
+}
+
+func ptrFloat(n int) *float64 { f := float64(n); return &f }

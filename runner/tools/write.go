@@ -21,21 +21,17 @@ type WriteFile struct{ WS *workspace.Root }
 
 func (*WriteFile) Name() string { return "write_file" }
 func (*WriteFile) Kind() Kind   { return KindWrite }
-func (*WriteFile) Description() string {
-	return "Create a file or replace its whole content. Parent directories are created. " +
-		"Prefer edit_file for changing part of an existing file."
-}
-func (*WriteFile) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"path":{"type":"string","description":"File path relative to the workspace root"},` +
-		`"content":{"type":"string","description":"The complete new content of the file"}},` +
-		`"required":["path","content"],"additionalProperties":false}`)
-}
 
 type writeArgs struct {
-	Path    string  `json:"path"`
-	Content *string `json:"content"`
+	Path string `json:"path" jsonschema:"File path relative to the workspace root"`
+	// Content is a pointer so that a missing content is told from an empty file.
+	Content *string `json:"content" jsonschema:"The complete new content of the file"`
 }
+
+var writeSchema = schemaOf[writeArgs](bounds{"content": {typ: "string"}})
+
+func (*WriteFile) Description() string     { return doc("write_file") }
+func (*WriteFile) Schema() json.RawMessage { return writeSchema() }
 
 func (*WriteFile) Args() any { return &writeArgs{} }
 
@@ -91,28 +87,20 @@ type EditFile struct{ WS *workspace.Root }
 
 func (*EditFile) Name() string { return "edit_file" }
 func (*EditFile) Kind() Kind   { return KindWrite }
-func (*EditFile) Description() string {
-	return "Replace text in a file. old_string must match the file exactly (whitespace and indentation included, " +
-		"without read_file's line-number prefixes) and exactly once, unless replace_all is true. " +
-		"Include enough surrounding lines to make it unique."
-}
-func (*EditFile) Schema() json.RawMessage {
-	return schema(`{"type":"object","properties":{` +
-		`"path":{"type":"string","description":"File path relative to the workspace root"},` +
-		`"old_string":{"type":"string","description":"Exact text to replace"},` +
-		`"new_string":{"type":"string","description":"Replacement text"},` +
-		`"replace_all":{"type":"boolean","description":"Replace every occurrence instead of requiring exactly one. Default false"}},` +
-		`"required":["path","old_string","new_string"],"additionalProperties":false}`)
-}
 
 func (t *EditFile) Describe(args json.RawMessage) string { return describeArg(args, "path") }
 
 type editArgs struct {
-	Path       string `json:"path"`
-	OldString  string `json:"old_string"`
-	NewString  string `json:"new_string"`
-	ReplaceAll bool   `json:"replace_all,omitempty"`
+	Path       string `json:"path" jsonschema:"File path relative to the workspace root"`
+	OldString  string `json:"old_string" jsonschema:"Exact text to replace"`
+	NewString  string `json:"new_string" jsonschema:"Replacement text"`
+	ReplaceAll bool   `json:"replace_all,omitempty" jsonschema:"Replace every occurrence instead of requiring exactly one. Default false"`
 }
+
+var editSchema = schemaOf[editArgs](nil)
+
+func (*EditFile) Description() string     { return doc("edit_file") }
+func (*EditFile) Schema() json.RawMessage { return editSchema() }
 
 func (*EditFile) Args() any { return &editArgs{} }
 
