@@ -342,8 +342,8 @@ func measureIn(dir, name string, args ...string) (row, error) {
 	wall := time.Since(start)
 	var exit *exec.ExitError
 	// git diff --no-index and grep exit 1 for "differences"/"no match".
-	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
-		return row{}, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 1) {
+		return row{}, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
 	r := row{wall: wall}
 	b, err := os.ReadFile(rssFile.Name())

@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -121,7 +122,7 @@ func benchGrep(args []string) error {
 		cmd := exec.Command(name, args...)
 		cmd.Stdout = w
 		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 { // no match
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 1 { // no match
 			err = nil
 		}
 		return 0, err
@@ -184,7 +185,7 @@ func countLines(name string, args []string) (int, error) {
 		}
 	}
 	err = cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 1 {
 		err = nil
 	}
 	return n, err

@@ -1082,7 +1082,7 @@ type Fixed struct {
 }
 
 func (f Fixed) Ask(context.Context, Request) (Result, error) {
-	return Result{Decision: f.Decision, By: f.By, Reason: f.Reason}, nil
+	return Result(f), nil
 }
 
 // Terminal prompts on a terminal. One question at a time.

@@ -230,7 +230,7 @@ func (c *Client) Call(ctx context.Context, tool string, args json.RawMessage) (s
 		if ctx.Err() != nil {
 			return "", context.Cause(ctx)
 		}
-		return "", fmt.Errorf("the tool executor failed: %v", err)
+		return "", fmt.Errorf("the tool executor failed: %w", err)
 	}
 	if resp.Error != "" {
 		return "", errors.New(resp.Error)

@@ -190,7 +190,7 @@ func readHead(r io.Reader, size, max int64) (content []byte, whole bool, err err
 	}
 	content = make([]byte, binarySniff)
 	n, err := io.ReadFull(r, content)
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, false, err
 	}
 	return content[:n], false, nil
@@ -207,7 +207,7 @@ func (b *patchBuilder) diskSide(root *os.Root, name string, from *fileVersion) (
 	for i := 1; i < len(comps); i++ {
 		fi, err := root.Lstat(path.Join(comps[:i]...))
 		if err != nil || !fi.IsDir() {
-			return nil, nil
+			return nil, nil //nolint:nilerr // a component that is gone or not a directory has nothing to read
 		}
 	}
 	fi, err := root.Lstat(name)

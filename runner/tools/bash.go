@@ -179,7 +179,7 @@ func (t *Bash) Execute(ctx context.Context, raw json.RawMessage) (string, error)
 	case errors.Is(err, exec.ErrWaitDelay):
 		b.WriteString("exit code: 0 (a background process kept the output open and was killed)")
 	case err != nil:
-		return "", fmt.Errorf("bash: could not run the command: %v", err)
+		return "", fmt.Errorf("bash: could not run the command: %w", err)
 	default:
 		b.WriteString("exit code: 0")
 	}

@@ -89,10 +89,10 @@ func (t *ReadFile) Execute(_ context.Context, raw json.RawMessage) (string, erro
 	full := true
 	for {
 		text, long, err := readLine(br, maxLineBytes)
-		if err == io.EOF && text == nil {
+		if errors.Is(err, io.EOF) && text == nil {
 			break
 		}
-		if err != nil && err != io.EOF {
+		if err != nil && !errors.Is(err, io.EOF) {
 			return "", fmt.Errorf("reading %s: %w", rel, err)
 		}
 		line++
@@ -110,7 +110,7 @@ func (t *ReadFile) Execute(_ context.Context, raw json.RawMessage) (string, erro
 				last = line
 			}
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 	}

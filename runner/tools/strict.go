@@ -68,7 +68,7 @@ func checkKeys(args json.RawMessage, fields []string) error {
 	dec := json.NewDecoder(bytes.NewReader(args))
 	tok, err := dec.Token()
 	if err != nil {
-		return fmt.Errorf("not valid JSON: %v", err)
+		return fmt.Errorf("not valid JSON: %w", err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return errors.New("not a JSON object")
@@ -77,7 +77,7 @@ func checkKeys(args json.RawMessage, fields []string) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("not valid JSON: %v", err)
+			return fmt.Errorf("not valid JSON: %w", err)
 		}
 		key, _ := tok.(string)
 		if seen[key] {
@@ -94,7 +94,7 @@ func checkKeys(args json.RawMessage, fields []string) error {
 		}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("not valid JSON: %v", err)
+			return fmt.Errorf("not valid JSON: %w", err)
 		}
 	}
 	return nil

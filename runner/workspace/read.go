@@ -161,7 +161,7 @@ func fillBuffer(read func([]byte) (int, error), size int64, bufp *[]byte, max in
 		if n > 0 {
 			buf = buf[:len(buf)+n]
 		}
-		if err == io.EOF || (err == nil && n == 0) {
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
 			break
 		}
 		if err != nil {

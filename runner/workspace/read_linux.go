@@ -109,7 +109,7 @@ func (w *fdWalker) walk(ctx context.Context, n *fdNode) error {
 	}
 	ents, err := w.list(n.fd)
 	if err != nil {
-		return nil // unreadable directories are skipped, as ripgrep does
+		return nil //nolint:nilerr // unreadable directories are skipped, as ripgrep does
 	}
 	rules := n.rules
 	if !w.o.IncludeIgnored {

@@ -135,7 +135,7 @@ func (r *Root) walkDir(ctx context.Context, n *dirNode, opts WalkOptions, visit 
 	}
 	d, err := n.root.Open(".")
 	if err != nil {
-		return nil // unreadable directories are skipped, as ripgrep does
+		return nil //nolint:nilerr // unreadable directories are skipped, as ripgrep does
 	}
 	ents, err := d.ReadDir(-1)
 	_ = d.Close()

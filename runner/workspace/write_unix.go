@@ -24,7 +24,7 @@ func identity(fi fs.FileInfo) (fileID, bool) {
 		return fileID{}, false
 	}
 	// The field types differ between platforms, hence the conversions.
-	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true //nolint:unconvert // Dev and Ino are narrower on some Unixes
 }
 
 // writeAt writes data to target, a path resolve returned, following no
@@ -71,7 +71,7 @@ func (r *Root) writeAt(rel, target string, guard gitGuard, data []byte) error {
 		if err := unix.Fstat(fd, &st); err != nil {
 			return r.explain(rel, err)
 		}
-		if slices.Contains(guard.ids, fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}) {
+		if slices.Contains(guard.ids, fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}) { //nolint:unconvert // Dev and Ino are narrower on some Unixes
 			return gitRefusal(rel, target, c)
 		}
 	}
@@ -87,7 +87,7 @@ func (r *Root) writeAt(rel, target string, guard gitGuard, data []byte) error {
 	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
 		return raced(rel, target)
 	default:
-		perm = uint32(st.Mode) & 0o777
+		perm = uint32(st.Mode) & 0o777 //nolint:unconvert // Mode is uint16 on some Unixes
 	}
 
 	tmp := "." + base + ".agentry-tmp"

@@ -280,7 +280,7 @@ func makeRepo(bare string) error {
 		{"clone", "-q", "--bare", work, bare},
 	} {
 		if out, err := exec.Command(gitPath(), args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 	return nil

@@ -87,7 +87,7 @@ func (s *Server) start() error {
 		select {
 		case err := <-s.done:
 			out, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("versitygw exited at start: %v: %s", err, out)
+			return fmt.Errorf("versitygw exited at start: %w: %s", err, out)
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", s.Endpoint, 200*time.Millisecond); err == nil {
