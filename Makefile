@@ -6,6 +6,7 @@ ETCD_VERSION ?= 3.6.16
 VERSITYGW_VERSION ?= 1.8.0
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
+GOLANGCI_LINT_VERSION ?= 2.15.0
 
 IMG ?= agentry/manager:dev
 RUNNER_IMG ?= agentry/runner:dev
@@ -16,6 +17,7 @@ CONTROLLER_GEN ?= $(TOOLBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)-linux-amd64
 VERSITYGW ?= $(LOCALBIN)/versitygw-v$(VERSITYGW_VERSION)
 HELM ?= $(TOOLBIN)/helm-$(HELM_VERSION)
+GOLANGCI_LINT ?= $(TOOLBIN)/golangci-lint-v$(GOLANGCI_LINT_VERSION)
 KUBECTL ?= kubectl
 # Prints the rules of the role of kind $$want from the multi-document role.yaml.
 RBAC_RULES_AWK = /^---/{kind="";r=0;next} /^kind: /{kind=$$2} /^rules:/{r=1;next} r && kind==want {print}
@@ -95,6 +97,11 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: lint
+lint: ## Run golangci-lint (.golangci.yml; built into bin/tools on first use).
+	GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) hack/build-golangci-lint.sh
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
 verify: manifests generate ## Fail if generated files are stale.
