@@ -380,9 +380,17 @@ type ApprovalDecision struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// AgentSessionStatus is what Agentry observed. The reconciler owns phase, conditions,
-// podName and the times; the session gateway owns progress, usage, pendingApprovals,
-// result and transcript.
+// AgentSessionStatus is what Agentry observed. Who writes what today:
+//   - the reconciler (merge patch, field manager agentry-controller): phase, the Succeeded and
+//     PodReady conditions, observedGeneration, podName, podUID, startTime, completionTime,
+//     resolved.model and resolved.image at admission, and, from the runner's termination
+//     message, result.exitCode and whatever of result, usage and resolved.commitSHA the
+//     gateway has not written yet;
+//   - the session gateway (server-side apply, field manager agentry-gateway): progress,
+//     usage, pendingApprovals, result, transcript, patch and the Archived condition.
+//
+// result, usage and resolved are thus written by both sides; giving each field one owner
+// is open work (the scale and availability issue).
 type AgentSessionStatus struct {
 	// phase is a one-word summary of the session's state.
 	// +optional
