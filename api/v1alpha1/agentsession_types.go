@@ -390,7 +390,7 @@ type ApprovalDecision struct {
 //     usage, pendingApprovals, result, transcript, patch and the Archived condition.
 //
 // result, usage and resolved are thus written by both sides; giving each field one owner
-// is open work (the scale and availability issue).
+// is open work.
 type AgentSessionStatus struct {
 	// phase is a one-word summary of the session's state.
 	// +optional
