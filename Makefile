@@ -108,7 +108,7 @@ verify: manifests generate ## Fail if generated files are stale.
 	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: test
-test: manifests generate vet envtest-assets versitygw helm ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
+test: manifests generate vet lint envtest-assets versitygw helm ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
 	go test $(GO_TEST_FLAGS) ./...
 	@if [ -f "$(DEV_KUBECONFIG)" ]; then $(MAKE) --no-print-directory test-e2e; \
 	else echo "make test: no dev cluster ($(DEV_KUBECONFIG) absent): the end-to-end suite did not run; 'make dev' brings the cluster up"; fi

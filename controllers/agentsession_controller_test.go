@@ -269,7 +269,7 @@ func TestTTLDeletesFinishedSessions(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("session still exists (err %v)", err)
+		return fmt.Errorf("session still exists (err %w)", err)
 	})
 }
 
@@ -578,7 +578,7 @@ func TestReplacedPodIsNotTrusted(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("pod still there: %v", err)
+		return fmt.Errorf("pod still there: %w", err)
 	})
 	imposter := pod.DeepCopy()
 	imposter.ResourceVersion, imposter.UID, imposter.CreationTimestamp = "", "", metav1.Time{}

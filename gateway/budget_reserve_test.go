@@ -25,7 +25,6 @@ import (
 type upstream struct {
 	*httptest.Server
 	prompt, completion int64
-	stream             bool
 	// hold, when set, keeps each call open until it is closed.
 	hold chan struct{}
 	// afterContent, on streams, runs between the content and the usage chunk.

@@ -99,7 +99,8 @@ func toolSet(ctx context.Context, std IO, o *options, wsDir string, p *progress)
 		}
 		var proc *executor.Process
 		if !o.noNamespaces {
-			proc, client, info, err = startExecutor(ctx, exe, wsDir, env, stderr, true)
+			// A refusal (proc nil) falls back to a plain child below.
+			proc, client, info, _ = startExecutor(ctx, exe, wsDir, env, stderr, true)
 		}
 		if proc == nil {
 			// Asked to, or the kernel refused new namespaces (or /proc in them): a
