@@ -90,6 +90,115 @@ type AgentPolicySpec struct {
 	// a policy the limits are workspace 10Gi, home 1Gi and tmp 1Gi.
 	// +optional
 	VolumeSizeLimits *VolumeSizeLimits `json:"volumeSizeLimits,omitempty"`
+
+	// delivery restricts where sessions may deliver their result (spec.delivery).
+	// +optional
+	Delivery *DeliveryPolicy `json:"delivery,omitempty"`
+
+	// notifications are sent when the namespace's sessions finish or wait for an approval.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	Notifications []NotificationTarget `json:"notifications,omitempty"`
+}
+
+// DeliveryPolicy restricts spec.delivery.
+type DeliveryPolicy struct {
+	// allowedGitProviders lists the GitProviders sessions may deliver through. Empty allows any.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	AllowedGitProviders []string `json:"allowedGitProviders,omitempty"`
+
+	// allowedRepositories lists the repositories sessions may deliver to, as host/path
+	// patterns in glob syntax without scheme or .git suffix (for example
+	// github.com/acme/* or gitea.example.com/team/service). * does not cross a /.
+	// Empty allows any.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	AllowedRepositories []string `json:"allowedRepositories,omitempty"`
+}
+
+// NotificationEvent is a moment in a session's life a target is told about.
+// +kubebuilder:validation:Enum=Finished;WaitingForApproval
+type NotificationEvent string
+
+// Notification events.
+const (
+	// NotifyFinished: the session reached Succeeded, Failed or Cancelled.
+	NotifyFinished NotificationEvent = "Finished"
+	// NotifyWaitingForApproval: the agent waits for a decision on a tool call.
+	NotifyWaitingForApproval NotificationEvent = "WaitingForApproval"
+)
+
+// NotificationTarget is where notifications go: a CloudEvents webhook or a Slack incoming
+// webhook. Secrets it names live in the operator's namespace and must carry the label
+// agentry.dev/notification-secret=true, so a policy cannot make the manager use any other
+// Secret of its namespace.
+// +kubebuilder:validation:XValidation:rule="has(self.webhook) != has(self.slack)",message="exactly one of webhook or slack must be set"
+type NotificationTarget struct {
+	// name identifies the target in status.notifications of sessions.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// events are the moments to notify about. Defaults to Finished.
+	// +optional
+	// +listType=set
+	// +kubebuilder:default={Finished}
+	// +kubebuilder:validation:MaxItems=2
+	Events []NotificationEvent `json:"events,omitempty"`
+
+	// webhook posts a CloudEvents 1.0 JSON event (see docs/notifications.md).
+	// +optional
+	Webhook *WebhookTarget `json:"webhook,omitempty"`
+
+	// slack posts a message to a Slack incoming webhook.
+	// +optional
+	Slack *SlackTarget `json:"slack,omitempty"`
+}
+
+// WebhookTarget is a generic JSON webhook.
+type WebhookTarget struct {
+	// url receives the events (POST).
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/@]+(/.*)?$')",message="url must be an http(s) URL without credentials"
+	URL string `json:"url"`
+
+	// signingSecretRef names the key, in a Secret in the operator's namespace, whose value
+	// signs each request body (HMAC-SHA256, header X-Agentry-Signature).
+	// +optional
+	SigningSecretRef *SecretKeySelector `json:"signingSecretRef,omitempty"`
+}
+
+// SlackTarget is a Slack incoming webhook.
+type SlackTarget struct {
+	// webhookURLSecretRef names the key, in a Secret in the operator's namespace, holding
+	// the incoming webhook's URL (the URL is itself the credential).
+	// +required
+	WebhookURLSecretRef SecretKeySelector `json:"webhookURLSecretRef"`
+}
+
+// SecretKeySelector names one key of a Secret in the operator's namespace.
+type SecretKeySelector struct {
+	// name is the Secret's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key is the key within the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
 }
 
 // AllowedValues lists the values allowed for one node label.

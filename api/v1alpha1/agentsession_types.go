@@ -75,6 +75,7 @@ func (p SessionPhase) IsTerminal() bool {
 // ttlSecondsAfterFinished is fixed at creation: a running agent's instructions never change
 // under it.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be undone once set to true"
+// +kubebuilder:validation:XValidation:rule="has(self.delivery) == has(oldSelf.delivery)",message="delivery is immutable"
 type AgentSessionSpec struct {
 	// task is the instruction given to the agent, in plain language. Immutable.
 	// +required
@@ -147,6 +148,111 @@ type AgentSessionSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=31536000
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+
+	// delivery pushes the agent's result to a branch of the session's repository and, with
+	// pullRequest, opens (or updates) a pull request, once the session Succeeded. The manager
+	// does it with a GitProvider's credential, from the patch archived in object storage; the
+	// runner pod never holds a push credential. Empty keeps the result in object storage
+	// only. Immutable.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="delivery is immutable"
+	Delivery *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// DeliverySpec says where a session's result goes.
+// +kubebuilder:validation:XValidation:rule="has(self.push) != has(self.pullRequest)",message="exactly one of push or pullRequest must be set"
+type DeliverySpec struct {
+	// gitProvider names the GitProvider to deliver through. Empty picks the GitProvider whose
+	// url is the repository's host.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	GitProvider string `json:"gitProvider,omitempty"`
+
+	// push pushes a branch and opens no pull request.
+	// +optional
+	Push *PushDelivery `json:"push,omitempty"`
+
+	// pullRequest pushes a branch and opens a pull request from it (GitHub and Gitea
+	// providers).
+	// +optional
+	PullRequest *PullRequestDelivery `json:"pullRequest,omitempty"`
+
+	// author is the author and committer of the delivered commit. Defaults to
+	// Agentry <agentry@users.noreply.agentry.dev>. The commit message ends with an
+	// Agentry-Session trailer naming the session (namespace/name/uid).
+	// +optional
+	Author *CommitAuthor `json:"author,omitempty"`
+}
+
+// PushDelivery pushes a branch.
+type PushDelivery struct {
+	// branch is the branch to push. Defaults to agentry/<session name>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._][A-Za-z0-9._/-]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.contains('//') && !self.endsWith('/') && !self.endsWith('.lock')",message="branch must be a valid git branch name"
+	Branch string `json:"branch,omitempty"`
+}
+
+// PullRequestDelivery pushes a branch and opens a pull request from it.
+type PullRequestDelivery struct {
+	// branch is the pull request's head branch. Defaults to agentry/<session name>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._][A-Za-z0-9._/-]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.contains('//') && !self.endsWith('/') && !self.endsWith('.lock')",message="branch must be a valid git branch name"
+	Branch string `json:"branch,omitempty"`
+
+	// base is the branch the pull request targets. Defaults to spec.repository.ref when it
+	// is a branch, else the repository's default branch. The agent's change is applied on
+	// the base's current head; if it does not apply there, delivery fails with reason Conflict.
+	// +optional
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._][A-Za-z0-9._/-]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.contains('//') && !self.endsWith('/') && !self.endsWith('.lock')",message="base must be a valid git branch name"
+	Base string `json:"base,omitempty"`
+
+	// title is a Go text/template for the pull request's title (its first line is used).
+	// Defaults to the first line of the agent's summary. See docs/delivery.md for the fields.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Title string `json:"title,omitempty"`
+
+	// body is a Go text/template for the pull request's description. Defaults to the
+	// agent's summary, the files changed, lines added and removed, tokens used and where
+	// the transcript is.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16384
+	Body string `json:"body,omitempty"`
+
+	// draft opens the pull request as a draft.
+	// +optional
+	Draft bool `json:"draft,omitempty"`
+
+	// labels are added to the pull request. They must exist on the repository.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=128
+	Labels []string `json:"labels,omitempty"`
+}
+
+// CommitAuthor is a git identity.
+type CommitAuthor struct {
+	// name is the author's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^<>\x00-\x1f]+$`
+	Name string `json:"name"`
+
+	// email is the author's email address.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^<>\s@]+@[^<>\s@]+$`
+	Email string `json:"email"`
 }
 
 // RepositorySpec points at a git repository.
@@ -458,6 +564,78 @@ type AgentSessionStatus struct {
 	// resolved records what the session actually ran with.
 	// +optional
 	Resolved *Resolved `json:"resolved,omitempty"`
+
+	// delivery is where spec.delivery put the result (written by the manager's delivery
+	// controller; the Delivered condition says whether it succeeded and why not).
+	// +optional
+	Delivery *DeliveryStatus `json:"delivery,omitempty"`
+
+	// notifications records the notifications sent about this session (written by the
+	// manager's notification controller).
+	// +optional
+	// +listType=map
+	// +listMapKey=target
+	// +listMapKey=event
+	// +kubebuilder:validation:MaxItems=32
+	Notifications []NotificationRecord `json:"notifications,omitempty"`
+}
+
+// DeliveryStatus is where a session's result was delivered.
+type DeliveryStatus struct {
+	// gitProvider is the GitProvider used.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	GitProvider string `json:"gitProvider,omitempty"`
+	// branch is the branch pushed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Branch string `json:"branch,omitempty"`
+	// baseCommitSHA is the commit the change was applied on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	BaseCommitSHA string `json:"baseCommitSHA,omitempty"`
+	// commitSHA is the delivered commit, the head of branch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	CommitSHA string `json:"commitSHA,omitempty"`
+	// pullRequestURL is the pull request's web address.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	PullRequestURL string `json:"pullRequestURL,omitempty"`
+	// pullRequestNumber is the pull request's number.
+	// +optional
+	PullRequestNumber int64 `json:"pullRequestNumber,omitempty"`
+	// attempts counts delivery attempts.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// lastAttemptTime is when delivery was last tried.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+}
+
+// NotificationRecord is one notification about a session to one target.
+type NotificationRecord struct {
+	// target is the name of the notification target in the AgentPolicy.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Target string `json:"target"`
+	// event is Finished or WaitingForApproval/<approval id>.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Event string `json:"event"`
+	// sent is true once the target accepted it.
+	// +optional
+	Sent bool `json:"sent,omitempty"`
+	// attempts counts the tries.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// lastAttemptTime is when it was last tried.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// message is the last error, when it was not sent.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 }
 
 // Progress is the latest activity reported by the runner.
@@ -615,6 +793,8 @@ type Resolved struct {
 // +kubebuilder:printcolumn:name="Pod",type=string,priority=1,JSONPath=`.status.podName`
 // +kubebuilder:printcolumn:name="Last-Tool",type=string,priority=1,JSONPath=`.status.progress.lastTool`
 // +kubebuilder:printcolumn:name="Repository",type=string,priority=1,JSONPath=`.spec.repository.url`
+// +kubebuilder:printcolumn:name="Delivered",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Delivered")].reason`
+// +kubebuilder:printcolumn:name="Pull-Request",type=string,priority=1,JSONPath=`.status.delivery.pullRequestURL`
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.approvals) || self.spec.approvals.all(a, (has(oldSelf.spec.approvals) && oldSelf.spec.approvals.exists(o, o.id == a.id)) || (has(self.status) && has(self.status.pendingApprovals) && self.status.pendingApprovals.exists(p, p.id == a.id && p.digest == a.digest)))",message="each new decision must name the id and digest of an entry in status.pendingApprovals",reason=FieldValueInvalid,fieldPath=".spec.approvals"
 // +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || !has(self.spec.approvals)",message="a new session cannot carry decisions: each must name the id of an entry in status.pendingApprovals",reason=FieldValueInvalid,fieldPath=".spec.approvals",optionalOldSelf=true
 type AgentSession struct {

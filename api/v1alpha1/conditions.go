@@ -12,6 +12,12 @@ const (
 
 	// ConditionArchived is True once the transcript, patch and summary are in object storage.
 	ConditionArchived = "Archived"
+
+	// ConditionDelivered says whether spec.delivery put the result on a branch (and a pull
+	// request): Unknown while delivering or retrying, True when done, False with a reason
+	// below when it cannot be done. It never changes Succeeded: that stays what the agent
+	// achieved.
+	ConditionDelivered = "Delivered"
 )
 
 // Condition reasons. PascalCase, stable: tooling may match on them.
@@ -65,4 +71,42 @@ const (
 	ReasonUploaded = "Uploaded"
 	// ReasonUploadFailed: writing artifacts to object storage failed; it is retried.
 	ReasonUploadFailed = "UploadFailed"
+
+	// Delivered condition reasons.
+
+	// ReasonDelivering: the branch or pull request is being made, or a retryable failure
+	// (rate limit, unreachable host) is being retried.
+	ReasonDelivering = "Delivering"
+	// ReasonDelivered: the branch was pushed and the pull request, if asked for, is open.
+	ReasonDelivered = "Delivered"
+	// ReasonNoChanges: the agent changed nothing, so there was nothing to push.
+	ReasonNoChanges = "NoChanges"
+	// ReasonSessionNotSucceeded: the session did not succeed, so nothing is delivered.
+	ReasonSessionNotSucceeded = "SessionNotSucceeded"
+	// ReasonGitProviderNotFound: no GitProvider is named or matches the repository's host,
+	// or its Secret lacks the keys its type needs.
+	ReasonGitProviderNotFound = "GitProviderNotFound"
+	// ReasonDeliveryNotAllowed: the namespace's AgentPolicy forbids the GitProvider or the
+	// repository.
+	ReasonDeliveryNotAllowed = "DeliveryNotAllowed"
+	// ReasonPatchUnavailable: the archived patch is missing or its sha256 does not match status.
+	ReasonPatchUnavailable = "PatchUnavailable"
+	// ReasonPatchIncomplete: the patch leaves files out (too large or binary), so pushing it
+	// would deliver part of the change.
+	ReasonPatchIncomplete = "PatchIncomplete"
+	// ReasonConflict: the change does not apply on the base branch's current head.
+	ReasonConflict = "Conflict"
+	// ReasonBranchExists: the branch exists and its head is not a commit Agentry made for
+	// this session, so it is not overwritten.
+	ReasonBranchExists = "BranchExists"
+	// ReasonAuthFailed: the host refused the GitProvider's credential.
+	ReasonAuthFailed = "AuthFailed"
+	// ReasonPushRejected: the host refused the push (for example a protected branch).
+	ReasonPushRejected = "PushRejected"
+	// ReasonRateLimited: the host's rate limit was still hit after the retries.
+	ReasonRateLimited = "RateLimited"
+	// ReasonInvalidTemplate: the pull request's title or body template does not parse or run.
+	ReasonInvalidTemplate = "InvalidTemplate"
+	// ReasonForgeError: the host failed in another way; the message has its answer.
+	ReasonForgeError = "ForgeError"
 )

@@ -175,6 +175,34 @@ func TestInvalidSessionsRejected(t *testing.T) {
 			spec:      validSpec + "  approvals: [{id: ap-1, digest: 'sha256:00', decision: Allow, decidedBy: alice}]",
 			wantField: "spec.approvals", wantMsg: "a new session cannot carry decisions",
 		},
+		"delivery with both push and pullRequest": {
+			spec:      validSpec + "  delivery: {push: {}, pullRequest: {}}",
+			wantField: "spec.delivery", wantMsg: "exactly one of push or pullRequest",
+		},
+		"delivery with neither push nor pullRequest": {
+			spec:      validSpec + "  delivery: {gitProvider: github}",
+			wantField: "spec.delivery", wantMsg: "exactly one of push or pullRequest",
+		},
+		"delivery branch that looks like an option": {
+			spec:      validSpec + "  delivery: {push: {branch: '--force'}}",
+			wantField: "spec.delivery.push.branch", wantMsg: "should match",
+		},
+		"delivery branch with dot-dot": {
+			spec:      validSpec + "  delivery: {pullRequest: {branch: 'agentry/../main'}}",
+			wantField: "spec.delivery.pullRequest.branch", wantMsg: "must be a valid git branch name",
+		},
+		"delivery base ending in .lock": {
+			spec:      validSpec + "  delivery: {pullRequest: {base: 'main.lock'}}",
+			wantField: "spec.delivery.pullRequest.base", wantMsg: "must be a valid git branch name",
+		},
+		"author name with a newline": {
+			spec:      validSpec + "  delivery: {push: {}, author: {name: \"Eve\\nSigned-off-by: x\", email: e@example.com}}",
+			wantField: "spec.delivery.author.name", wantMsg: "should match",
+		},
+		"author email without at": {
+			spec:      validSpec + "  delivery: {push: {}, author: {name: Eve, email: eve}}",
+			wantField: "spec.delivery.author.email", wantMsg: "should match",
+		},
 		"misspelt field": {
 			spec:      validSpec + "  limit: {maxTurns: 5}",
 			wantField: "spec.limit", wantMsg: "unknown field",
@@ -289,6 +317,26 @@ func TestUpdatesAfterCreation(t *testing.T) {
 		s.Spec.Cancel = false
 		expectRejected(t, s, "spec", "cancel cannot be undone")
 	})
+	t.Run("delivery cannot be added, changed or removed", func(t *testing.T) {
+		s := create(t, "delivery-add")
+		s.Spec.Delivery = &v1.DeliverySpec{Push: &v1.PushDelivery{}}
+		expectRejected(t, s, "spec", "delivery is immutable")
+
+		obj := fromYAML(t, ns, strings.Replace(sessionHeader, "name: bad", "name: delivery-set", 1)+validSpec+
+			"  delivery: {pullRequest: {base: main}}")
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		set := &v1.AgentSession{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), set); err != nil {
+			t.Fatal(err)
+		}
+		changed := set.DeepCopy()
+		changed.Spec.Delivery.PullRequest.Base = "release"
+		expectRejected(t, changed, "spec.delivery", "delivery is immutable")
+		set.Spec.Delivery = nil
+		expectRejected(t, set, "spec", "delivery is immutable")
+	})
 	t.Run("ttl can change", func(t *testing.T) {
 		s := create(t, "ttl-change")
 		s.Spec.TTLSecondsAfterFinished = ptr.To[int32](60)
@@ -380,6 +428,22 @@ func TestInvalidPoliciesRejected(t *testing.T) {
 			spec:      "  agentResources: {max: {memory: lots}}",
 			wantField: "spec.agentResources.max.memory", wantMsg: "",
 		},
+		"notification target with both webhook and slack": {
+			spec:      "  notifications: [{name: team, webhook: {url: 'https://hooks.example.com/x'}, slack: {webhookURLSecretRef: {name: s, key: url}}}]",
+			wantField: "spec.notifications[0]", wantMsg: "exactly one of webhook or slack",
+		},
+		"notification webhook with credentials in the url": {
+			spec:      "  notifications: [{name: team, webhook: {url: 'https://u:p@hooks.example.com/x'}}]",
+			wantField: "spec.notifications[0].webhook.url", wantMsg: "without credentials",
+		},
+		"notification for an unknown event": {
+			spec:      "  notifications: [{name: team, events: [Started], webhook: {url: 'https://hooks.example.com/x'}}]",
+			wantField: "spec.notifications[0].events[0]", wantMsg: `Unsupported value: "Started"`,
+		},
+		"slack target without a key": {
+			spec:      "  notifications: [{name: team, slack: {webhookURLSecretRef: {name: s}}}]",
+			wantField: "spec.notifications[0].slack.webhookURLSecretRef.key", wantMsg: "Required value",
+		},
 		"volume size that is not a quantity": {
 			spec:      "  volumeSizeLimits: {workspace: huge}",
 			wantField: "spec.volumeSizeLimits.workspace", wantMsg: "",
@@ -418,5 +482,67 @@ func TestInvalidPoliciesRejected(t *testing.T) {
 	}
 	if got.Spec.AllowedTolerations[1].Operator != "Equal" {
 		t.Errorf("operator default = %q, want Equal", got.Spec.AllowedTolerations[1].Operator)
+	}
+}
+
+// TestInvalidGitProvidersRejected checks the GitProvider rules a platform admin could trip on.
+func TestInvalidGitProvidersRejected(t *testing.T) {
+	ctx := testContext(t)
+	cases := map[string]struct {
+		spec      string
+		wantField string
+		wantMsg   string
+	}{
+		"plain http without allowPlainHTTP": {
+			spec:      "  type: Gitea\n  url: http://gitea.example.com\n  secretRef: {name: s}",
+			wantField: "spec", wantMsg: "url must be https:// unless allowPlainHTTP is true",
+		},
+		"url with a path": {
+			spec:      "  type: GitHub\n  url: https://github.com/acme\n  secretRef: {name: s}",
+			wantField: "spec.url", wantMsg: "without credentials or path",
+		},
+		"url with credentials": {
+			spec:      "  type: Git\n  url: https://bob:pw@git.example.com\n  secretRef: {name: s}",
+			wantField: "spec.url", wantMsg: "without credentials or path",
+		},
+		"github app on a Gitea provider": {
+			spec:      "  type: Gitea\n  url: https://gitea.example.com\n  secretRef: {name: s}\n  githubApp: {appID: 1}",
+			wantField: "spec", wantMsg: "githubApp is only for type GitHub",
+		},
+		"unknown type": {
+			spec:      "  type: Bitbucket\n  url: https://bitbucket.org\n  secretRef: {name: s}",
+			wantField: "spec.type", wantMsg: `Unsupported value: "Bitbucket"`,
+		},
+		"no secret": {
+			spec:      "  type: GitHub\n  url: https://github.com",
+			wantField: "spec.secretRef", wantMsg: "Required value",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			obj := fromYAML(t, "", "apiVersion: agentry.dev/v1alpha1\nkind: GitProvider\nmetadata:\n  name: bad\nspec:\n"+tc.spec)
+			obj.SetName("bad-" + strings.ToLower(strings.ReplaceAll(name, " ", "-")))
+			err := env.Client.Create(ctx, obj, client.FieldValidation("Strict"))
+			if err == nil {
+				t.Fatalf("apiserver accepted an invalid GitProvider:\n%s", tc.spec)
+			}
+			if !strings.Contains(err.Error(), tc.wantField) || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("error does not name the field %q with %q:\n%v", tc.wantField, tc.wantMsg, err)
+			}
+			list := &v1.GitProviderList{}
+			if err := env.Client.List(ctx, list); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range list.Items {
+				if p.Name == obj.GetName() {
+					t.Fatalf("the invalid GitProvider was stored")
+				}
+			}
+		})
+	}
+	good := fromYAML(t, "", "apiVersion: agentry.dev/v1alpha1\nkind: GitProvider\nmetadata:\n  name: dev-gitea\nspec:\n"+
+		"  type: Gitea\n  url: http://gitea.agentry.test:3000\n  allowPlainHTTP: true\n  secretRef: {name: gitea-token}")
+	if err := env.Client.Create(ctx, good, client.FieldValidation("Strict")); err != nil {
+		t.Fatalf("a valid GitProvider was refused: %v", err)
 	}
 }
