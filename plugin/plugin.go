@@ -1,6 +1,7 @@
 // Package plugin is the kubectl plugin `kubectl agentry`: the day-to-day verbs on
 // AgentSessions that would otherwise be hand-written patches — see the pending approvals,
-// approve or deny one, cancel a session.
+// approve or deny one, cancel a session — and `run`, which creates a session and waits for
+// its outcome, the one step a CI job needs.
 package plugin
 
 import (
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,14 +33,14 @@ func New(out io.Writer) *cobra.Command {
 	var kubeconfig string
 	root := &cobra.Command{
 		Use:           "kubectl-agentry",
-		Short:         "Work with Agentry sessions: pending approvals, decisions, cancel",
+		Short:         "Work with Agentry sessions: run one, pending approvals, decisions, cancel",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", "", "path to the kubeconfig file")
 	root.PersistentFlags().StringVarP(&overrides.Context.Namespace, "namespace", "n", "", "namespace of the session")
 	root.PersistentFlags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context")
-	connect := func() (client.Client, string, error) {
+	config := func() (*rest.Config, string, error) {
 		if kubeconfig != "" {
 			loading.ExplicitPath = kubeconfig
 		}
@@ -47,21 +50,34 @@ func New(out io.Writer) *cobra.Command {
 			return nil, "", err
 		}
 		ns, _, err := cc.Namespace()
+		return cfg, ns, err
+	}
+	connect := func() (client.Client, string, error) {
+		cfg, ns, err := config()
 		if err != nil {
 			return nil, "", err
 		}
-		scheme := runtime.NewScheme()
-		if err := v1.AddToScheme(scheme); err != nil {
-			return nil, "", err
-		}
-		if err := authenticationv1.AddToScheme(scheme); err != nil {
+		scheme, err := pluginScheme()
+		if err != nil {
 			return nil, "", err
 		}
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
 		return c, ns, err
 	}
-	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect))
+	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect),
+		runCommand(out, config))
 	return root
+}
+
+func pluginScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := authenticationv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return scheme, nil
 }
 
 type connectFunc func() (client.Client, string, error)
@@ -223,10 +239,20 @@ func cancelCommand(out io.Writer, connect connectFunc) *cobra.Command {
 	}
 }
 
-// Run executes the plugin with args and returns the error to print.
+// Run executes the plugin with args and returns the error to print (exit status 1). A
+// command that ends with another exit status (`run`: see ExitCodes) exits the process
+// itself, after printing its error: callers that can pass the status on use Main.
 func Run(ctx context.Context, out io.Writer, args []string) error {
 	root := New(out)
 	root.SetArgs(args)
 	root.SetOut(out)
-	return root.ExecuteContext(ctx)
+	code, err := exitCode(root.ExecuteContext(ctx))
+	if code == ExitSucceeded || code == ExitError {
+		return err
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+	}
+	os.Exit(code)
+	return nil
 }
