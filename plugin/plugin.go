@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -239,20 +238,11 @@ func cancelCommand(out io.Writer, connect connectFunc) *cobra.Command {
 	}
 }
 
-// Run executes the plugin with args and returns the error to print (exit status 1). A
-// command that ends with another exit status (`run`: see ExitCodes) exits the process
-// itself, after printing its error: callers that can pass the status on use Main.
+// Run executes the plugin with args and returns its error; the exit status a command asks
+// for (`run`: see ExitCodes) is Main's to give.
 func Run(ctx context.Context, out io.Writer, args []string) error {
 	root := New(out)
 	root.SetArgs(args)
 	root.SetOut(out)
-	code, err := exitCode(root.ExecuteContext(ctx))
-	if code == ExitSucceeded || code == ExitError {
-		return err
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-	}
-	os.Exit(code)
-	return nil
+	return root.ExecuteContext(ctx)
 }

@@ -1,17 +1,14 @@
-// Command kubectl-agentry is the `kubectl agentry` plugin: put it on the PATH.
+// Command kubectl-agentry is the `kubectl agentry` plugin: put it on the PATH. Its exit code
+// is the contract documented in docs/ci.md (plugin.Main).
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/agentry-dev/agentry/plugin"
 )
 
 func main() {
-	if err := plugin.Run(context.Background(), os.Stdout, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
-	}
+	os.Exit(plugin.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
