@@ -334,7 +334,26 @@ func (s *Server) CreateRepo(ctx context.Context, owner, name string, files map[s
 			return "", err
 		}
 	}
-	return cloneURL, nil
+	// Gitea takes in a push in the background; until then the repository counts as empty
+	// and its pull request API answers 404.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var repo struct {
+			Empty bool `json:"empty"`
+		}
+		if err := s.API(ctx, http.MethodGet, "/api/v1/repos/"+url.PathEscape(owner)+"/"+url.PathEscape(name), nil, &repo); err != nil {
+			return "", err
+		}
+		if !repo.Empty {
+			return cloneURL, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("repository %s/%s still empty after the push: %w", owner, name, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // Git runs git in dir as the admin user: its token travels in an http.extraHeader given on
