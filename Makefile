@@ -27,6 +27,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout=20m
 
 export KUBEBUILDER_ASSETS
 export AGENTRY_VERSITYGW = $(VERSITYGW)
+export AGENTRY_GITEA = $(LOCALBIN)/gitea
 export AGENTRY_HELM = $(HELM)
 
 SHELL = /usr/bin/env bash -o pipefail
@@ -44,7 +45,7 @@ help: ## Display this help.
 ##@ Set-up
 
 .PHONY: setup
-setup: controller-gen helm envtest-assets versitygw build ## Build everything the tests and a local run need (cached under bin/).
+setup: controller-gen helm envtest-assets versitygw gitea build ## Build everything the tests and a local run need (cached under bin/).
 	@echo "Set-up complete: control plane in $(KUBEBUILDER_ASSETS), S3 server $(VERSITYGW), binaries in $(LOCALBIN)."
 
 .PHONY: envtest-assets
@@ -54,6 +55,10 @@ envtest-assets: ## Build kube-apiserver and etcd from source for envtest (cached
 .PHONY: versitygw
 versitygw: ## Build the versitygw S3 server (cached).
 	VERSITYGW_VERSION=$(VERSITYGW_VERSION) hack/build-versitygw.sh
+
+.PHONY: gitea
+gitea: ## Build the Gitea forge (delivery tests, the dev cluster's pull requests) (cached).
+	hack/build-gitea.sh
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into bin/.
@@ -108,7 +113,7 @@ verify: manifests generate ## Fail if generated files are stale.
 	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: test
-test: manifests generate vet lint envtest-assets versitygw helm ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
+test: manifests generate vet lint envtest-assets versitygw helm gitea ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
 	go test $(GO_TEST_FLAGS) ./...
 	@if [ -f "$(DEV_KUBECONFIG)" ]; then $(MAKE) --no-print-directory test-e2e; \
 	else echo "make test: no dev cluster ($(DEV_KUBECONFIG) absent): the end-to-end suite did not run; 'make dev' brings the cluster up"; fi

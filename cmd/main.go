@@ -141,6 +141,12 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	if err := (&controllers.GitProviderReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), OperatorNamespace: gw.OperatorNamespace,
+	}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Unable to set up controller", "controller", "GitProvider")
+		os.Exit(1)
+	}
 	if err := (&controllers.AgentPolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Unable to set up controller", "controller", "AgentPolicyStatus")
 		os.Exit(1)
@@ -166,6 +172,11 @@ func main() {
 		}
 		must(mgr.Add(srv)) // every replica: NeedLeaderElection is false
 		must((&gateway.Archiver{Gateway: srv}).SetupWithManager(mgr))
+		// Delivery reads the patch the gateway archived, so it needs the gateway's store.
+		must((&controllers.DeliveryReconciler{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Artifacts: srv,
+			Recorder: mgr.GetEventRecorderFor("agentry-delivery"), OperatorNamespace: gw.OperatorNamespace,
+		}).SetupWithManager(mgr))
 	}
 	must(controllers.RegisterPhaseMetrics(metrics.Registry, mgr.GetCache()))
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))

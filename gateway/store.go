@@ -232,3 +232,29 @@ func objectRef(uri string, b []byte) *contract.Object {
 	sum := sha256.Sum256(b)
 	return &contract.Object{URI: uri, SizeBytes: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}
 }
+
+// ReadArtifact returns the archived object at uri (s3://<bucket>/<key>, as in a session's
+// status) when it is in this gateway's bucket and under its prefix, and no larger than max
+// bytes. The delivery controller reads the patch it pushes with it.
+func (s *Server) ReadArtifact(ctx context.Context, uri string, max int64) ([]byte, error) {
+	st := s.store
+	key, ok := strings.CutPrefix(uri, "s3://"+st.bucket+"/")
+	if !ok || (st.prefix != "" && !strings.HasPrefix(key, st.prefix+"/")) || strings.Contains(key, "..") {
+		return nil, fmt.Errorf("%s is not an object Agentry archived", uri)
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	obj, err := st.c.GetObject(ctx, st.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", uri, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(io.LimitReader(obj, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", uri, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", uri, max)
+	}
+	return b, nil
+}

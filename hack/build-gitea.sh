@@ -19,8 +19,27 @@ OUT="${ROOT}/bin/gitea-v${GITEA_VERSION}"
 
 log() { printf '[gitea] %s\n' "$*" >&2; }
 
+# A build without embedded assets reads its translations, templates and static files from
+# STATIC_ROOT_PATH at start (it refuses to start without the translations): they are copied
+# from the module source to ${OUT}-static, so bin/ alone runs it.
+copy_static() {
+  local src=$1
+  rm -rf "${OUT}-static.tmp" && mkdir -p "${OUT}-static.tmp"
+  cp -r "${src}/options" "${src}/templates" "${src}/public" "${OUT}-static.tmp/"
+  chmod -R u+w "${OUT}-static.tmp"
+  rm -rf "${OUT}-static" && mv "${OUT}-static.tmp" "${OUT}-static"
+}
+source_dir() {
+  (cd "$1" && GOFLAGS=-mod=mod go mod download -json "code.gitea.io/gitea@v${GITEA_VERSION}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+}
+
 if [[ -x "${OUT}" ]]; then
   log "gitea v${GITEA_VERSION} already built"
+  if [[ ! -d "${OUT}-static/options/locale" ]]; then
+    tmp="$(mktemp -d)"
+    copy_static "$(source_dir "${tmp}")"
+    rm -rf "${tmp}"
+  fi
 else
   log "building gitea v${GITEA_VERSION} from source (about 8 minutes cold on 2 cores)"
   mkdir -p "${ROOT}/bin"
@@ -38,8 +57,9 @@ else
       -replace=gitea.dev/actions-proto-go=code.gitea.io/actions-proto-go@v0.6.0
   )
   (cd "${tmp}/src" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
-    -ldflags="-s -w -X code.gitea.io/gitea/modules/setting.AppVer=${GITEA_VERSION}" \
+    -ldflags="-s -w -X gitea.dev/modules/setting.AppVer=${GITEA_VERSION}" \
     -o "${tmp}/gitea" .)
+  copy_static "${tmp}/src"
   mv "${tmp}/gitea" "${OUT}"
   log "built ${OUT}"
 fi

@@ -34,7 +34,7 @@ stop() {
 }
 
 # The servers `make dev` and the e2e suite add on the bridge go first.
-for extra in gitserve scriptedllm versitygw; do stop "${extra}"; done
+for extra in gitea gitserve scriptedllm versitygw; do stop "${extra}"; done
 # The NetworkPolicy engine (kube-router) leaves its iptables chains and ipsets when it stops, and
 # its own --cleanup-config crashes here (in the IPVS part) after leaving them; remove them here.
 stop kube-router

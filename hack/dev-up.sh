@@ -5,6 +5,7 @@
 #   S3      versitygw           http://s3.agentry.test:17070  (bucket agentry)
 #   model   scriptedllm         http://model.agentry.test:18089/v1  (ModelProvider "default")
 #   git     hack/gitserve       http://git.agentry.test:18088/sample.git
+#   forge   Gitea (bin/gitea)   http://gitea.agentry.test:13000/agentry-dev/sample  (GitProvider "dev-gitea")
 # then runs the sample session dev/hello: applies it, follows it to the end and prints its
 # summary, diff and transcript location. Idempotent; `make dev-down` removes it all.
 #
@@ -19,10 +20,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
 T0=$(date +%s)
 
-S3_PORT=17070 GIT_PORT=18088 LLM_PORT=18089
+S3_PORT=17070 GIT_PORT=18088 LLM_PORT=18089 GITEA_PORT=13000
 S3_ACCESS=agentry-dev S3_SECRET=agentry-dev-secret
 # The names pods use for the servers below (CoreDNS answers 10.203.0.1); this host uses the address.
-S3_HOST=s3.agentry.test GIT_HOST=git.agentry.test MODEL_HOST=model.agentry.test
+S3_HOST=s3.agentry.test GIT_HOST=git.agentry.test MODEL_HOST=model.agentry.test GITEA_HOST=gitea.agentry.test
 DEV_KEY_NEW="sk-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DEV="${CLUSTER_DIR}/dev"
 HELM="${HELM:-$(ls "${REPO_ROOT}"/bin/tools/helm-v* 2>/dev/null | tail -1)}"
@@ -39,6 +40,7 @@ start() {
 
 "${REPO_ROOT}/hack/cluster-up.sh"
 "${REPO_ROOT}/hack/build-versitygw.sh" >/dev/null
+"${REPO_ROOT}/hack/build-gitea.sh" 2>/dev/null
 manager_image() { grep -qx docker.io/agentry/manager:dev <<<"$("${CTR[@]}" images ls -q 2>/dev/null)" && "${CTR[@]}" images ls name==docker.io/agentry/manager:dev | awk 'NR==2 {print $3}'; }
 before=$(manager_image || true)
 "${REPO_ROOT}/hack/images.sh" runner manager e2e-tools
@@ -64,6 +66,73 @@ if [[ ! -d "${DEV}/git/sample.git" ]]; then
 fi
 start gitserve "${REPO_ROOT}/bin/tools/gitserve" --listen "${HOST_IP}:${GIT_PORT}" --root "${DEV}/git"
 
+# A forge for spec.delivery: Gitea (SQLite under bin/.. dev dir), user agentry-dev with an
+# access token, the repository agentry-dev/sample (the same content), and a GitProvider.
+GITEA_DIR="${DEV}/gitea" GITEA_URL="http://${HOST_IP}:${GITEA_PORT}"
+mkdir -p "${GITEA_DIR}/custom/conf"
+if [[ ! -f "${GITEA_DIR}/custom/conf/app.ini" ]]; then
+  cat >"${GITEA_DIR}/custom/conf/app.ini" <<INI
+APP_NAME = Agentry dev forge
+RUN_MODE = prod
+RUN_USER = $(id -un)
+I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
+[server]
+HTTP_ADDR = ${HOST_IP}
+HTTP_PORT = ${GITEA_PORT}
+ROOT_URL = http://${GITEA_HOST}:${GITEA_PORT}/
+DISABLE_SSH = true
+START_SSH_SERVER = false
+LFS_START_SERVER = false
+OFFLINE_MODE = true
+APP_DATA_PATH = ${GITEA_DIR}/data
+STATIC_ROOT_PATH = $(readlink -f "${REPO_ROOT}/bin/gitea")-static
+[database]
+DB_TYPE = sqlite3
+PATH = ${GITEA_DIR}/data/gitea.db
+[repository]
+ROOT = ${GITEA_DIR}/repositories
+[security]
+INSTALL_LOCK = true
+SECRET_KEY = $(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+INTERNAL_TOKEN = $(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
+[service]
+DISABLE_REGISTRATION = true
+[log]
+MODE = file
+ROOT_PATH = ${GITEA_DIR}/log
+[indexer]
+ISSUE_INDEXER_TYPE = db
+REPO_INDEXER_ENABLED = false
+[cron]
+ENABLED = false
+[cron.update_checker]
+ENABLED = false
+[mailer]
+ENABLED = false
+INI
+fi
+gitea() { GITEA_WORK_DIR="${GITEA_DIR}" HOME="${GITEA_DIR}" "${REPO_ROOT}/bin/gitea" --config "${GITEA_DIR}/custom/conf/app.ini" --work-path "${GITEA_DIR}" "$@"; }
+if [[ ! -s "${GITEA_DIR}/token" ]]; then
+  gitea migrate >/dev/null
+  gitea admin user create --username agentry-dev --password "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+    --email agentry-dev@agentry.test --admin --must-change-password=false >/dev/null
+  gitea admin user generate-access-token --username agentry-dev --token-name "dev-$(date +%s)" --scopes all --raw >"${GITEA_DIR}/token"
+fi
+GITEA_TOKEN=$(cat "${GITEA_DIR}/token")
+start gitea env GITEA_WORK_DIR="${GITEA_DIR}" HOME="${GITEA_DIR}" "${REPO_ROOT}/bin/gitea" web \
+  --config "${GITEA_DIR}/custom/conf/app.ini" --work-path "${GITEA_DIR}"
+for i in $(seq 1 120); do
+  [[ "$(curl -s -o /dev/null -w '%{http_code}' "${GITEA_URL}/api/healthz")" == 200 ]] && break
+  [[ ${i} == 120 ]] && { log "gitea did not answer on ${GITEA_URL} within 60s"; tail -20 "${LOGS}/gitea.log" >&2; exit 1; }
+  sleep 0.5
+done
+if [[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: token ${GITEA_TOKEN}" "${GITEA_URL}/api/v1/repos/agentry-dev/sample")" != 200 ]]; then
+  curl -sf -o /dev/null -H "Authorization: token ${GITEA_TOKEN}" -H 'Content-Type: application/json' \
+    -d '{"name":"sample","default_branch":"main","private":false}' "${GITEA_URL}/api/v1/user/repos"
+  git -C "${DEV}/git/sample.git" -c "http.extraHeader=Authorization: token ${GITEA_TOKEN}" \
+    push -q "${GITEA_URL}/agentry-dev/sample.git" main
+fi
+
 # The operator, its S3 credentials and the default ModelProvider.
 # CRDs first, as the chart's README says to on every upgrade (helm never upgrades crds/).
 kc apply --server-side --force-conflicts -f "${REPO_ROOT}/charts/agentry/crds/" >/dev/null
@@ -73,6 +142,8 @@ kc -n agentry-system create secret generic agentry-s3 --from-literal=endpoint="$
   --from-literal=accessKey="${S3_ACCESS}" --from-literal=secretKey="${S3_SECRET}" --dry-run=client -o yaml | kc apply -f - >/dev/null
 [[ -f "${DEV}/provider-key" ]] || echo -n "${DEV_KEY_NEW}" >"${DEV}/provider-key"
 PROVIDER_KEY=$(cat "${DEV}/provider-key")
+kc -n agentry-system create secret generic dev-gitea --from-file=token="${GITEA_DIR}/token" --dry-run=client -o yaml \
+  | kc apply --server-side --force-conflicts -f - >/dev/null
 kc -n agentry-system create secret generic scripted-llm-key --from-literal=apiKey="${PROVIDER_KEY}" --dry-run=client -o yaml | kc apply -f - >/dev/null
 # The chart, as a platform team installs it (hack/dev-values.yaml); --take-ownership adopts
 # objects an older `make dev` applied with kustomize.
@@ -100,6 +171,16 @@ spec:
   apiKeySecretRef: {name: ${KEY_SECRET}, key: apiKey}
   ${MODELS}
   defaultModel: ${MODEL}
+YAML
+kc apply -f - >/dev/null <<YAML
+apiVersion: agentry.dev/v1alpha1
+kind: GitProvider
+metadata: {name: dev-gitea}
+spec:
+  type: Gitea
+  url: http://${GITEA_HOST}:${GITEA_PORT}
+  allowPlainHTTP: true # the dev forge only
+  secretRef: {name: dev-gitea}
 YAML
 if [[ -n "${before}" && "${before}" != "${after}" ]] && kc -n agentry-system get deployment agentry-manager >/dev/null 2>&1; then
   kc -n agentry-system rollout restart deployment/agentry-manager >/dev/null # the same tag, a new image
@@ -175,6 +256,7 @@ Route: runner -> ${ROUTE} ($( [[ ${ROUTE} == gateway ]] && echo "agentry-gateway
 Model: ${MODEL} at ${MODEL_URL} ($( [[ ${MODEL} == scripted && -z "${OPENAI_API_KEY:-}" ]] && echo "${DEV}/llm-script.json, " )key in Secret agentry-system/${KEY_SECRET})
 S3:    http://${S3_HOST}:${S3_PORT} (from this host http://${HOST_IP}:${S3_PORT}) bucket agentry (access ${S3_ACCESS} / ${S3_SECRET}), files under ${DEV}/s3
 Git:   http://${GIT_HOST}:${GIT_PORT}/sample.git (from this host http://${HOST_IP}:${GIT_PORT}/sample.git)
+Gitea: http://${GITEA_HOST}:${GITEA_PORT}/agentry-dev/sample (from this host ${GITEA_URL}; token in ${GITEA_DIR}/token; GitProvider dev-gitea)
 Logs:  ${LOGS}/
 Stop:  make dev-down
 MSG

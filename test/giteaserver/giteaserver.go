@@ -175,6 +175,10 @@ func staticRoot(ctx context.Context, binary string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// hack/build-gitea.sh copies them beside the binary, so bin/ alone is enough.
+	if _, err := os.Stat(filepath.Join(target+"-static", "options", "locale")); err == nil {
+		return target + "-static", nil
+	}
 	m := regexp.MustCompile(`^gitea-(v[0-9][^/]*)$`).FindStringSubmatch(filepath.Base(target))
 	if m == nil {
 		return "", fmt.Errorf("cannot tell the Gitea version of %s (want a file named gitea-vX.Y.Z): set AGENTRY_GITEA_STATIC to its source tree", target)
