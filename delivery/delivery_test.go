@@ -243,6 +243,8 @@ func TestDeliverRefusesWhatItMustNot(t *testing.T) {
 		"hook in .git":     "diff --git a/.git/hooks/pre-commit b/.git/hooks/pre-commit\nnew file mode 100755\n--- /dev/null\n+++ b/.git/hooks/pre-commit\n@@ -0,0 +1 @@\n+touch /tmp/pwned\n",
 		".GIT spelling":    "diff --git a/.GIT/config b/.GIT/config\nnew file mode 100644\n--- /dev/null\n+++ b/.GIT/config\n@@ -0,0 +1 @@\n+[core]\n",
 		"nested .git":      "diff --git a/sub/.git./config b/sub/.git./config\nnew file mode 100644\n--- /dev/null\n+++ b/sub/.git./config\n@@ -0,0 +1 @@\n+x\n",
+		"NTFS stream":      "diff --git a/.git::$INDEX_ALLOCATION/config b/.git::$INDEX_ALLOCATION/config\nnew file mode 100644\n--- /dev/null\n+++ b/.git::$INDEX_ALLOCATION/config\n@@ -0,0 +1 @@\n+x\n",
+		"HFS ignorable":    "diff --git a/.g\u200cit/config b/.g\u200cit/config\nnew file mode 100644\n--- /dev/null\n+++ b/.g\u200cit/config\n@@ -0,0 +1 @@\n+x\n",
 		"dot-dot":          "diff --git a/../escape b/../escape\nnew file mode 100644\n--- /dev/null\n+++ b/../escape\n@@ -0,0 +1 @@\n+x\n",
 		"absolute path":    "diff --git a//etc/passwd b//etc/passwd\nnew file mode 100644\n--- /dev/null\n+++ b//etc/passwd\n@@ -0,0 +1 @@\n+x\n",
 		"submodule":        "diff --git a/sub b/sub\nnew file mode 160000\n--- /dev/null\n+++ b/sub\n@@ -0,0 +1 @@\n+Subproject commit 0000000000000000000000000000000000000000\n",

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/agentry-dev/agentry/runner/workspace"
 )
 
 // FileChange is one file's change in a patch.
@@ -317,9 +319,9 @@ func CheckPath(p string) error {
 		case "", ".", "..":
 			return fmt.Errorf("path %q has an empty, . or .. segment", p)
 		}
-		// git (fsck, checkout) treats .git with any case and trailing dots or spaces as
-		// the repository directory on some filesystems.
-		if strings.EqualFold(strings.TrimRight(seg, ". "), ".git") || strings.EqualFold(seg, "git~1") {
+		// Every spelling git's own path checks (core.protectNTFS, core.protectHFS) take for
+		// .git: the same rule the runner's file tools apply.
+		if workspace.IsGitName(seg) {
 			return fmt.Errorf("path %q names a .git directory", p)
 		}
 	}

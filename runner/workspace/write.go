@@ -19,7 +19,7 @@ import (
 // resolves to, so it holds whatever spelling or symlinks lead there:
 //   - no component of p, nor of the resolved path, may be a name some file
 //     system takes for ".git" (".git", ".GIT", ".git.", "git~1", ...; see
-//     isGitName), which also covers a nested repository's sub/.git and a
+//     IsGitName), which also covers a nested repository's sub/.git and a
 //     .git that is a file;
 //   - the resolved path may not lie in the directory the workspace's .git
 //     links to or names in a "gitdir:" line (nor in its "commondir");
@@ -100,7 +100,7 @@ func gitRefusal(rel, target, what string) error {
 	}
 	if what == "." {
 		alias = " (the workspace itself is this repository's git directory)"
-	} else if what != ".git" && isGitName(what) {
+	} else if what != ".git" && IsGitName(what) {
 		alias = fmt.Sprintf(" (%s counts as .git: some file systems treat it as the same name)", display(what))
 	} else if what != ".git" {
 		alias = fmt.Sprintf(" (%s is this repository's git directory)", display(what))
@@ -110,24 +110,24 @@ func gitRefusal(rel, target, what string) error {
 }
 
 // gitComponent returns the first component of the slash-separated path p
-// that isGitName accepts, or "".
+// that IsGitName accepts, or "".
 func gitComponent(p string) string {
 	for c := range strings.SplitSeq(p, "/") {
-		if isGitName(c) {
+		if IsGitName(c) {
 			return c
 		}
 	}
 	return ""
 }
 
-// isGitName reports whether a path component is ".git" or a name some file
+// IsGitName reports whether a path component is ".git" or a name some file
 // system or checkout may take for it, following git's own verify_path rules
 // (core.protectNTFS, core.protectHFS): any case (".GIT"), trailing dots or
 // spaces (".git." on Windows), an NTFS stream suffix (".git::$INDEX_ALLOCATION"),
 // the 8.3 short name "git~1", and characters HFS+ ignores (".g\u200cit").
 // On the Linux file systems the runner uses these are different names, but a
 // project never needs them and they are only ever an attempt at .git.
-func isGitName(c string) bool {
+func IsGitName(c string) bool {
 	if len(c) < 4 {
 		return false
 	}

@@ -53,7 +53,7 @@ func (r *Root) writeAt(rel, target string, guard gitGuard, data []byte) error {
 		if c == "" {
 			continue
 		}
-		if isGitName(c) {
+		if IsGitName(c) {
 			return gitRefusal(rel, target, c)
 		}
 		if err := unix.Mkdirat(fd, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
