@@ -219,7 +219,7 @@ func (r *DeliveryReconciler) deliver(ctx context.Context, s *v1.AgentSession) de
 	var repo forge.Repo
 	var auth transport.AuthMethod
 	if p.Spec.Type == v1.GitProviderGit {
-		user, pass := string(sec.Data["username"]), string(sec.Data["password"])
+		user, pass := secretString(sec, "username"), secretString(sec, "password")
 		if pass == "" {
 			return failed(v1.ReasonGitProviderNotFound, "Secret %s/%s of GitProvider %s has no password key", r.OperatorNamespace, sec.Name, p.Name)
 		}

@@ -232,7 +232,7 @@ func clip(s string, n int) string {
 func ForgeFor(p *v1.GitProvider, sec *corev1.Secret) (forge.Forge, error) {
 	switch p.Spec.Type {
 	case v1.GitProviderGitHub:
-		cfg := forge.GitHubConfig{APIURL: githubAPIURL(p), Token: string(sec.Data["token"])}
+		cfg := forge.GitHubConfig{APIURL: githubAPIURL(p), Token: secretString(sec, "token")}
 		if app := p.Spec.GitHubApp; app != nil {
 			cfg.Token = ""
 			cfg.AppID, cfg.InstallationID, cfg.PrivateKeyPEM = app.AppID, app.InstallationID, sec.Data["private-key.pem"]
@@ -244,10 +244,10 @@ func ForgeFor(p *v1.GitProvider, sec *corev1.Secret) (forge.Forge, error) {
 		}
 		return forge.NewGitHub(cfg)
 	case v1.GitProviderGitea:
-		if len(sec.Data["token"]) == 0 {
+		if secretString(sec, "token") == "" {
 			return nil, fmt.Errorf("its Secret %s has no token key", sec.Name)
 		}
-		return forge.NewGitea(forge.GiteaConfig{URL: strings.TrimSuffix(p.Spec.URL, "/"), Token: string(sec.Data["token"])})
+		return forge.NewGitea(forge.GiteaConfig{URL: strings.TrimSuffix(p.Spec.URL, "/"), Token: secretString(sec, "token")})
 	}
 	return nil, fmt.Errorf("type %s opens no pull requests", p.Spec.Type)
 }
@@ -260,4 +260,10 @@ func githubAPIURL(p *v1.GitProvider) string {
 		return u + "/api/v3/"
 	}
 	return ""
+}
+
+// secretString is a Secret's value without the surrounding whitespace a file-made Secret
+// often carries (a token with a trailing newline is not a valid header value).
+func secretString(sec *corev1.Secret, key string) string {
+	return strings.TrimSpace(string(sec.Data[key]))
 }

@@ -113,10 +113,12 @@ INI
 fi
 gitea() { GITEA_WORK_DIR="${GITEA_DIR}" HOME="${GITEA_DIR}" "${REPO_ROOT}/bin/gitea" --config "${GITEA_DIR}/custom/conf/app.ini" --work-path "${GITEA_DIR}" "$@"; }
 if [[ ! -s "${GITEA_DIR}/token" ]]; then
-  gitea migrate >/dev/null
-  gitea admin user create --username agentry-dev --password "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-    --email agentry-dev@agentry.test --admin --must-change-password=false >/dev/null
-  gitea admin user generate-access-token --username agentry-dev --token-name "dev-$(date +%s)" --scopes all --raw >"${GITEA_DIR}/token"
+  { gitea migrate
+    gitea admin user create --username agentry-dev --password "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+      --email agentry-dev@agentry.test --admin --must-change-password=false
+  } >>"${LOGS}/gitea-setup.log" 2>&1 || { log "setting up gitea failed:"; tail -20 "${LOGS}/gitea-setup.log" >&2; exit 1; }
+  gitea admin user generate-access-token --username agentry-dev --token-name "dev-$(date +%s)" --scopes all --raw \
+    2>>"${LOGS}/gitea-setup.log" | tr -d '\n' >"${GITEA_DIR}/token"
 fi
 GITEA_TOKEN=$(cat "${GITEA_DIR}/token")
 start gitea env GITEA_WORK_DIR="${GITEA_DIR}" HOME="${GITEA_DIR}" "${REPO_ROOT}/bin/gitea" web \

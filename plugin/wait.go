@@ -400,7 +400,9 @@ func deliveryLine(s *v1.AgentSession) string {
 		parts = append(parts, "none: the session did not succeed")
 	default:
 		st := c.Reason
-		if c.Message != "" {
+		// A delivered session's message repeats the branch and pull request listed next.
+		delivered := c.Status == metav1.ConditionTrue && s.Status.Delivery != nil && s.Status.Delivery.Branch != ""
+		if c.Message != "" && !delivered {
 			st += ": " + display.Escape(c.Message)
 		}
 		parts = append(parts, st)
@@ -411,8 +413,8 @@ func deliveryLine(s *v1.AgentSession) string {
 		}
 		if d.Branch != "" {
 			b := "branch " + display.Escape(d.Branch)
-			if d.CommitSHA != "" {
-				b += " at " + display.Escape(d.CommitSHA)
+			if sha := d.CommitSHA; sha != "" {
+				b += " at " + display.Escape(sha[:min(len(sha), 12)])
 			}
 			parts = append(parts, b)
 		}

@@ -64,6 +64,17 @@ func TestDeliveryOpensAPullRequestOnGitea(t *testing.T) {
 	t.Cleanup(func() { gitea(t, "DELETE", "/repos/agentry-dev/"+repo, "") })
 	gitea(t, "POST", "/repos/agentry-dev/"+repo+"/labels", `{"name":"agentry","color":"#00aabb"}`)
 
+	// Delivery is off in a namespace until an AgentPolicy allows it.
+	if _, err := kubectlIn(manifest(`
+apiVersion: agentry.dev/v1alpha1
+kind: AgentPolicy
+metadata: {name: delivery, namespace: %s}
+spec:
+  delivery: {allowedGitProviders: [dev-gitea], allowedRepositories: ["gitea.agentry.test:13000/agentry-dev/*"]}`, namespace), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentpolicy", "delivery", "--ignore-not-found") }) //nolint:errcheck
+
 	name := "deliver-pr"
 	m := manifest(`
 apiVersion: agentry.dev/v1alpha1
@@ -125,10 +136,10 @@ spec:
 		c := meta.FindStatusCondition(getSession(t, name).Status.Conditions, v1.ConditionDelivered)
 		return c != nil && c.Status != metav1.ConditionUnknown
 	})
-	if !podSeen {
-		t.Fatalf("the runner pod was never seen")
-	}
 	s := getSession(t, name)
+	if !podSeen {
+		t.Fatalf("the runner pod was never seen; the session: %s %+v", s.Status.Phase, s.Status.Conditions)
+	}
 	c := meta.FindStatusCondition(s.Status.Conditions, v1.ConditionDelivered)
 	if c.Status != metav1.ConditionTrue || c.Reason != v1.ReasonDelivered {
 		t.Fatalf("Delivered = %s/%s: %s", c.Status, c.Reason, c.Message)
