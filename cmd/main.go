@@ -147,6 +147,13 @@ func main() {
 		setupLog.Error(err, "Unable to set up controller", "controller", "GitProvider")
 		os.Exit(1)
 	}
+	if err := (&controllers.NotificationReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), OperatorNamespace: gw.OperatorNamespace,
+		Recorder: mgr.GetEventRecorderFor("agentry-notify"),
+	}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Unable to set up controller", "controller", "Notification")
+		os.Exit(1)
+	}
 	if err := (&controllers.AgentPolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Unable to set up controller", "controller", "AgentPolicyStatus")
 		os.Exit(1)
