@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -16,6 +17,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -219,11 +223,9 @@ func (r *DeliveryReconciler) deliver(ctx context.Context, s *v1.AgentSession) de
 	var repo forge.Repo
 	var auth transport.AuthMethod
 	if p.Spec.Type == v1.GitProviderGit {
-		user, pass := secretString(sec, "username"), secretString(sec, "password")
-		if pass == "" {
-			return failed(v1.ReasonGitProviderNotFound, "Secret %s/%s of GitProvider %s has no password key", r.OperatorNamespace, sec.Name, p.Name)
+		if auth, err = plainGitAuth(p, sec, s.Spec.Repository.URL); err != nil {
+			return failed(v1.ReasonGitProviderNotFound, "Secret %s/%s of GitProvider %s: %v", r.OperatorNamespace, sec.Name, p.Name, err)
 		}
-		auth = &githttp.BasicAuth{Username: user, Password: pass}
 	} else {
 		if fg, err = newForge(p, sec); err != nil {
 			return failed(v1.ReasonGitProviderNotFound, "GitProvider %s: %v", p.Name, err)
@@ -308,7 +310,11 @@ func deliveryBranch(s *v1.AgentSession) string {
 // pushFailure maps what delivery.Deliver returned to the Delivered condition.
 func pushFailure(err error) deliveryOutcome {
 	var conflict *delivery.ConflictError
+	var hostKey *knownhosts.KeyError
 	switch {
+	case errors.As(err, &hostKey) || strings.Contains(err.Error(), "knownhosts: "):
+		// Someone else answers for the host: never retried, never pushed to.
+		return failed(v1.ReasonAuthFailed, "the host's SSH key is not the one in the GitProvider's known_hosts: %v", err)
 	case errors.Is(err, delivery.ErrNothingToDeliver):
 		return deliveryOutcome{status: metav1.ConditionTrue, reason: v1.ReasonNoChanges, message: "the change is already on the base branch; nothing was pushed"}
 	case errors.As(err, &conflict):
@@ -397,17 +403,88 @@ func (r *DeliveryReconciler) provider(ctx context.Context, s *v1.AgentSession) (
 
 func (o *deliveryOutcome) Error() string { return o.reason + ": " + o.message }
 
-// sameHost reports whether the repository URL is on the provider's scheme, host and port.
+// plainGitAuth is a type Git provider's credential for the repository: basic auth over
+// http(s), a key checked against known_hosts over ssh.
+func plainGitAuth(p *v1.GitProvider, sec *corev1.Secret, repoURL string) (transport.AuthMethod, error) {
+	u, err := parseRepoURL(repoURL)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "ssh" {
+		pass := secretString(sec, "password")
+		if pass == "" {
+			return nil, errors.New("no password key")
+		}
+		return &githttp.BasicAuth{Username: secretString(sec, "username"), Password: pass}, nil
+	}
+	key, hosts := secretString(sec, "ssh-privatekey"), secretString(sec, "known_hosts")
+	if key == "" || hosts == "" {
+		return nil, errors.New("an ssh provider needs the keys ssh-privatekey and known_hosts (the host key is never trusted on first use)")
+	}
+	user := "git"
+	if u.User != nil && u.User.Username() != "" {
+		user = u.User.Username()
+	}
+	auth, err := gitssh.NewPublicKeys(user, []byte(key+"\n"), "")
+	if err != nil {
+		return nil, fmt.Errorf("ssh-privatekey: %w", err)
+	}
+	cb, err := knownHostsCallback([]byte(hosts + "\n"))
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts: %w", err)
+	}
+	auth.HostKeyCallback = cb
+	return auth, nil
+}
+
+// knownHostsCallback checks host keys against known_hosts content (the library reads files).
+func knownHostsCallback(content []byte) (ssh.HostKeyCallback, error) {
+	f, err := os.CreateTemp("", "known_hosts")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(content); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return knownhosts.New(f.Name()) // read now, whole
+}
+
+// parseRepoURL parses a repository URL, scp-like git@host:path as ssh://git@host/path.
+func parseRepoURL(repoURL string) (*url.URL, error) {
+	if !strings.Contains(repoURL, "://") {
+		if at, colon := strings.Index(repoURL, "@"), strings.Index(repoURL, ":"); at > 0 && colon > at {
+			repoURL = "ssh://" + repoURL[:colon] + "/" + repoURL[colon+1:]
+		}
+	}
+	return url.Parse(repoURL)
+}
+
+// sameHost reports whether the repository URL is on the provider's scheme, host and port
+// (ssh's port defaults to 22).
 func sameHost(providerURL, repoURL string) bool {
 	p, err1 := url.Parse(providerURL)
-	u, err2 := url.Parse(repoURL)
-	return err1 == nil && err2 == nil && p.Scheme == u.Scheme && strings.EqualFold(p.Host, u.Host)
+	u, err2 := parseRepoURL(repoURL)
+	if err1 != nil || err2 != nil || p.Scheme != u.Scheme || !strings.EqualFold(p.Hostname(), u.Hostname()) {
+		return false
+	}
+	port := func(x *url.URL) string {
+		if x.Port() == "" && x.Scheme == "ssh" {
+			return "22"
+		}
+		return x.Port()
+	}
+	return port(p) == port(u)
 }
 
 // repositoryPath is host/path of a repository URL without .git, as AgentPolicy's
 // allowedRepositories patterns are written.
 func repositoryPath(repoURL string) string {
-	u, err := url.Parse(repoURL)
+	u, err := parseRepoURL(repoURL)
 	if err != nil {
 		return repoURL
 	}

@@ -493,3 +493,73 @@ func TestDeliveryOpensAPullRequestOnGitea(t *testing.T) {
 		t.Fatalf("a conflicting delivery pushed agentry/late: %s", out)
 	}
 }
+
+// TestDeliveryPushesOverSSH delivers through a type Git provider over SSH: the key in the
+// provider's Secret, the host checked against its known_hosts (a server with another host
+// key is refused, nothing pushed).
+func TestDeliveryPushesOverSSH(t *testing.T) {
+	ctx := testContext(t, 90*time.Second)
+	f := startDelivery(t, ctx)
+	sshSrv := f.git.StartSSH(t)
+	repoURL := "ssh://git@" + sshSrv.Addr + "/app.git"
+
+	provider := func(name string, knownHosts []byte) {
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: operatorNS},
+			Data: map[string][]byte{"ssh-privatekey": sshSrv.ClientKeyPEM, "known_hosts": knownHosts}}
+		if err := env.Client.Create(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+		gp := &v1.GitProvider{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1.GitProviderSpec{Type: v1.GitProviderGit, URL: "ssh://" + sshSrv.Addr, SecretRef: v1.SecretReference{Name: name}}}
+		if err := env.Client.Create(ctx, gp); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), gp) })
+	}
+	provider("ssh-"+f.ns, sshSrv.KnownHosts)
+	impostor := f.git.StartSSH(t) // same port layout, another host key
+	provider("ssh-wrong-host-"+f.ns, []byte(strings.Replace(string(impostor.KnownHosts), impostor.Addr[strings.LastIndex(impostor.Addr, ":")+1:], sshSrv.Addr[strings.LastIndex(sshSrv.Addr, ":")+1:], 1)))
+
+	for _, tc := range []struct {
+		name, provider string
+		wantStatus     metav1.ConditionStatus
+		wantReason     string
+	}{
+		{"over-ssh", "ssh-" + f.ns, metav1.ConditionTrue, v1.ReasonDelivered},
+		{"wrong-host-key", "ssh-wrong-host-" + f.ns, metav1.ConditionFalse, v1.ReasonAuthFailed},
+	} {
+		s := &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: tc.name, Namespace: f.ns},
+			Spec: v1.AgentSessionSpec{Task: "Fix Add.", Repository: v1.RepositorySpec{URL: repoURL, Ref: "main"},
+				Delivery: &v1.DeliverySpec{GitProvider: tc.provider, Push: &v1.PushDelivery{}}}}
+		if err := env.Client.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		pushes := sshSrv.Pushes()
+		f.finish(t, ctx, s, v1.PhaseSucceeded, f.fixPatch(t), nil)
+		var cond metav1.Condition
+		eventually(t, ctx, tc.name+" attempted", func() error {
+			got, err := getSession(ctx, s)
+			if err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionDelivered)
+			if c == nil {
+				return fmt.Errorf("no Delivered condition")
+			}
+			cond = *c
+			return nil
+		})
+		if cond.Status != tc.wantStatus || cond.Reason != tc.wantReason {
+			t.Fatalf("%s: Delivered = %s/%s: %s", tc.name, cond.Status, cond.Reason, cond.Message)
+		}
+		if tc.wantStatus == metav1.ConditionTrue {
+			if heads := gitserver.Git(t, t.TempDir(), "ls-remote", f.repoURL, "refs/heads/agentry/"+tc.name); heads == "" {
+				t.Fatalf("agentry/%s was not pushed", tc.name)
+			}
+		} else if !strings.Contains(cond.Message, "SSH key is not the one in the GitProvider's known_hosts") {
+			t.Fatalf("a host with another key: %q, want the host key refused", cond.Message)
+		} else if sshSrv.Pushes() != pushes {
+			t.Fatalf("pushed to a host whose key does not match")
+		}
+	}
+}

@@ -68,8 +68,10 @@ func gitProviderReady(p *v1.GitProvider, ns string, sec *corev1.Secret) metav1.C
 	switch {
 	case p.Spec.GitHubApp != nil:
 		need = []string{"private-key.pem"}
+	case p.Spec.Type == v1.GitProviderGit && strings.HasPrefix(p.Spec.URL, "ssh://"):
+		need = []string{"ssh-privatekey", "known_hosts"}
 	case p.Spec.Type == v1.GitProviderGit:
-		need = []string{"username", "password"}
+		need = []string{"password"}
 	default:
 		need = []string{"token"}
 	}

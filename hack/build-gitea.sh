@@ -41,7 +41,7 @@ if [[ -x "${OUT}" ]]; then
     rm -rf "${tmp}"
   fi
 else
-  log "building gitea v${GITEA_VERSION} from source (about 8 minutes cold on 2 cores)"
+  log "building gitea v${GITEA_VERSION} from source (about 4 minutes cold on 2 cores)"
   mkdir -p "${ROOT}/bin"
   tmp="$(mktemp -d)"
   trap 'chmod -R u+w "${tmp}" 2>/dev/null; rm -rf "${tmp}"' EXIT

@@ -20,18 +20,20 @@ const (
 
 // GitProviderSpec says how Agentry pushes to and opens pull requests on one git host.
 // +kubebuilder:validation:XValidation:rule="!has(self.githubApp) || self.type == 'GitHub'",message="githubApp is only for type GitHub"
-// +kubebuilder:validation:XValidation:rule="self.url.startsWith('https://') || (has(self.allowPlainHTTP) && self.allowPlainHTTP)",message="url must be https:// unless allowPlainHTTP is true"
+// +kubebuilder:validation:XValidation:rule="!self.url.startsWith('http://') || (has(self.allowPlainHTTP) && self.allowPlainHTTP)",message="url must be https:// unless allowPlainHTTP is true"
+// +kubebuilder:validation:XValidation:rule="!self.url.startsWith('ssh://') || self.type == 'Git'",message="an ssh:// url is only for type Git"
 type GitProviderSpec struct {
 	// type is GitHub, Gitea (also Forgejo) or Git (push only).
 	// +required
 	Type GitProviderType `json:"type"`
 
 	// url is the host's web root, for example https://github.com or
-	// https://gitea.example.com. Sessions whose spec.repository.url is on this host (same
-	// scheme, host and port) may deliver through this provider.
+	// https://gitea.example.com, or for type Git over SSH ssh://git.example.com (port 22
+	// unless given). Sessions whose spec.repository.url is on this host (same scheme, host and
+	// port; an scp-like git@host:path is ssh on port 22) may deliver through this provider.
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/@]+/?$')",message="url must be an http(s) URL of a host, without credentials or path"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh)://[^/@]+/?$')",message="url must be an http(s) or ssh URL of a host, without credentials or path"
 	URL string `json:"url"`
 
 	// apiURL is the REST API root when it is not the default (https://api.github.com for
@@ -43,7 +45,9 @@ type GitProviderSpec struct {
 
 	// secretRef names a Secret in the operator's namespace holding the credential. Keys:
 	// token (GitHub personal or fine-grained token, Gitea access token), or username and
-	// password (type Git), or private-key.pem (the GitHub App's private key, with githubApp).
+	// password (type Git over http(s)), or ssh-privatekey and known_hosts (type Git over ssh;
+	// the host key must be listed, it is never trusted on first use), or private-key.pem (the
+	// GitHub App's private key, with githubApp).
 	// Only the manager reads it; runner pods never see it.
 	// +required
 	SecretRef SecretReference `json:"secretRef"`

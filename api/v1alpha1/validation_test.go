@@ -501,6 +501,10 @@ func TestInvalidGitProvidersRejected(t *testing.T) {
 			spec:      "  type: GitHub\n  url: https://github.com/acme\n  secretRef: {name: s}",
 			wantField: "spec.url", wantMsg: "without credentials or path",
 		},
+		"ssh url on a GitHub provider": {
+			spec:      "  type: GitHub\n  url: ssh://github.com\n  secretRef: {name: s}",
+			wantField: "spec", wantMsg: "an ssh:// url is only for type Git",
+		},
 		"url with credentials": {
 			spec:      "  type: Git\n  url: https://bob:pw@git.example.com\n  secretRef: {name: s}",
 			wantField: "spec.url", wantMsg: "without credentials or path",
