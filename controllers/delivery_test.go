@@ -3,6 +3,8 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/delivery/forge"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/test/giteaserver"
 	"github.com/agentry-dev/agentry/test/gitserver"
@@ -491,6 +494,68 @@ func TestDeliveryOpensAPullRequestOnGitea(t *testing.T) {
 	}
 	if out, _ := forgeSrv.Git(ctx, up, "ls-remote", "origin", "agentry/late"); strings.TrimSpace(out) != "" {
 		t.Fatalf("a conflicting delivery pushed agentry/late: %s", out)
+	}
+
+	// A protected branch: Gitea's pre-receive hook refuses the push.
+	if err := forgeSrv.API(ctx, "POST", fmt.Sprintf("/api/v1/repos/%s/svc/branch_protections", forgeSrv.AdminUser),
+		map[string]any{"rule_name": "release/*", "enable_push": false}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ws2 := filepath.Join(t.TempDir(), "ws2")
+	if _, err := forgeSrv.Git(ctx, filepath.Dir(ws2), "clone", "-q", repoURL, ws2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws2, "NOTES.md"), []byte("notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo2, err := gitrepo.Open(ws2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := repo2.Diff()
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: "locked", Namespace: f.ns},
+		Spec: v1.AgentSessionSpec{Task: "Add notes.", Repository: v1.RepositorySpec{URL: repoURL, Ref: "main"},
+			Delivery: &v1.DeliverySpec{PullRequest: &v1.PullRequestDelivery{Branch: "release/notes"}}}}
+	if err := env.Client.Create(ctx, locked); err != nil {
+		t.Fatal(err)
+	}
+	f.finish(t, ctx, locked, v1.PhaseSucceeded, p2.Text, nil)
+	_, cond = waitDelivered(t, ctx, locked)
+	if cond.Status != metav1.ConditionFalse || cond.Reason != v1.ReasonPushRejected {
+		t.Fatalf("Delivered = %s/%s: %s; want False/PushRejected", cond.Status, cond.Reason, cond.Message)
+	}
+}
+
+// TestForgeFailuresAreClassified: what a forge answers decides retry or final reason.
+func TestForgeFailuresAreClassified(t *testing.T) {
+	cases := map[string]struct {
+		err        error
+		wantStatus metav1.ConditionStatus
+		wantReason string
+		wantAfter  time.Duration
+	}{
+		"rate limited":    {&forge.Error{Reason: v1.ReasonRateLimited, Retryable: true, RetryAfter: 42 * time.Second, Err: errors.New("403")}, metav1.ConditionUnknown, v1.ReasonDelivering, 42 * time.Second},
+		"server error":    {&forge.Error{Reason: v1.ReasonForgeError, Retryable: true, Err: errors.New("502")}, metav1.ConditionUnknown, v1.ReasonDelivering, 0},
+		"bad credential":  {&forge.Error{Reason: v1.ReasonAuthFailed, Err: errors.New("401")}, metav1.ConditionFalse, v1.ReasonAuthFailed, 0},
+		"not found":       {&forge.Error{Reason: "NotFound", Err: errors.New("404")}, metav1.ConditionFalse, v1.ReasonForgeError, 0},
+		"network failure": {fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), metav1.ConditionUnknown, v1.ReasonDelivering, 0},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			o := forgeFailure(tc.err)
+			if o.status != tc.wantStatus || o.reason != tc.wantReason || o.retryAfter != tc.wantAfter {
+				t.Fatalf("outcome = %s/%s after %s, want %s/%s after %s", o.status, o.reason, o.retryAfter, tc.wantStatus, tc.wantReason, tc.wantAfter)
+			}
+		})
+	}
+	if got := retryDelay(1); got != 15*time.Second {
+		t.Errorf("first retry after %s", got)
+	}
+	if got := retryDelay(10); got != 5*time.Minute {
+		t.Errorf("retry delay is not capped: %s", got)
 	}
 }
 
