@@ -106,7 +106,7 @@ vet: ## Run go vet.
 .PHONY: lint
 lint: ## Run golangci-lint (.golangci.yml; built into bin/tools on first use).
 	GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) hack/build-golangci-lint.sh
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: verify
 verify: manifests generate ## Fail if generated files are stale.
