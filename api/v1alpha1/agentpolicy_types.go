@@ -95,6 +95,13 @@ type AgentPolicySpec struct {
 	// +optional
 	Delivery *DeliveryPolicy `json:"delivery,omitempty"`
 
+	// maxShareExpiry caps spec.expiresIn of the namespace's AgentSessionShares (a share
+	// asking for longer gets this).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="maxShareExpiry must be at least 1m"
+	MaxShareExpiry *metav1.Duration `json:"maxShareExpiry,omitempty"`
+
 	// notifications are sent when the namespace's sessions finish or wait for an approval.
 	// +optional
 	// +listType=map
