@@ -38,6 +38,7 @@ func main() {
 		gw                                         gateway.Config
 		s3Secure                                   bool
 		gwTLS                                      gatewayTLSFlags
+		consoleAddr, consoleURL, consoleKey        string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
@@ -66,6 +67,9 @@ func main() {
 	flag.StringVar(&gw.S3.Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION).")
 	flag.BoolVar(&s3Secure, "s3-tls", true, "Use HTTPS for a host:port S3 endpoint.")
 	flag.StringVar(&gw.S3.CAFile, "s3-ca-file", "", "Extra CA bundle to trust for the S3 endpoint.")
+	flag.StringVar(&consoleAddr, "console-bind-address", ":8090", "Address the share-link server (the session page behind AgentSessionShare links) listens on; \"0\" disables it and AgentSessionShares.")
+	flag.StringVar(&consoleURL, "console-url", "", "External URL of the share-link server, the prefix of every share link (default http://agentry-console.<operator namespace>.svc:8090; put an HTTPS Ingress in front of it for people outside the cluster).")
+	flag.StringVar(&consoleKey, "console-key-secret", "agentry-console-key", "Secret in the operator namespace holding the key that signs share links (created when missing; delete it and restart to revoke every link).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -179,6 +183,9 @@ func main() {
 		}
 		must(mgr.Add(srv)) // every replica: NeedLeaderElection is false
 		must((&gateway.Archiver{Gateway: srv}).SetupWithManager(mgr))
+		if consoleAddr != "0" {
+			must(setupConsole(ctx, mgr, srv, consoleAddr, consoleURL, consoleKey, gw.OperatorNamespace))
+		}
 		// Delivery reads the patch the gateway archived, so it needs the gateway's store.
 		must((&controllers.DeliveryReconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Artifacts: srv,

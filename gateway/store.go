@@ -21,6 +21,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/agentry-dev/agentry/contract"
 )
@@ -257,4 +258,45 @@ func (s *Server) ReadArtifact(ctx context.Context, uri string, max int64) ([]byt
 		return nil, fmt.Errorf("%s is larger than %d bytes", uri, max)
 	}
 	return b, nil
+}
+
+// ReadLiveTranscript returns the events a running session's runner has stored so far, in
+// order and each once, up to the first gap (a batch still being written): the share
+// viewer follows a live session with it.
+func (s *Server) ReadLiveTranscript(ctx context.Context, namespace, name string, uid types.UID) ([]byte, error) {
+	st := s.store
+	id := identity{Session: types.NamespacedName{Namespace: namespace, Name: name}, UID: uid}
+	segs, err := st.segments(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	var last int64
+	for _, seg := range segs {
+		if seg.first > last+1 {
+			break
+		}
+		if seg.last <= last {
+			continue
+		}
+		b, err := st.get(ctx, seg.key)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+		for sc.Scan() {
+			ev, err := contract.DecodeEvent(sc.Bytes())
+			if err != nil || ev.Seq <= last {
+				continue
+			}
+			if ev.Seq != last+1 {
+				break
+			}
+			buf.Write(sc.Bytes())
+			buf.WriteByte('\n')
+			last = ev.Seq
+		}
+	}
+	return buf.Bytes(), nil
 }

@@ -226,9 +226,9 @@ func TestChartInstallsOnARealAPIServer(t *testing.T) {
 			crdCount++
 		}
 	}
-	// AgentSession, AgentPolicy, ModelProvider, GitProvider.
-	if crdCount != 4 {
-		t.Errorf("chart ships %d CRDs, want 4", crdCount)
+	// AgentSession, AgentPolicy, ModelProvider, GitProvider, AgentSessionShare.
+	if crdCount != 5 {
+		t.Errorf("chart ships %d CRDs, want 5", crdCount)
 	}
 	args := fmt.Sprint(managerArgs(t, objs))
 	for _, flag := range []string{"--runner-image=agentry/runner:dev", "--gateway-url=https://agentry-gateway.agentry-system.svc:8443", "--s3-bucket=agentry"} {

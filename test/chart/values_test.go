@@ -387,8 +387,8 @@ func TestAvailability(t *testing.T) {
 	}
 }
 
-// TestManagerNetworkPolicy: ingress to the gateway from runner pods only, metrics from the
-// chosen namespaces, probes from anywhere; egress open unless rules are given.
+// TestManagerNetworkPolicy: ingress to the gateway from runner pods only, share links and
+// probes from anywhere, metrics from the chosen namespaces; egress open unless rules are given.
 func TestManagerNetworkPolicy(t *testing.T) {
 	np := find(t, decode(t, mustTemplate(t, "--set", "networkPolicy.metricsNamespaceSelector.matchLabels.team=monitoring")), "NetworkPolicy", "agentry-manager")
 	if diff := cmp.Diff([]any{"Ingress"}, field(t, np, "spec", "policyTypes")); diff != "" {
@@ -399,6 +399,8 @@ func TestManagerNetworkPolicy(t *testing.T) {
 			"from":  []any{map[string]any{"namespaceSelector": map[string]any{}, "podSelector": map[string]any{"matchExpressions": []any{map[string]any{"key": "agentry.dev/session-uid", "operator": "Exists"}}}}},
 			"ports": []any{map[string]any{"port": "gateway", "protocol": "TCP"}},
 		},
+		// Share links are for people, from anywhere; each link is checked against its share.
+		map[string]any{"ports": []any{map[string]any{"port": "console", "protocol": "TCP"}}},
 		map[string]any{
 			"from":  []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"team": "monitoring"}}}},
 			"ports": []any{map[string]any{"port": "metrics", "protocol": "TCP"}},
