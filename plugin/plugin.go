@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -27,31 +27,30 @@ import (
 
 // New returns the root command. Output goes to out.
 func New(out io.Writer) *cobra.Command {
-	loading := clientcmd.NewDefaultClientConfigLoadingRules()
-	overrides := &clientcmd.ConfigOverrides{}
-	var kubeconfig string
+	// kubectl's own connection flags, with kubectl's names and meanings (--kubeconfig,
+	// --context, -n, --as, --token, --server, --request-timeout, ...), so a plugin call
+	// reaches the cluster exactly as the same kubectl call would.
+	flags := genericclioptions.NewConfigFlags(true)
 	root := &cobra.Command{
 		Use:           "kubectl-agentry",
-		Short:         "Work with Agentry sessions: run one, pending approvals, decisions, cancel",
+		Short:         "Work with Agentry sessions: run one, approvals, logs, transcript, patch, share links",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Annotations: map[string]string{
+			// cobra names the command "kubectl agentry" in help and completion.
+			cobra.CommandDisplayNameAnnotation: "kubectl agentry",
+		},
 	}
-	root.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", "", "path to the kubeconfig file")
-	root.PersistentFlags().StringVarP(&overrides.Context.Namespace, "namespace", "n", "", "namespace of the session")
-	root.PersistentFlags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context")
+	flags.AddFlags(root.PersistentFlags())
 	config := func() (*rest.Config, string, error) {
-		if kubeconfig != "" {
-			loading.ExplicitPath = kubeconfig
-		}
-		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
-		cfg, err := cc.ClientConfig()
+		cfg, err := flags.ToRESTConfig()
 		if err != nil {
 			return nil, "", err
 		}
-		ns, _, err := cc.Namespace()
+		ns, _, err := flags.ToRawKubeConfigLoader().Namespace()
 		return cfg, ns, err
 	}
-	connect := func() (client.Client, string, error) {
+	connect := func() (client.WithWatch, string, error) {
 		cfg, ns, err := config()
 		if err != nil {
 			return nil, "", err
@@ -60,11 +59,19 @@ func New(out io.Writer) *cobra.Command {
 		if err != nil {
 			return nil, "", err
 		}
-		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 		return c, ns, err
 	}
+	complete := sessionNames(connect)
 	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect),
 		runCommand(out, config))
+	a := &artifactsCmd{config: config, connect: connect}
+	root.AddCommand(logsCommand(out, a), transcriptCommand(out, a), diffCommand(out, a), applyCommand(out, a), shareCommand(out, a))
+	for _, c := range root.Commands() {
+		if c.Name() != "run" && c.ValidArgsFunction == nil {
+			c.ValidArgsFunction = complete
+		}
+	}
 	return root
 }
 
@@ -79,13 +86,15 @@ func pluginScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-type connectFunc func() (client.Client, string, error)
+type connectFunc func() (client.WithWatch, string, error)
 
 func pendingCommand(out io.Writer, connect connectFunc) *cobra.Command {
 	return &cobra.Command{
 		Use:   "pending [SESSION]",
 		Short: "List tool calls waiting for a decision (in one session, or the whole namespace)",
-		Args:  cobra.MaximumNArgs(1),
+		Example: `  kubectl agentry pending -n team-a
+  kubectl agentry pending fix-flaky-test`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := connect()
 			if err != nil {
@@ -144,7 +153,12 @@ func decideCommand(out io.Writer, connect connectFunc, d v1.Decision) *cobra.Com
 	cmd := &cobra.Command{
 		Use:   verb + " SESSION ID",
 		Short: fmt.Sprintf("Decide %s on a pending tool call", d),
-		Args:  cobra.ExactArgs(2),
+		Example: map[v1.Decision]string{
+			v1.DecisionAllow: "  kubectl agentry approve fix-flaky-test ap-1 --reason \"tests only\"",
+			v1.DecisionDeny:  "  kubectl agentry deny fix-flaky-test ap-2 --reason \"no network installs\"",
+		}[d],
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: pendingIDs(connect),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := connect()
 			if err != nil {
@@ -214,9 +228,10 @@ func appendOp(s *v1.AgentSession, d v1.ApprovalDecision) map[string]any {
 
 func cancelCommand(out io.Writer, connect connectFunc) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel SESSION",
-		Short: "Stop a session; what it did so far is archived",
-		Args:  cobra.ExactArgs(1),
+		Use:     "cancel SESSION",
+		Short:   "Stop a session; what it did so far is archived",
+		Example: `  kubectl agentry cancel fix-flaky-test -n team-a`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := connect()
 			if err != nil {
