@@ -92,7 +92,7 @@ type AgentSessionShareStatus struct {
 // +kubebuilder:resource:shortName=ashare,categories=agentry
 // +kubebuilder:printcolumn:name="Session",type=string,JSONPath=`.spec.session`
 // +kubebuilder:printcolumn:name="Visibility",type=string,JSONPath=`.spec.visibility`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="URL",type=string,priority=1,JSONPath=`.status.url`
 type AgentSessionShare struct {
