@@ -227,30 +227,50 @@ func (a *artifactsCmd) fetchArchived(ctx context.Context, c client.WithWatch, er
 	return got, nil
 }
 
-// get reads one file under a share's link, at most f.max bytes.
+// get reads one file under a share's link, at most f.max bytes. The link server checks
+// the share in its cache, which may not have the share's status yet right after it became
+// Ready: a refusal of the link itself, or a 503, is retried for a few seconds.
 func (a *artifactsCmd) get(ctx context.Context, link string, f artifactFile) ([]byte, error) {
 	u := strings.TrimSuffix(link, "/") + "/" + f.path
+	for attempt := 1; ; attempt++ {
+		b, retry, err := a.getOnce(ctx, u, f.max)
+		if err == nil || !retry || attempt == linkRetries {
+			return b, err
+		}
+		if err := pause(ctx, time.Duration(attempt)*200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// linkRetries bounds the attempts on a link that was just made (about 4 seconds).
+const linkRetries = 6
+
+func (a *artifactsCmd) getOnce(ctx context.Context, u string, max int64) ([]byte, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("the share link answered %s: %s", resp.Status, display.Truncate(display.Escape(refusalText(msg)), 300))
+		page, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		msg := refusalText(page)
+		retry := resp.StatusCode == http.StatusServiceUnavailable ||
+			(resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "revoked or never existed"))
+		return nil, retry, fmt.Errorf("the share link answered %s: %s", resp.Status, display.Truncate(display.Escape(msg), 300))
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, f.max+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if int64(len(b)) > f.max {
-		return nil, fmt.Errorf("it is larger than %d MiB, more than this command reads", f.max>>20)
+	if int64(len(b)) > max {
+		return nil, false, fmt.Errorf("it is larger than %d MiB, more than this command reads", max>>20)
 	}
-	return b, nil
+	return b, false, nil
 }
 
 // refusalText is what a refusal page says (console: a title and a sentence), as text.
