@@ -422,6 +422,9 @@ func TestShareListRevoke(t *testing.T) {
 		t.Errorf("the link's patch answered %d; it was not shared", status)
 	}
 
+	if _, out, _ := agentry(ctx, "__complete", "share", "-n", l.ns, "--revoke", ""); !strings.Contains(out, name+"\tshare of fix") {
+		t.Errorf("__complete share --revoke does not offer %s:\n%s", name, out)
+	}
 	code, out, _ = agentry(ctx, "-n", l.ns, "share", "--list", "fix")
 	if code != 0 || !strings.Contains(out, name) || !strings.Contains(out, "Transcript,Summary") || !strings.Contains(out, "LinkReady") {
 		t.Errorf("share --list: exit %d\n%s", code, out)

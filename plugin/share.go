@@ -94,6 +94,23 @@ the share (--revoke) ends the link at once.`,
 	f.StringSliceVar(&o.artifacts, "artifacts", []string{"transcript", "patch", "summary"}, "what the link opens: transcript, patch, summary")
 	f.BoolVar(&o.list, "list", false, "list the shares (of SESSION, or of the namespace)")
 	f.StringVar(&o.revoke, "revoke", "", "delete the share NAME, ending its link")
+	_ = cmd.RegisterFlagCompletionFunc("revoke", func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		c, ns, err := a.connect()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var list v1.AgentSessionShareList
+		if err := c.List(cmd.Context(), &list, client.InNamespace(ns)); err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var names []cobra.Completion
+		for _, sh := range list.Items {
+			if strings.HasPrefix(sh.Name, toComplete) {
+				names = append(names, cobra.CompletionWithDesc(sh.Name, "share of "+sh.Spec.Session))
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	})
 	return cmd
 }
 
