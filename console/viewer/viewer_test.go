@@ -200,6 +200,13 @@ func TestHandlerHeaders(t *testing.T) {
 			t.Errorf("the page loads something from the network (%s)", ref)
 		}
 	}
+	// The page repeats two names of the console's contract; they must agree.
+	for _, want := range []string{fmt.Sprintf("var PAGE = %d;", console.MaxEventsPerPage), "'" + console.LastSeqHeader + "'",
+		"'" + console.PathSession + "'", "'" + console.PathEvents + "?after='", "'" + console.PathPatch + "'"} {
+		if !bytes.Contains(viewer.Page(), []byte(want)) {
+			t.Errorf("the page does not say %s", want)
+		}
+	}
 	for path, code := range map[string]int{"/s/ns/name/token/index.html": 200, "/s/ns/name/token/other": 404} {
 		res, err := http.Get(srv.URL + path)
 		if err != nil {
