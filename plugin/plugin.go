@@ -66,7 +66,7 @@ func New(out io.Writer) *cobra.Command {
 	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect),
 		runCommand(out, config))
 	a := &artifactsCmd{config: config, connect: connect}
-	root.AddCommand(logsCommand(out, a), transcriptCommand(out, a), diffCommand(out, a), applyCommand(out, a), shareCommand(out, a))
+	root.AddCommand(logsCommand(out, a), transcriptCommand(out, a), diffCommand(out, a), applyCommand(out, a), shareCommand(out, a), consoleCommand(out, a))
 	for _, c := range root.Commands() {
 		if c.Name() != "run" && c.ValidArgsFunction == nil {
 			c.ValidArgsFunction = complete
