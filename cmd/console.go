@@ -27,7 +27,7 @@ func setupConsole(ctx context.Context, mgr ctrl.Manager, store console.Store, ad
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(&console.Server{Addr: addr, Client: mgr.GetClient(), Store: store, Key: key, Viewer: viewer.Handler()}); err != nil {
+	if err := mgr.Add(&console.Server{Addr: addr, Client: mgr.GetClient(), Shares: mgr.GetAPIReader(), Store: store, Key: key, Viewer: viewer.Handler()}); err != nil {
 		return err
 	}
 	return (&controllers.ShareReconciler{Client: mgr.GetClient(), BaseURL: url, Key: key}).SetupWithManager(mgr)

@@ -91,8 +91,11 @@ func Link(base string, key []byte, s *v1.AgentSessionShare, expiresAt time.Time)
 type Server struct {
 	// Addr is where it listens; "0" disables it.
 	Addr string
-	// Client reads shares and sessions, and reviews tokens for private links.
+	// Client reads sessions (cached) and reviews tokens for private links.
 	Client client.Client
+	// Shares reads shares uncached, so a share just made works and a deleted one is refused
+	// at once (Client when nil).
+	Shares client.Reader
 	Store  Store
 	Key    []byte
 	// Viewer serves the page at a link's root.
@@ -156,7 +159,11 @@ func (s *Server) serveShare(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ns, name, token, rest := r.PathValue("ns"), r.PathValue("name"), r.PathValue("token"), r.PathValue("rest")
 	share := &v1.AgentSessionShare{}
-	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, share); err != nil {
+	shares := s.Shares
+	if shares == nil {
+		shares = s.Client
+	}
+	if err := shares.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, share); err != nil {
 		if apierrors.IsNotFound(err) {
 			refusal(w, http.StatusNotFound, "This link was revoked or never existed", "The share it belonged to does not exist. Ask whoever sent it for a new one.")
 			return
