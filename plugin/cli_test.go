@@ -161,8 +161,19 @@ func TestThroughKubectl(t *testing.T) {
 	if err != nil || !strings.Contains(out, "SESSION") || !strings.Contains(out, "fix") || !strings.Contains(out, "ap-1") || !strings.Contains(out, "go test ./...") {
 		t.Fatalf("kubectl agentry pending: %v\n%s", err, out)
 	}
-	out, err = kubectl("agentry", "logs", "--help")
-	if err != nil || !strings.Contains(out, "kubectl agentry logs SESSION") {
-		t.Fatalf("kubectl agentry logs --help: %v\n%s", err, out)
+	// Every verb answers through kubectl: its help with an example, its completion.
+	for _, verb := range []string{"run", "logs", "transcript", "diff", "apply", "share", "console", "pending", "approve", "deny", "cancel"} {
+		out, err := kubectl("agentry", verb, "--help")
+		if err != nil || !strings.Contains(out, "kubectl agentry "+verb) || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--kubeconfig") {
+			t.Errorf("kubectl agentry %s --help: %v\n%s", verb, err, out)
+		}
+	}
+	out, err = kubectl("agentry", "__complete", "cancel", "-n", ns, "--kubeconfig", env.Kubeconfig, "")
+	if err != nil || !strings.Contains(out, "fix") {
+		t.Fatalf("completion through kubectl: %v\n%s", err, out)
+	}
+	// A verb's real work through kubectl: cancel the session.
+	if out, err := kubectl("agentry", "cancel", "fix", "-n", ns, "--kubeconfig", env.Kubeconfig); err != nil || !strings.Contains(out, "cancel requested") {
+		t.Fatalf("kubectl agentry cancel: %v\n%s", err, out)
 	}
 }
