@@ -21,11 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/delivery/forge"
@@ -97,24 +93,11 @@ func startDelivery(t *testing.T, ctx context.Context) *deliveryFixture {
 		t.Fatal(err)
 	}
 
-	opts := CacheOptions()
-	opts.DefaultNamespaces = map[string]cache.Config{f.ns: {}}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0", Cache: opts,
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.recorder = record.NewFakeRecorder(100)
-	if err := (&DeliveryReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Artifacts: f.store,
-		Recorder: f.recorder, OperatorNamespace: operatorNS}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runManager(t, f.ns, func(mgr ctrl.Manager) error {
+		return (&DeliveryReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Artifacts: f.store,
+			Recorder: f.recorder, OperatorNamespace: operatorNS}).SetupWithManager(mgr)
+	})
 	return f
 }
 

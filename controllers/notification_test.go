@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,11 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/notify"
@@ -76,23 +71,10 @@ func (rc *receiver) snapshot() ([]map[string]any, int, []string) {
 
 func startNotifications(t *testing.T, ns string) {
 	t.Helper()
-	opts := CacheOptions()
-	opts.DefaultNamespaces = map[string]cache.Config{ns: {}}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0", Cache: opts,
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	runManager(t, ns, func(mgr ctrl.Manager) error {
+		return (&NotificationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: record.NewFakeRecorder(100),
+			OperatorNamespace: operatorNS, Backoff: notify.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 3}}).SetupWithManager(mgr)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&NotificationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: record.NewFakeRecorder(100),
-		OperatorNamespace: operatorNS, Backoff: notify.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 3}}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 }
 
 func TestNotificationsReachWebhookAndSlack(t *testing.T) {

@@ -23,9 +23,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/console"
@@ -90,24 +87,11 @@ func TestShareLinksServeUntilExpiredOrRevoked(t *testing.T) {
 	web := httptest.NewServer(nil)
 	t.Cleanup(web.Close)
 
-	opts := CacheOptions()
-	opts.DefaultNamespaces = map[string]cache.Config{f.ns: {}}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0", Cache: opts,
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	runManager(t, f.ns, func(mgr ctrl.Manager) error {
+		srv.Client = mgr.GetClient()
+		web.Config.Handler = srv.Handler()
+		return (&ShareReconciler{Client: mgr.GetClient(), BaseURL: web.URL, Key: key, Now: now}).SetupWithManager(mgr)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Client = mgr.GetClient()
-	web.Config.Handler = srv.Handler()
-	if err := (&ShareReconciler{Client: mgr.GetClient(), BaseURL: web.URL, Key: key, Now: now}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	// A running session: the page follows its live transcript.
 	s := f.session(t, ctx, "shared", nil)

@@ -263,3 +263,25 @@ func podGone(ctx context.Context, s *v1.AgentSession) error {
 	}
 	return fmt.Errorf("pod %s still exists", pod.Name)
 }
+
+// runManager runs a manager confined to ns (and cluster-scoped objects) with the controllers
+// setup adds, until the test ends.
+func runManager(t *testing.T, ns string, setup func(ctrl.Manager) error) {
+	t.Helper()
+	opts := CacheOptions()
+	opts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0", Cache: opts,
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := setup(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
