@@ -99,7 +99,7 @@ func startLinks(t *testing.T, ctx context.Context) *links {
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	srv := &console.Server{Client: mgr.GetClient(), Store: s3Store{mc}, Key: key,
+	srv := &console.Server{Client: mgr.GetClient(), Shares: mgr.GetAPIReader(), Store: s3Store{mc}, Key: key,
 		Viewer: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "<!doctype html>viewer") })}
 	web := httptest.NewServer(srv.Handler())
 	t.Cleanup(web.Close)

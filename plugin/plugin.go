@@ -66,6 +66,8 @@ func New(out io.Writer) *cobra.Command {
 	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect),
 		runCommand(out, config))
 	a := &artifactsCmd{config: config, connect: connect}
+	root.PersistentFlags().StringVar(&a.viaAPIServer, "console-via-apiserver", "",
+		"reach share links through the API server's service proxy to NAMESPACE/SERVICE (for example agentry-system/agentry-console), with your kubeconfig's identity, where the manager's console URL is not reachable from here")
 	root.AddCommand(logsCommand(out, a), transcriptCommand(out, a), diffCommand(out, a), applyCommand(out, a), shareCommand(out, a), consoleCommand(out, a))
 	for _, c := range root.Commands() {
 		if c.Name() != "run" && c.ValidArgsFunction == nil {

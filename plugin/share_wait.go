@@ -9,6 +9,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -50,13 +52,63 @@ type artifactsCmd struct {
 	config  configFunc
 	connect connectFunc
 	http    *http.Client
+	// viaAPIServer is NAMESPACE/SERVICE of the console, reached through the API server's
+	// service proxy (--console-via-apiserver).
+	viaAPIServer string
 }
 
 func (a *artifactsCmd) httpClient() *http.Client {
 	if a.http != nil {
 		return a.http
 	}
+	if a.viaAPIServer != "" {
+		c, err := a.proxyClient()
+		if err != nil {
+			return &http.Client{Transport: failingTransport{err}}
+		}
+		return c
+	}
 	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second}}
+}
+
+// proxyClient sends share-link requests to the console Service through the API server's
+// service proxy, authenticated as the user. A link is still a capability there: the console
+// checks it as for any request.
+func (a *artifactsCmd) proxyClient() (*http.Client, error) {
+	ns, svc, ok := strings.Cut(a.viaAPIServer, "/")
+	if !ok || ns == "" || svc == "" {
+		return nil, fmt.Errorf("--console-via-apiserver %q: want NAMESPACE/SERVICE", a.viaAPIServer)
+	}
+	cfg, _, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	base, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "/api/v1/namespaces/" + ns + "/services/http:" + svc + ":console/proxy"
+	return &http.Client{Transport: apiServerProxy{base: base, prefix: prefix, rt: rt}}, nil
+}
+
+// apiServerProxy rewrites a share link's URL onto the API server's service proxy path.
+type apiServerProxy struct {
+	base   *url.URL
+	prefix string
+	rt     http.RoundTripper
+}
+
+func (p apiServerProxy) RoundTrip(r *http.Request) (*http.Response, error) {
+	u := *p.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + p.prefix + r.URL.Path
+	u.RawQuery = r.URL.RawQuery
+	r2 := r.Clone(r.Context())
+	r2.URL, r2.Host = &u, u.Host
+	return p.rt.RoundTrip(r2)
 }
 
 // getSession reads one session; the error names it.
@@ -303,3 +355,8 @@ func checkDigest(what string, b []byte, ref *v1.ArtifactRef) error {
 	}
 	return nil
 }
+
+// failingTransport answers every request with the error that kept the client from being made.
+type failingTransport struct{ err error }
+
+func (f failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }

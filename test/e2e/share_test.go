@@ -70,6 +70,30 @@ func TestShareLinkServesTheTranscriptUntilItExpires(t *testing.T) {
 		t.Fatalf("the page: %d %.200s", code, body)
 	}
 
+	// Someone who cannot reach the console's address reads it through the API server's
+	// service proxy, as an ordinary authenticated user with RBAC on sessions and shares in
+	// this namespace only (the chart's Role lets authenticated users through the proxy).
+	if _, err := kubectlIn(manifest(`
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: %s}
+rules:
+- {apiGroups: [agentry.dev], resources: [agentsessions], verbs: [get, list, watch]}
+- {apiGroups: [agentry.dev], resources: [agentsessionshares], verbs: [get, list, watch, create, delete]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: %s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: reader}]`, namespace, namespace), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = kubectlPlugin("agentry", "-n", namespace, "--as=reader", "--as-group=system:authenticated",
+		"--console-via-apiserver", "agentry-system/agentry-console", "transcript", name, "--format", "json")
+	if err != nil || !strings.Contains(out, `"type":"finish"`) {
+		t.Fatalf("transcript through the API server's service proxy: %v\n%.500s", err, out)
+	}
+
 	// After its expiry: a clear page, never data.
 	at, err := time.Parse(time.RFC3339, expires)
 	if err != nil {
