@@ -35,6 +35,7 @@ import (
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/delivery"
 	"github.com/agentry-dev/agentry/delivery/forge"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // +kubebuilder:rbac:groups=agentry.dev,resources=gitproviders,verbs=get;list;watch
@@ -556,7 +557,7 @@ func contains(list []string, s string) bool {
 // the delivery controller's own field manager.
 func (r *DeliveryReconciler) applyStatus(ctx context.Context, s *v1.AgentSession, o deliveryOutcome) error {
 	cond := metav1.Condition{
-		Type: v1.ConditionDelivered, Status: o.status, Reason: o.reason, Message: truncate(o.message, 1024),
+		Type: v1.ConditionDelivered, Status: o.status, Reason: o.reason, Message: display.Truncate(o.message, 1024),
 		ObservedGeneration: s.Generation, LastTransitionTime: metav1.NewTime(r.now()),
 	}
 	if old := meta.FindStatusCondition(s.Status.Conditions, v1.ConditionDelivered); old != nil && old.Status == cond.Status {

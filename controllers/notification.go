@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/notify"
 )
 
@@ -97,7 +98,7 @@ func (r *NotificationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			rec.Sent = true
 			r.Recorder.Eventf(s, corev1.EventTypeNormal, "Notified", "Notified %s of %s", n.target.Name, n.key)
 		} else {
-			rec.Message = truncate(err.Error(), 1024)
+			rec.Message = display.Truncate(err.Error(), 1024)
 			r.Recorder.Eventf(s, corev1.EventTypeWarning, "NotificationFailed", "Notifying %s of %s: %s", n.target.Name, n.key, rec.Message)
 			if n.prev.Attempts/3 < notifyRounds-1 {
 				res.RequeueAfter = time.Duration(rec.Attempts) * 10 * time.Second

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // imagePullGrace is how long a pod may sit in ImagePullBackOff before the session fails:
@@ -169,7 +170,7 @@ func terminationText(t *corev1.ContainerStateTerminated) string {
 	if msg == "" {
 		msg = t.Reason
 	}
-	return fmt.Sprintf("exit code %d: %s", t.ExitCode, truncate(msg, 512))
+	return fmt.Sprintf("exit code %d: %s", t.ExitCode, display.Truncate(msg, 512))
 }
 
 func firstLine(s string) string {
@@ -177,14 +178,7 @@ func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	return truncate(s, 512)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return display.Truncate(s, 512)
 }
 
 func orDefault(s, def string) string {
@@ -267,7 +261,7 @@ func applySummary(s *v1.AgentSession, sum *contract.Summary) {
 	}
 	r := s.Status.Result
 	if r.Summary == "" {
-		r.Summary = truncate(sum.Message, 4000)
+		r.Summary = display.Truncate(sum.Message, 4000)
 	}
 	if r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 {
 		r.FilesChanged, r.Additions, r.Deletions = int32(sum.Diff.FilesChanged), int32(sum.Diff.Additions), int32(sum.Diff.Deletions)

@@ -4,12 +4,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 func terminated(name string, code int32, reason, msg string) corev1.ContainerStatus {
@@ -167,5 +169,28 @@ func TestWaitingForApprovalFollowsPendingApprovals(t *testing.T) {
 	applyOutcome(s, running, now)
 	if s.Status.Phase != v1.PhaseRunning {
 		t.Fatalf("after the decision: phase %s, want Running", s.Status.Phase)
+	}
+}
+
+// TestMessagesAreCutOnACharacterBoundary: a runner message in a multi-byte script, cut for a
+// condition or a status field, stays valid UTF-8 and within the field's bound (a message
+// cut in the middle of a character, or one past its maxLength, is refused by the apiserver
+// and the status write is lost).
+func TestMessagesAreCutOnACharacterBoundary(t *testing.T) {
+	msg := "a" + strings.Repeat("é", 600) // 1,201 bytes; byte 512 falls inside a character
+	for name, got := range map[string]string{
+		"first line":       firstLine(msg),
+		"termination":      terminationText(&corev1.ContainerStateTerminated{ExitCode: 1, Message: msg}),
+		"notification err": display.Truncate(strings.Repeat("ü", 700), 1024),
+	} {
+		if !utf8.ValidString(got) {
+			t.Errorf("%s: %q is not valid UTF-8", name, got[len(got)-8:])
+		}
+		if !strings.HasSuffix(got, "…") {
+			t.Errorf("%s: no ellipsis marks the cut", name)
+		}
+	}
+	if n := len(display.Truncate(strings.Repeat("x", 2000), 1024)); n > 1024 {
+		t.Errorf("a 1,024-byte bound gave %d bytes", n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // handleEvents stores a batch as one segment object, then acknowledges it.
@@ -246,7 +247,7 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request, id identit
 		storeErrors.Inc()
 		log.FromContext(r.Context()).Error(err, "Archiving session", "AgentSession", id.Session)
 		ss.mu.Lock()
-		setArchived(&ss.status, metav1.ConditionFalse, v1.ReasonUploadFailed, truncate(err.Error(), 1000), s.now())
+		setArchived(&ss.status, metav1.ConditionFalse, v1.ReasonUploadFailed, display.Truncate(err.Error(), 1000), s.now())
 		s.changed(ss)
 		ss.mu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "archiving the session: %v", err)
@@ -298,7 +299,7 @@ func (s *Server) archive(r *http.Request, ss *session, req *contract.FinishReque
 	st.Transcript = &v1.ArtifactRef{URI: resp.Transcript.URI, SizeBytes: resp.Transcript.SizeBytes, SHA256: resp.Transcript.SHA256, Events: events}
 	st.Patch = &v1.ArtifactRef{URI: resp.Patch.URI, SizeBytes: resp.Patch.SizeBytes, SHA256: resp.Patch.SHA256}
 	st.Result = &v1.SessionResult{
-		Summary:      truncate(req.Summary.Message, 4000),
+		Summary:      display.Truncate(req.Summary.Message, 4000),
 		FilesChanged: int32(req.Summary.Diff.FilesChanged),
 		Additions:    int32(req.Summary.Diff.Additions),
 		Deletions:    int32(req.Summary.Diff.Deletions),

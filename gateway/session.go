@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // ownedStatus is exactly the part of AgentSession status the gateway writes.
@@ -244,7 +245,7 @@ func (ss *session) observe(evs []contract.Event) {
 				p.Message = c
 			}
 		case contract.EventToolCall:
-			p.LastTool = truncate(ev.ToolCall.Name, 60)
+			p.LastTool = display.Truncate(ev.ToolCall.Name, 60)
 			p.Message = "Running " + ev.ToolCall.Name + " " + ev.ToolCall.Arguments
 			st.Usage.ToolCalls++
 		case contract.EventToolResult:
@@ -263,7 +264,7 @@ func (ss *session) observe(evs []contract.Event) {
 			sessionTurns.Observe(float64(ev.Finish.Turns))
 		}
 	}
-	p.Message = truncate(firstLine(p.Message), 1000)
+	p.Message = display.Truncate(firstLine(p.Message), 1000)
 }
 
 // addTokens records usage counted by the proxy. Callers hold ss.mu.
@@ -283,15 +284,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && (s[n]&0xC0) == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
 }
