@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/display"
@@ -55,12 +54,12 @@ func writeSteps(w io.Writer, evs []contract.Event) {
 				}
 				fmt.Fprintf(w, "  %-10s %s\n", "workspace", src)
 			}
-			fmt.Fprintf(w, "  %-10s %s\n\n", "task", prose(st.Task, 100))
+			fmt.Fprintf(w, "  %-10s %s\n\n", "task", display.Prose(st.Task, 100))
 		case contract.EventModelResponse:
 			r := ev.ModelResponse
-			tok := fmt.Sprintf("↑%s ↓%s", humanTokens(r.Usage.PromptTokens), humanTokens(r.Usage.CompletionTokens))
+			tok := fmt.Sprintf("↑%s ↓%s", display.Tokens(r.Usage.PromptTokens), display.Tokens(r.Usage.CompletionTokens))
 			if r.Usage.CachedTokens > 0 {
-				tok += fmt.Sprintf(" (%s cached)", humanTokens(r.Usage.CachedTokens))
+				tok += fmt.Sprintf(" (%s cached)", display.Tokens(r.Usage.CachedTokens))
 			}
 			what := fmt.Sprintf("%d tool calls", len(r.ToolCalls))
 			switch len(r.ToolCalls) {
@@ -73,14 +72,14 @@ func writeSteps(w io.Writer, evs []contract.Event) {
 			if r.Attempts > 1 {
 				retries = fmt.Sprintf(" · %d attempts", r.Attempts)
 			}
-			fmt.Fprintf(w, "turn %-3d model %s · %s tokens · %s%s\n", ev.Turn, ms(r.DurationMS), tok, what, retries)
+			fmt.Fprintf(w, "turn %-3d model %s · %s tokens · %s%s\n", ev.Turn, display.Millis(r.DurationMS), tok, what, retries)
 			if t := strings.TrimSpace(r.Content); t != "" && len(r.ToolCalls) > 0 {
-				fmt.Fprintf(w, "   “%s”\n", prose(t, 110))
+				fmt.Fprintf(w, "   “%s”\n", display.Prose(t, 110))
 			}
 		case contract.EventToolCall:
 			calls[ev.ToolCall.ID] = *ev.ToolCall
 			if ev.ToolCall.Name == "bash" {
-				fmt.Fprintf(w, "   › %s %s\n", display.Escape(ev.ToolCall.Name), verbatim(describeCall(*ev.ToolCall), 90))
+				fmt.Fprintf(w, "   › %s %s\n", display.Escape(ev.ToolCall.Name), display.Verbatim(describeCall(*ev.ToolCall), 90))
 			}
 		case contract.EventToolResult:
 			r := ev.ToolResult
@@ -88,22 +87,22 @@ func writeSteps(w io.Writer, evs []contract.Event) {
 			delete(calls, r.ID)
 			mark, detail := "✓", resultDetail(r)
 			if r.IsError {
-				mark, detail = "✗", prose(strings.TrimPrefix(r.Output, "error: "), 100)
+				mark, detail = "✗", display.Prose(strings.TrimPrefix(r.Output, "error: "), 100)
 			}
-			fmt.Fprintf(w, "   %s %s %s  %s %s\n", mark, display.Escape(r.Name), verbatim(describeCall(call), 70), ms(r.DurationMS), detail)
+			fmt.Fprintf(w, "   %s %s %s  %s %s\n", mark, display.Escape(r.Name), display.Verbatim(describeCall(call), 70), display.Millis(r.DurationMS), detail)
 		case contract.EventApproval:
 			a := ev.Approval
 			reason := ""
 			if a.Reason != "" {
-				reason = " — " + prose(a.Reason, 200)
+				reason = " — " + display.Prose(a.Reason, 200)
 			}
 			fmt.Fprintf(w, "   ⚑ %s %s by %s%s\n", display.Escape(string(a.Decision)), display.Escape(a.Tool), display.Escape(a.By), reason)
 		case contract.EventError:
 			e := ev.Error
 			if e.Retrying {
-				fmt.Fprintf(w, "   ↻ attempt %d failed, retrying in %s: %s\n", e.Attempt, ms(e.RetryInMS), prose(e.Message, 100))
+				fmt.Fprintf(w, "   ↻ attempt %d failed, retrying in %s: %s\n", e.Attempt, display.Millis(e.RetryInMS), display.Prose(e.Message, 100))
 			} else {
-				fmt.Fprintf(w, "   ✗ %s\n", prose(e.Message, 160))
+				fmt.Fprintf(w, "   ✗ %s\n", display.Prose(e.Message, 160))
 			}
 		case contract.EventLimitHit:
 			l := ev.LimitHit
@@ -115,14 +114,14 @@ func writeSteps(w io.Writer, evs []contract.Event) {
 				mark = "✗"
 			}
 			fmt.Fprintf(w, "\n%s %s after %d turns · %d tool calls · %s tokens · %s · exit %d\n", mark, display.Escape(string(f.Outcome)),
-				f.Turns, f.ToolCalls, humanTokens(f.Usage.Total()), (time.Duration(f.DurationMS) * time.Millisecond).Round(100*time.Millisecond), f.ExitCode)
+				f.Turns, f.ToolCalls, display.Tokens(f.Usage.Total()), (time.Duration(f.DurationMS) * time.Millisecond).Round(100*time.Millisecond), f.ExitCode)
 			if f.Diff.FilesChanged > 0 {
 				fmt.Fprintf(w, "  %d files changed, +%d -%d\n", f.Diff.FilesChanged, f.Diff.Additions, f.Diff.Deletions)
 			} else {
 				fmt.Fprintln(w, "  no files changed")
 			}
 			if f.Error != "" {
-				fmt.Fprintf(w, "  error: %s\n", prose(f.Error, 200))
+				fmt.Fprintf(w, "  error: %s\n", display.Prose(f.Error, 200))
 			}
 			if s := strings.TrimSpace(f.Summary); s != "" {
 				fmt.Fprintln(w, display.EscapeMultiline(s))
@@ -163,61 +162,20 @@ func resultDetail(r *contract.ToolResult) string {
 	switch r.Name {
 	case "bash":
 		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
-			return prose(out[i:], 80)
+			return display.Prose(out[i:], 80)
 		}
 	case "edit_file", "write_file":
-		return prose(out, 80)
+		return display.Prose(out, 80)
 	case "grep", "glob", "git_status", "git_diff", "list_dir":
 		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
-			return prose(strings.Trim(out[i+1:], "[]"), 80)
+			return display.Prose(strings.Trim(out[i+1:], "[]"), 80)
 		}
 		if !strings.Contains(out, "\n") {
-			return prose(out, 80)
+			return display.Prose(out, 80)
 		}
 	}
 	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
 }
 
-// prose renders text on one line: runs of white space become one space, the rest is
-// escaped, cut to n runes.
-func prose(s string, n int) string {
-	return cut(display.Escape(strings.Join(strings.Fields(s), " ")), n)
-}
-
-// verbatim renders a command or path on one line unchanged: a newline shows as \n.
-func verbatim(s string, n int) string { return cut(display.Escape(s), n) }
-
 // displayOneLine is prose for completion descriptions.
-func displayOneLine(s string, n int) string { return prose(s, n) }
-
-func cut(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
-
-func ms(v int64) string {
-	d := time.Duration(v) * time.Millisecond
-	switch {
-	case d < time.Second:
-		return fmt.Sprintf("%dms", v)
-	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	default:
-		return d.Round(time.Second).String()
-	}
-}
-
-func humanTokens(n int64) string {
-	switch {
-	case n >= 1_000_000:
-		return fmt.Sprintf("%.1fM", float64(n)/1e6)
-	case n >= 10_000:
-		return fmt.Sprintf("%.0fk", float64(n)/1e3)
-	case n >= 1000:
-		return fmt.Sprintf("%.1fk", float64(n)/1e3)
-	}
-	return fmt.Sprint(n)
-}
+func displayOneLine(s string, n int) string { return display.Prose(s, n) }

@@ -163,7 +163,7 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 				turn = ev.Turn
 				fmt.Fprintf(&b, "## Turn %d\n\n", turn)
 			}
-			fmt.Fprintf(&b, "*model %s · ↑%s ↓%s tokens*\n\n", ms(r.DurationMS), humanTokens(r.Usage.PromptTokens), humanTokens(r.Usage.CompletionTokens))
+			fmt.Fprintf(&b, "*model %s · ↑%s ↓%s tokens*\n\n", display.Millis(r.DurationMS), display.Tokens(r.Usage.PromptTokens), display.Tokens(r.Usage.CompletionTokens))
 			if t := strings.TrimSpace(r.Content); t != "" {
 				b.WriteString(display.EscapeMultiline(t))
 				b.WriteString("\n\n")
@@ -188,7 +188,7 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 			if r.IsError {
 				mark = "✗"
 			}
-			fmt.Fprintf(&b, "%s %s · %s\n\n", mark, inlineCode(r.Name), ms(r.DurationMS))
+			fmt.Fprintf(&b, "%s %s · %s\n\n", mark, inlineCode(r.Name), display.Millis(r.DurationMS))
 			if o := strings.TrimRight(r.Output, "\n"); o != "" {
 				b.WriteString(fenced(firstLines(o, maxResultLines), ""))
 			}
@@ -196,7 +196,7 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 			ap := ev.Approval
 			fmt.Fprintf(&b, "> ⚑ **%s** %s %s by %s", display.Escape(string(ap.Decision)), inlineCode(ap.ID), inlineCode(ap.Tool), inlineCode(ap.By))
 			if ap.Reason != "" {
-				fmt.Fprintf(&b, " — %s", prose(ap.Reason, 500))
+				fmt.Fprintf(&b, " — %s", display.Prose(ap.Reason, 500))
 			}
 			b.WriteString("\n>\n")
 			b.WriteString(quote(inlineCode(display.Truncate(ap.Summary, 300))))
@@ -204,9 +204,9 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 		case contract.EventError:
 			e := ev.Error
 			if e.Retrying {
-				fmt.Fprintf(&b, "*↻ %s error, attempt %d, retrying: %s*\n\n", display.Escape(e.Source), e.Attempt, prose(e.Message, 200))
+				fmt.Fprintf(&b, "*↻ %s error, attempt %d, retrying: %s*\n\n", display.Escape(e.Source), e.Attempt, display.Prose(e.Message, 200))
 			} else {
-				fmt.Fprintf(&b, "**✗ %s error:** %s\n\n", display.Escape(e.Source), prose(e.Message, 500))
+				fmt.Fprintf(&b, "**✗ %s error:** %s\n\n", display.Escape(e.Source), display.Prose(e.Message, 500))
 			}
 		case contract.EventLimitHit:
 			l := ev.LimitHit
@@ -215,10 +215,10 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 			f := ev.Finish
 			fmt.Fprintf(&b, "## Finish: %s\n\n", display.Escape(string(f.Outcome)))
 			fmt.Fprintf(&b, "%d turns · %d tool calls · %s tokens · %s · %d files changed, +%d -%d\n\n",
-				f.Turns, f.ToolCalls, humanTokens(f.Usage.Total()), (time.Duration(f.DurationMS) * time.Millisecond).Round(100*time.Millisecond),
+				f.Turns, f.ToolCalls, display.Tokens(f.Usage.Total()), (time.Duration(f.DurationMS) * time.Millisecond).Round(100*time.Millisecond),
 				f.Diff.FilesChanged, f.Diff.Additions, f.Diff.Deletions)
 			if f.Error != "" {
-				fmt.Fprintf(&b, "**error:** %s\n\n", prose(f.Error, 1000))
+				fmt.Fprintf(&b, "**error:** %s\n\n", display.Prose(f.Error, 1000))
 			}
 			if sum := strings.TrimSpace(f.Summary); sum != "" {
 				b.WriteString(display.EscapeMultiline(sum))

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/display"
@@ -110,7 +109,7 @@ func (p *progress) header(o *options, ws, commit, task string, set tools.Set) {
 		lim = append(lim, fmt.Sprintf("%d turns", o.maxTurns))
 	}
 	if o.maxTokens > 0 {
-		lim = append(lim, humanTokens(o.maxTokens)+" tokens")
+		lim = append(lim, display.Tokens(o.maxTokens)+" tokens")
 	}
 	if o.timeout > 0 {
 		lim = append(lim, o.timeout.String())
@@ -121,7 +120,7 @@ func (p *progress) header(o *options, ws, commit, task string, set tools.Set) {
 	row("limits", strings.Join(lim, " · "))
 	row("approval", fmt.Sprintf("bash %s · writes %s", o.approvalBash, o.approvalWrites))
 	row("tools", strings.Join(set.Names(), " "))
-	row("task", prose(task, 100))
+	row("task", display.Prose(task, 100))
 	p.printf("\n")
 }
 
@@ -149,9 +148,9 @@ func (p *progress) render(ev contract.Event) {
 		if ev.Turn != p.turn {
 			p.turn = ev.Turn
 		}
-		tok := fmt.Sprintf("↑%s ↓%s", humanTokens(r.Usage.PromptTokens), humanTokens(r.Usage.CompletionTokens))
+		tok := fmt.Sprintf("↑%s ↓%s", display.Tokens(r.Usage.PromptTokens), display.Tokens(r.Usage.CompletionTokens))
 		if r.Usage.CachedTokens > 0 {
-			tok += fmt.Sprintf(" (%s cached)", humanTokens(r.Usage.CachedTokens))
+			tok += fmt.Sprintf(" (%s cached)", display.Tokens(r.Usage.CachedTokens))
 		}
 		what := fmt.Sprintf("%d tool calls", len(r.ToolCalls))
 		if len(r.ToolCalls) == 1 {
@@ -164,15 +163,15 @@ func (p *progress) render(ev contract.Event) {
 			retries = fmt.Sprintf(" · %d attempts", r.Attempts)
 		}
 		p.printf("%s %s\n", p.c(ansiBold, fmt.Sprintf("turn %-3d", ev.Turn)),
-			p.c(ansiDim, fmt.Sprintf("model %s · %s tokens · %s%s", ms(r.DurationMS), tok, what, retries)))
+			p.c(ansiDim, fmt.Sprintf("model %s · %s tokens · %s%s", display.Millis(r.DurationMS), tok, what, retries)))
 		if t := strings.TrimSpace(r.Content); t != "" && len(r.ToolCalls) > 0 {
-			p.printf("   %s\n", p.c(ansiDim, "“"+prose(t, 110)+"”"))
+			p.printf("   %s\n", p.c(ansiDim, "“"+display.Prose(t, 110)+"”"))
 		}
 	case contract.EventToolCall:
 		p.calls[ev.ToolCall.ID] = *ev.ToolCall
 		if ev.ToolCall.Name == "bash" {
 			// Commands may take minutes: show them as they start.
-			p.printf("   %s %s %s\n", p.c(ansiCyan, "›"), display.Escape(ev.ToolCall.Name), verbatim(p.describeCall(*ev.ToolCall), 90))
+			p.printf("   %s %s %s\n", p.c(ansiCyan, "›"), display.Escape(ev.ToolCall.Name), display.Verbatim(p.describeCall(*ev.ToolCall), 90))
 		}
 	case contract.EventToolResult:
 		r := ev.ToolResult
@@ -180,9 +179,9 @@ func (p *progress) render(ev contract.Event) {
 		delete(p.calls, r.ID)
 		mark, detail := p.c(ansiGreen, "✓"), resultDetail(r)
 		if r.IsError {
-			mark, detail = p.c(ansiRed, "✗"), p.c(ansiRed, prose(strings.TrimPrefix(r.Output, "error: "), 100))
+			mark, detail = p.c(ansiRed, "✗"), p.c(ansiRed, display.Prose(strings.TrimPrefix(r.Output, "error: "), 100))
 		}
-		p.printf("   %s %s %s  %s %s\n", mark, display.Escape(r.Name), verbatim(p.describeCall(call), 70), p.c(ansiDim, ms(r.DurationMS)), detail)
+		p.printf("   %s %s %s  %s %s\n", mark, display.Escape(r.Name), display.Verbatim(p.describeCall(call), 70), p.c(ansiDim, display.Millis(r.DurationMS)), detail)
 	case contract.EventApproval:
 		a := ev.Approval
 		col := ansiGreen
@@ -191,15 +190,15 @@ func (p *progress) render(ev contract.Event) {
 		}
 		reason := ""
 		if a.Reason != "" {
-			reason = " — " + prose(a.Reason, 200)
+			reason = " — " + display.Prose(a.Reason, 200)
 		}
 		p.printf("   %s %s %s%s\n", p.c(col, "⚑ "+display.Escape(string(a.Decision))), display.Escape(a.Tool), p.c(ansiDim, "by "+display.Escape(a.By)), p.c(ansiDim, reason))
 	case contract.EventError:
 		e := ev.Error
 		if e.Retrying {
-			p.printf("   %s %s\n", p.c(ansiYellow, "↻"), p.c(ansiDim, fmt.Sprintf("attempt %d failed, retrying in %s: %s", e.Attempt, ms(e.RetryInMS), prose(e.Message, 100))))
+			p.printf("   %s %s\n", p.c(ansiYellow, "↻"), p.c(ansiDim, fmt.Sprintf("attempt %d failed, retrying in %s: %s", e.Attempt, display.Millis(e.RetryInMS), display.Prose(e.Message, 100))))
 		} else {
-			p.printf("   %s %s\n", p.c(ansiRed, "✗"), prose(e.Message, 160))
+			p.printf("   %s %s\n", p.c(ansiRed, "✗"), display.Prose(e.Message, 160))
 		}
 	case contract.EventLimitHit:
 		p.printf("   %s %s\n", p.c(ansiYellow, "■"), limitLine(ev.LimitHit))
@@ -215,7 +214,7 @@ func limitLine(l *contract.LimitHit) string {
 	case "timeout": // seconds
 		used, max = (time.Duration(l.Used) * time.Second).String(), (time.Duration(l.Max) * time.Second).String()
 	case "maxTokens":
-		used, max = humanTokens(l.Used), humanTokens(l.Max)+" tokens"
+		used, max = display.Tokens(l.Used), display.Tokens(l.Max)+" tokens"
 	case "maxTurns":
 		max += " turns"
 	}
@@ -235,16 +234,16 @@ func resultDetail(r *contract.ToolResult) string {
 	switch r.Name {
 	case "bash":
 		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
-			return prose(out[i:], 80)
+			return display.Prose(out[i:], 80)
 		}
 	case "edit_file", "write_file":
-		return prose(out, 80)
+		return display.Prose(out, 80)
 	case "grep", "glob", "git_status", "git_diff", "list_dir":
 		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
-			return prose(strings.Trim(out[i+1:], "[]"), 80)
+			return display.Prose(strings.Trim(out[i+1:], "[]"), 80)
 		}
 		if !strings.Contains(out, "\n") {
-			return prose(out, 80)
+			return display.Prose(out, 80)
 		}
 	}
 	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
@@ -260,9 +259,9 @@ func (p *progress) result(out io.Writer, res runner.Result, dir *transcript.Dir)
 			mark, col = "■", ansiYellow
 		}
 	}
-	tokens := humanTokens(res.Usage.Total())
+	tokens := display.Tokens(res.Usage.Total())
 	if res.Usage.CachedTokens > 0 {
-		tokens += fmt.Sprintf(" (%s cached)", humanTokens(res.Usage.CachedTokens))
+		tokens += fmt.Sprintf(" (%s cached)", display.Tokens(res.Usage.CachedTokens))
 	}
 	fmt.Fprintf(p.w, "\n%s %s %s\n", p.c(col, mark), p.c(ansiBold, string(res.Outcome)),
 		p.c(ansiDim, fmt.Sprintf("after %d turns · %d tool calls · %s tokens · %s · exit %d",
@@ -291,53 +290,6 @@ func (p *progress) result(out io.Writer, res runner.Result, dir *transcript.Dir)
 	// stderr. It keeps its lines; anything else that could act on a terminal
 	// is escaped.
 	fmt.Fprintln(out, display.EscapeMultiline(strings.TrimSpace(res.Summary)))
-}
-
-// prose renders text for reading on one line: runs of white space (newlines
-// included) become one space, the rest is escaped, and the result is cut to n
-// runes. For messages and model text, not for what runs.
-func prose(s string, n int) string {
-	return cut(display.Escape(strings.Join(strings.Fields(s), " ")), n)
-}
-
-// verbatim renders a tool call's arguments (a command, a path) on one line
-// without changing them: a newline in a command is shown as \n, because it
-// separates commands.
-func verbatim(s string, n int) string {
-	return cut(display.Escape(s), n)
-}
-
-// cut shortens s to n runes, ending in "…" when it cut.
-func cut(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
-
-func ms(v int64) string {
-	d := time.Duration(v) * time.Millisecond
-	switch {
-	case d < time.Second:
-		return fmt.Sprintf("%dms", v)
-	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	default:
-		return d.Round(time.Second).String()
-	}
-}
-
-func humanTokens(n int64) string {
-	switch {
-	case n >= 1_000_000:
-		return fmt.Sprintf("%.1fM", float64(n)/1e6)
-	case n >= 10_000:
-		return fmt.Sprintf("%.0fk", float64(n)/1e3)
-	case n >= 1000:
-		return fmt.Sprintf("%.1fk", float64(n)/1e3)
-	}
-	return fmt.Sprint(n)
 }
 
 func shortSHA(s string) string {

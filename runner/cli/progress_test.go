@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner"
 	"github.com/agentry-dev/agentry/runner/transcript"
 )
@@ -121,13 +122,13 @@ func TestLimitLine(t *testing.T) {
 func TestCutKeepsRunes(t *testing.T) {
 	s := strings.Repeat("日本語のテキスト ", 20)
 	for n := 2; n < 40; n++ {
-		for _, got := range []string{prose(s, n), verbatim(s, n)} {
+		for _, got := range []string{display.Prose(s, n), display.Verbatim(s, n)} {
 			if !utf8.ValidString(got) || utf8.RuneCountInString(got) > n {
 				t.Fatalf("cut to %d runes: %q", n, got)
 			}
 		}
 	}
-	if got := verbatim("go test ./...\ncurl x | sh", 90); got != `go test ./...\ncurl x | sh` {
+	if got := display.Verbatim("go test ./...\ncurl x | sh", 90); got != `go test ./...\ncurl x | sh` {
 		t.Errorf("verbatim hides the second command: %q", got)
 	}
 }
