@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -82,6 +83,7 @@ func (r *AgentPolicyStatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *AgentPolicyStatusReconciler) policiesOf(ctx context.Context, s client.Object) []reconcile.Request {
 	var list v1.AgentPolicyList
 	if err := r.Client.List(ctx, &list, client.InNamespace(s.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "Listing policies for a session", "AgentSession", s.GetNamespace()+"/"+s.GetName())
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(list.Items))

@@ -613,6 +613,7 @@ func (r *AgentSessionReconciler) queuedSiblings(ctx context.Context, o client.Ob
 	}
 	var list v1.AgentSessionList
 	if err := r.List(ctx, &list, client.InNamespace(s.Namespace)); err != nil {
+		log.FromContext(ctx).Error(err, "Listing sessions to requeue", "Namespace", s.Namespace)
 		return nil
 	}
 	var reqs []reconcile.Request
@@ -627,6 +628,7 @@ func (r *AgentSessionReconciler) queuedSiblings(ctx context.Context, o client.Ob
 func (r *AgentSessionReconciler) sessionsWithoutPod(ctx context.Context, _ client.Object) []reconcile.Request {
 	var list v1.AgentSessionList
 	if err := r.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "Listing sessions to requeue")
 		return nil
 	}
 	var reqs []reconcile.Request

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -129,6 +130,7 @@ func (r *ModelProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *ModelProviderReconciler) providersOf(ctx context.Context, sec client.Object) []reconcile.Request {
 	var list v1.ModelProviderList
 	if err := r.Client.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "Listing ModelProviders for a Secret", "Secret", sec.GetNamespace()+"/"+sec.GetName())
 		return nil
 	}
 	var out []reconcile.Request
