@@ -17,6 +17,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -403,7 +404,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, key, pod)
 	if err == nil {
-		if !metav1IsControlledBy(pod, s.obj) {
+		if !metav1.IsControlledBy(pod, s.obj) {
 			return fmt.Errorf("pod %s exists but does not belong to this session", key)
 		}
 		return r.bindPod(s, pod)
@@ -441,7 +442,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 			if err := r.APIReader.Get(ctx, key, existing); err != nil {
 				return err
 			}
-			if !metav1IsControlledBy(existing, s.obj) {
+			if !metav1.IsControlledBy(existing, s.obj) {
 				return fmt.Errorf("pod %s exists but does not belong to this session", key)
 			}
 			return r.bindPod(s, existing)
@@ -534,8 +535,9 @@ func (r *AgentSessionReconciler) requeueForTTL(s *scope) ctrl.Result {
 		return ctrl.Result{RequeueAfter: d}
 	}
 	if s.base != nil && !s.base.Status.Phase.IsTerminal() {
-		// Finished in this reconcile: let the status patch land first; come back at once.
-		return ctrl.Result{RequeueAfter: time.Millisecond}
+		// Finished in this reconcile: the deferred status patch lands first, and the TTL is
+		// acted on at the next look, a second from now (not at once: that would race the patch).
+		return ctrl.Result{RequeueAfter: time.Second}
 	}
 	return ctrl.Result{}
 }
@@ -564,10 +566,8 @@ func (r *AgentSessionReconciler) recordFinish(s *v1.AgentSession) {
 		eventType = corev1.EventTypeWarning
 	}
 	msg := ""
-	for _, c := range s.Status.Conditions {
-		if c.Type == v1.ConditionSucceeded {
-			msg = c.Message
-		}
+	if c := meta.FindStatusCondition(s.Status.Conditions, v1.ConditionSucceeded); c != nil {
+		msg = c.Message
 	}
 	r.Recorder.Event(s, eventType, reason(s), msg)
 	sessionsFinished.WithLabelValues(string(s.Status.Phase), reason(s)).Inc()
@@ -575,10 +575,8 @@ func (r *AgentSessionReconciler) recordFinish(s *v1.AgentSession) {
 
 // reason returns the Succeeded condition's reason.
 func reason(s *v1.AgentSession) string {
-	for _, c := range s.Status.Conditions {
-		if c.Type == v1.ConditionSucceeded {
-			return c.Reason
-		}
+	if c := meta.FindStatusCondition(s.Status.Conditions, v1.ConditionSucceeded); c != nil {
+		return c.Reason
 	}
 	return ""
 }
@@ -595,15 +593,6 @@ func (r *AgentSessionReconciler) patchStatus(ctx context.Context, s *scope) erro
 		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
 	}
 	return nil
-}
-
-func metav1IsControlledBy(pod *corev1.Pod, s *v1.AgentSession) bool {
-	for _, ref := range pod.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller && ref.UID == s.UID {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *AgentSessionReconciler) queuedSiblings(ctx context.Context, o client.Object) []reconcile.Request {
