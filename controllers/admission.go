@@ -105,10 +105,9 @@ func admitSession(s *v1.AgentSession, provider *v1.ModelProvider, secret *metav1
 			message: fmt.Sprintf("spec.network.egress is not allowed: no AgentPolicy in namespace %s allows extra egress. "+
 				"A platform owner must list these destinations in an AgentPolicy's spec.egress.", s.Namespace)}
 	}
-	if spec.Delivery != nil {
-		if msg := deliveryPolicyViolation(policies, s, spec.Delivery.GitProvider); strings.HasPrefix(msg, "no AgentPolicy") {
-			return admission{verdict: reject, reason: v1.ReasonPolicyViolation, message: "spec.delivery is not allowed: " + msg + "."}
-		}
+	if spec.Delivery != nil && !deliveryGoverned(policies) {
+		return admission{verdict: reject, reason: v1.ReasonPolicyViolation, message: "spec.delivery is not allowed: " +
+			deliveryPolicyViolation(policies, s, spec.Delivery.GitProvider) + "."}
 	}
 	settings, msg := resolvePodSettings(s, policies)
 	if msg != "" {
@@ -298,8 +297,8 @@ func policyViolation(s *v1.AgentSession, model string, p *v1.AgentPolicy, defaul
 		if d.GitProvider != "" && len(pd.AllowedGitProviders) > 0 && !slices.Contains(pd.AllowedGitProviders, d.GitProvider) {
 			return fmt.Sprintf("spec.delivery.gitProvider %q is not allowed (allowed: %s)", d.GitProvider, strings.Join(pd.AllowedGitProviders, ", "))
 		}
-		if msg := deliveryPolicyViolation([]v1.AgentPolicy{*p}, s, d.GitProvider); msg != "" && len(pd.AllowedRepositories) > 0 && strings.Contains(msg, "allowedRepositories") {
-			return fmt.Sprintf("spec.delivery: the repository %s is not allowed (allowed: %s)", repositoryPath(spec.Repository.URL), strings.Join(pd.AllowedRepositories, ", "))
+		if repo := repositoryPath(spec.Repository.URL); !repositoryAllowed(pd, repo) {
+			return fmt.Sprintf("spec.delivery: the repository %s is not allowed (allowed: %s)", repo, strings.Join(pd.AllowedRepositories, ", "))
 		}
 	}
 	return ""

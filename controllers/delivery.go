@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -506,51 +508,51 @@ func checkDeliveryPolicy(ctx context.Context, c client.Client, s *v1.AgentSessio
 	return nil
 }
 
-// deliveryPolicyViolation says why the policies forbid delivering s through provider, or "".
-//
-// Delivery needs an AgentPolicy with spec.delivery in the namespace: a GitProvider's
-// credential can push to every repository it covers, so a namespace nobody governs must not
-// be able to use it (a user who may create sessions would otherwise open branches and pull
-// requests on repositories they cannot write to).
-func deliveryPolicyViolation(pols []v1.AgentPolicy, s *v1.AgentSession, provider string) string {
-	repo := repositoryPath(s.Spec.Repository.URL)
-	governed := false
+// deliveryGoverned reports whether an AgentPolicy of the namespace allows delivery at all.
+// Delivery needs one: a GitProvider's credential can push to every repository it covers, so a
+// namespace nobody governs must not be able to use it (a user who may create sessions would
+// otherwise open branches and pull requests on repositories they cannot write to).
+func deliveryGoverned(pols []v1.AgentPolicy) bool {
 	for _, pol := range pols {
-		governed = governed || pol.Spec.Delivery != nil
+		if pol.Spec.Delivery != nil {
+			return true
+		}
 	}
-	if !governed {
+	return false
+}
+
+// repositoryAllowed reports whether a policy's allowedRepositories admit repo (host/path).
+func repositoryAllowed(d *v1.DeliveryPolicy, repo string) bool {
+	if len(d.AllowedRepositories) == 0 {
+		return true
+	}
+	for _, pat := range d.AllowedRepositories {
+		if m, err := path.Match(strings.ToLower(pat), repo); err == nil && m {
+			return true
+		}
+	}
+	return false
+}
+
+// deliveryPolicyViolation says why the policies forbid delivering s through provider, or "".
+func deliveryPolicyViolation(pols []v1.AgentPolicy, s *v1.AgentSession, provider string) string {
+	if !deliveryGoverned(pols) {
 		return fmt.Sprintf("no AgentPolicy in namespace %s allows delivery (spec.delivery); a platform owner allows it with an AgentPolicy's spec.delivery", s.Namespace)
 	}
+	repo := repositoryPath(s.Spec.Repository.URL)
 	for _, pol := range pols {
 		d := pol.Spec.Delivery
 		if d == nil {
 			continue
 		}
-		if len(d.AllowedGitProviders) > 0 && !contains(d.AllowedGitProviders, provider) {
+		if len(d.AllowedGitProviders) > 0 && !slices.Contains(d.AllowedGitProviders, provider) {
 			return fmt.Sprintf("AgentPolicy %s does not allow GitProvider %s (spec.delivery.allowedGitProviders)", pol.Name, provider)
 		}
-		if len(d.AllowedRepositories) > 0 {
-			ok := false
-			for _, pat := range d.AllowedRepositories {
-				if m, err := path.Match(strings.ToLower(pat), repo); err == nil && m {
-					ok = true
-				}
-			}
-			if !ok {
-				return fmt.Sprintf("AgentPolicy %s does not allow delivering to %s (spec.delivery.allowedRepositories)", pol.Name, repo)
-			}
+		if !repositoryAllowed(d, repo) {
+			return fmt.Sprintf("AgentPolicy %s does not allow delivering to %s (spec.delivery.allowedRepositories)", pol.Name, repo)
 		}
 	}
 	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // applyStatus writes status.delivery and the Delivered condition by server-side apply with
@@ -577,11 +579,9 @@ func (r *DeliveryReconciler) applyStatus(ctx context.Context, s *v1.AgentSession
 	if err := r.Client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), DeliveryFieldOwner, client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying delivery status of %s/%s: %w", s.Namespace, s.Name, err)
 	}
-	log.FromContext(ctx).Info("Delivering session result", "AgentSession", klogRef(s), "status", o.status, "reason", o.reason)
+	log.FromContext(ctx).Info("Delivering session result", "AgentSession", klog.KObj(s), "status", o.status, "reason", o.reason)
 	return nil
 }
-
-func klogRef(s *v1.AgentSession) string { return s.Namespace + "/" + s.Name }
 
 // SetupWithManager watches sessions that ask for delivery.
 func (r *DeliveryReconciler) SetupWithManager(mgr ctrl.Manager) error {

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -305,7 +306,7 @@ func (r *NotificationReconciler) applyRecords(ctx context.Context, s *v1.AgentSe
 	if err := r.Client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), NotifyFieldOwner, client.ForceOwnership); err != nil {
 		return fmt.Errorf("recording notifications of %s/%s: %w", s.Namespace, s.Name, err)
 	}
-	log.FromContext(ctx).V(1).Info("Recording notifications", "AgentSession", klogRef(s), "count", len(records))
+	log.FromContext(ctx).V(1).Info("Recording notifications", "AgentSession", klog.KObj(s), "count", len(records))
 	return nil
 }
 

@@ -51,3 +51,25 @@ func Tokens(n int64) string {
 	}
 	return fmt.Sprint(n)
 }
+
+// ResultDetail summarises a successful tool result in a few words: bash's exit code, a file
+// tool's one-line answer, a listing's count line, else its number of lines.
+func ResultDetail(tool, output string) string {
+	out := strings.TrimRight(output, "\n")
+	switch tool {
+	case "bash":
+		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
+			return Prose(out[i:], 80)
+		}
+	case "edit_file", "write_file":
+		return Prose(out, 80)
+	case "grep", "glob", "git_status", "git_diff", "list_dir":
+		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
+			return Prose(strings.Trim(out[i+1:], "[]"), 80)
+		}
+		if !strings.Contains(out, "\n") {
+			return Prose(out, 80)
+		}
+	}
+	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
+}

@@ -85,7 +85,7 @@ func writeSteps(w io.Writer, evs []contract.Event) {
 			r := ev.ToolResult
 			call := calls[r.ID]
 			delete(calls, r.ID)
-			mark, detail := "✓", resultDetail(r)
+			mark, detail := "✓", display.ResultDetail(r.Name, r.Output)
 			if r.IsError {
 				mark, detail = "✗", display.Prose(strings.TrimPrefix(r.Output, "error: "), 100)
 			}
@@ -154,27 +154,6 @@ func describeCall(c contract.ToolCall) string {
 	}
 	v, _ := m[field].(string)
 	return v
-}
-
-// resultDetail summarises a successful result in a few words.
-func resultDetail(r *contract.ToolResult) string {
-	out := strings.TrimRight(r.Output, "\n")
-	switch r.Name {
-	case "bash":
-		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
-			return display.Prose(out[i:], 80)
-		}
-	case "edit_file", "write_file":
-		return display.Prose(out, 80)
-	case "grep", "glob", "git_status", "git_diff", "list_dir":
-		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
-			return display.Prose(strings.Trim(out[i+1:], "[]"), 80)
-		}
-		if !strings.Contains(out, "\n") {
-			return display.Prose(out, 80)
-		}
-	}
-	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
 }
 
 // displayOneLine is prose for completion descriptions.

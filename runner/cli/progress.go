@@ -177,7 +177,7 @@ func (p *progress) render(ev contract.Event) {
 		r := ev.ToolResult
 		call := p.calls[r.ID]
 		delete(p.calls, r.ID)
-		mark, detail := p.c(ansiGreen, "✓"), resultDetail(r)
+		mark, detail := p.c(ansiGreen, "✓"), display.ResultDetail(r.Name, r.Output)
 		if r.IsError {
 			mark, detail = p.c(ansiRed, "✗"), p.c(ansiRed, display.Prose(strings.TrimPrefix(r.Output, "error: "), 100))
 		}
@@ -226,27 +226,6 @@ func (p *progress) describeCall(c contract.ToolCall) string {
 		return ""
 	}
 	return p.describe(c.Name, c.Arguments)
-}
-
-// resultDetail summarises a successful result in a few words.
-func resultDetail(r *contract.ToolResult) string {
-	out := strings.TrimRight(r.Output, "\n")
-	switch r.Name {
-	case "bash":
-		if i := strings.LastIndex(out, "exit code: "); i >= 0 {
-			return display.Prose(out[i:], 80)
-		}
-	case "edit_file", "write_file":
-		return display.Prose(out, 80)
-	case "grep", "glob", "git_status", "git_diff", "list_dir":
-		if i := strings.LastIndexByte(out, '\n'); i >= 0 && strings.HasPrefix(out[i+1:], "[") {
-			return display.Prose(strings.Trim(out[i+1:], "[]"), 80)
-		}
-		if !strings.Contains(out, "\n") {
-			return display.Prose(out, 80)
-		}
-	}
-	return fmt.Sprintf("%d lines", strings.Count(out, "\n")+1)
 }
 
 func (p *progress) result(out io.Writer, res runner.Result, dir *transcript.Dir) {
