@@ -17,6 +17,7 @@ func TestOutcomesMapToDistinctExitCodes(t *testing.T) {
 		contract.OutcomeCancelled:      5,
 		contract.OutcomeTimeout:        6,
 		contract.OutcomeModelError:     7,
+		contract.OutcomeSetupFailed:    8,
 	}
 	for o, code := range want {
 		if got := o.ExitCode(); got != code {

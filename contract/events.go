@@ -25,6 +25,10 @@ const (
 	EventLimitHit      EventType = "limitHit"
 	EventError         EventType = "error"
 	EventFinish        EventType = "finish"
+	// EventSetup is one spec.setup command, recorded before the agent starts.
+	EventSetup EventType = "setup"
+	// EventCompaction records that older turns were replaced by a summary.
+	EventCompaction EventType = "compaction"
 )
 
 // Event is one line of transcript.jsonl. Seq starts at 1 and increases by one
@@ -47,6 +51,8 @@ type Event struct {
 	LimitHit      *LimitHit      `json:"limitHit,omitempty"`
 	Error         *ErrorInfo     `json:"error,omitempty"`
 	Finish        *Finish        `json:"finish,omitempty"`
+	Setup         *Setup         `json:"setup,omitempty"`
+	Compaction    *Compaction    `json:"compaction,omitempty"`
 }
 
 // Validate checks what a reader relies on: a known version, a positive
@@ -68,6 +74,8 @@ func (e *Event) Validate() error {
 		EventLimitHit:      e.LimitHit != nil,
 		EventError:         e.Error != nil,
 		EventFinish:        e.Finish != nil,
+		EventSetup:         e.Setup != nil,
+		EventCompaction:    e.Compaction != nil,
 	}
 	set, ok := payloads[e.Type]
 	if !ok {
@@ -121,6 +129,59 @@ type SessionStart struct {
 	BaseCommit      string   `json:"baseCommit,omitempty"`
 	Limits          Limits   `json:"limits"`
 	RunnerVersion   string   `json:"runnerVersion,omitempty"`
+	// Instructions are the instruction sources in the system prompt, in its order.
+	Instructions []Instruction `json:"instructions,omitempty"`
+	// Project is the detected toolchain note added to the system prompt.
+	Project string `json:"project,omitempty"`
+	// Ignored lists the .agentryignore patterns hiding paths from the file tools.
+	Ignored []string `json:"ignored,omitempty"`
+	// ContextWindow is the model's context window in tokens (0: unknown, no compaction).
+	ContextWindow int64 `json:"contextWindow,omitempty"`
+	// ContinuedFrom is the earlier session a follow-up continues.
+	ContinuedFrom *Continuation `json:"continuedFrom,omitempty"`
+}
+
+// Instruction is one source of instructions in the system prompt.
+type Instruction struct {
+	// Source says where the text came from: "AgentPolicy", "AGENTS.md",
+	// "src/api/AGENTS.md", "spec.instructions", "ConfigMap team-rules key rules.md".
+	Source string `json:"source"`
+	Text   string `json:"text"`
+}
+
+// Continuation describes the session a follow-up continues.
+type Continuation struct {
+	Session string `json:"session"`
+	// Commit is the earlier session's base commit; PatchSHA256 its applied patch.
+	Commit      string `json:"commit,omitempty"`
+	PatchSHA256 string `json:"patchSHA256,omitempty"`
+	// Messages is how many history messages were carried over.
+	Messages int `json:"messages,omitempty"`
+}
+
+// Setup is one setup command's result.
+type Setup struct {
+	Command    string `json:"command"`
+	ExitCode   int    `json:"exitCode"`
+	Output     string `json:"output,omitempty"`
+	DurationMS int64  `json:"durationMs"`
+	// TimedOut is set when the setup timeout ended the command.
+	TimedOut bool `json:"timedOut,omitempty"`
+}
+
+// Compaction records older turns replaced by a model-written summary.
+type Compaction struct {
+	// PromptTokens is the prompt size that triggered it; ContextWindow the model's window.
+	PromptTokens  int64 `json:"promptTokens"`
+	ContextWindow int64 `json:"contextWindow"`
+	// DroppedMessages and DroppedTurns are what the summary replaced.
+	DroppedMessages int `json:"droppedMessages"`
+	DroppedTurns    int `json:"droppedTurns,omitempty"`
+	// KeptMessages is the history length afterwards.
+	KeptMessages int    `json:"keptMessages"`
+	Summary      string `json:"summary"`
+	// Usage is the summary call's token use (counted in the session's usage and limits).
+	Usage Usage `json:"usage"`
 }
 
 // Limits are the bounds the loop enforces; zero means unlimited.

@@ -30,6 +30,9 @@ const (
 	// ExitModelError: the model provider rejected a request with a non-retryable
 	// error (401, 403, 400, 404...) or retries were exhausted.
 	ExitModelError ExitCode = 7
+	// ExitSetupFailed: a spec.setup command exited non-zero or setup timed out; the
+	// agent did not run.
+	ExitSetupFailed ExitCode = 8
 )
 
 // Outcome is why a session ended. Each outcome has exactly one exit code; the
@@ -45,6 +48,7 @@ const (
 	OutcomeCancelled      Outcome = "Cancelled"
 	OutcomeTimeout        Outcome = "Timeout"
 	OutcomeModelError     Outcome = "ModelError"
+	OutcomeSetupFailed    Outcome = "SetupFailed"
 )
 
 var outcomeExit = map[Outcome]ExitCode{
@@ -55,6 +59,7 @@ var outcomeExit = map[Outcome]ExitCode{
 	OutcomeCancelled:      ExitCancelled,
 	OutcomeTimeout:        ExitTimeout,
 	OutcomeModelError:     ExitModelError,
+	OutcomeSetupFailed:    ExitSetupFailed,
 }
 
 // ExitCode maps the outcome to the process exit status. Unknown outcomes are

@@ -108,6 +108,76 @@ type AgentPolicySpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=8
 	Notifications []NotificationTarget `json:"notifications,omitempty"`
+
+	// instructions are the namespace's rules for every agent: the first part of each
+	// session's instructions, before the repository's AGENTS.md files and the session's own.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Instructions string `json:"instructions,omitempty"`
+
+	// setup governs spec.setup: the egress setup commands get and the Secrets they may read.
+	// Without it, setup commands run with no egress beyond the gateway and cluster DNS, and
+	// spec.setup.env is refused.
+	// +optional
+	Setup *SetupPolicy `json:"setup,omitempty"`
+
+	// allowedMCPServers lists the MCPServers sessions may name in spec.mcpServers. Empty
+	// (or no AgentPolicy) forbids spec.mcpServers: an MCP server's credential belongs to
+	// the platform, and each namespace is granted its servers explicitly.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	AllowedMCPServers []string `json:"allowedMCPServers,omitempty"`
+
+	// webFetch governs the web_fetch and web_search tools. Without it (or without an
+	// AgentPolicy) sessions listing those tools are refused.
+	// +optional
+	WebFetch *WebFetchPolicy `json:"webFetch,omitempty"`
+}
+
+// SetupPolicy governs the setup phase of the namespace's sessions.
+type SetupPolicy struct {
+	// egress lists the destinations setup commands may reach (a module proxy, a package
+	// mirror), in addition to the gateway and cluster DNS. They are closed again before the
+	// agent starts.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Egress []EgressRule `json:"egress,omitempty"`
+
+	// allowedSecrets lists the Secrets of the namespace sessions may pass to setup commands
+	// in spec.setup.env. Empty forbids spec.setup.env.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	AllowedSecrets []string `json:"allowedSecrets,omitempty"`
+}
+
+// WebFetchPolicy governs the gateway-side web tools.
+type WebFetchPolicy struct {
+	// allowedDomains lists the domains web_fetch may fetch from: an entry matches the domain
+	// and its subdomains (example.com matches docs.example.com, not badexample.com). Empty
+	// allows none. Redirects are followed only within allowed domains.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:items:MaxLength=253
+	AllowedDomains []string `json:"allowedDomains,omitempty"`
+
+	// searchURL is an HTTP documentation-search endpoint for the web_search tool; the query
+	// is sent as the q parameter. Empty: web_search is not available.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^https?://[^/@]+(/.*)?$')",message="searchURL must be an http(s) URL without credentials"
+	SearchURL string `json:"searchURL,omitempty"`
+
+	// maxBytes caps the text one fetch returns to the model. Defaults to 100000.
+	// +optional
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=1048576
+	MaxBytes *int32 `json:"maxBytes,omitempty"`
 }
 
 // DeliveryPolicy restricts spec.delivery.

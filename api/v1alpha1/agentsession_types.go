@@ -6,7 +6,7 @@ import (
 )
 
 // ToolName names one tool the agent may call.
-// +kubebuilder:validation:Enum=read_file;write_file;edit_file;list_dir;glob;grep;bash;git_status;git_diff
+// +kubebuilder:validation:Enum=read_file;write_file;edit_file;list_dir;glob;grep;bash;git_status;git_diff;web_fetch;web_search
 type ToolName string
 
 // The tools a runner offers the model.
@@ -20,6 +20,13 @@ const (
 	ToolBash      ToolName = "bash"
 	ToolGitStatus ToolName = "git_status"
 	ToolGitDiff   ToolName = "git_diff"
+	// ToolWebFetch fetches a web page as text, in the session gateway (not the pod), from
+	// the domains the namespace's AgentPolicy allows in spec.webFetch.allowedDomains.
+	// Offered only when listed in spec.tools.
+	ToolWebFetch ToolName = "web_fetch"
+	// ToolWebSearch queries the documentation-search endpoint the namespace's AgentPolicy
+	// configures in spec.webFetch.searchURL, in the session gateway. Offered only when listed.
+	ToolWebSearch ToolName = "web_search"
 )
 
 // AllTools lists every tool, in the order they are offered to the model.
@@ -101,7 +108,7 @@ type AgentSessionSpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=9
+	// +kubebuilder:validation:MaxItems=11
 	// +kubebuilder:default={read_file,write_file,edit_file,list_dir,glob,grep,bash,git_status,git_diff}
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="tools is immutable"
 	Tools []ToolName `json:"tools,omitempty"`
@@ -157,6 +164,126 @@ type AgentSessionSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="delivery is immutable"
 	Delivery *DeliverySpec `json:"delivery,omitempty"`
+
+	// instructions are added to the agent's system prompt, after the namespace's AgentPolicy
+	// instructions and the repository's AGENTS.md files, as the session's own instructions.
+	// Immutable.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="instructions is immutable"
+	Instructions string `json:"instructions,omitempty"`
+
+	// instructionsFrom reads more session instructions from a key of a ConfigMap in the
+	// session's namespace, once, when the session starts (after spec.instructions). A
+	// missing ConfigMap or key fails the session with InstructionsNotFound. Immutable.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="instructionsFrom is immutable"
+	InstructionsFrom *ConfigMapKeyReference `json:"instructionsFrom,omitempty"`
+
+	// setup prepares the environment before the agent starts: its commands run in the
+	// agent's image, in the workspace, with the egress the namespace's AgentPolicy allows
+	// for setup (spec.setup.egress there) and the Secrets listed in env. Then the agent
+	// phase starts without those Secrets and with the setup egress closed. A failing
+	// command ends the session Failed with reason SetupFailed. Immutable.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="setup is immutable"
+	Setup *SetupSpec `json:"setup,omitempty"`
+
+	// mcpServers names cluster-scoped MCPServers whose tools the agent may call. The runner
+	// reaches them through the session gateway, which adds their credentials; each must be
+	// allowed by the namespace's AgentPolicy (spec.allowedMCPServers). Immutable.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="mcpServers is immutable"
+	MCPServers []MCPServerReference `json:"mcpServers,omitempty"`
+
+	// continueFrom starts this session as a follow-up of an earlier, finished session in the
+	// same namespace: on the same repository, at the earlier session's base commit with its
+	// archived patch applied, and with its history before this session's task. The
+	// repository must be the earlier session's. Immutable.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="continueFrom is immutable"
+	ContinueFrom *ContinueFrom `json:"continueFrom,omitempty"`
+}
+
+// ConfigMapKeyReference names one key of a ConfigMap in the session's namespace.
+type ConfigMapKeyReference struct {
+	// name is the ConfigMap's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key is the key within the ConfigMap.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// SetupSpec is the setup phase: commands run before the agent starts.
+type SetupSpec struct {
+	// commands run one after another, each with sh -c in the workspace, in the agent's image.
+	// The first one that exits non-zero ends setup (and the session).
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=8192
+	// +listType=atomic
+	Commands []string `json:"commands"`
+
+	// env passes Secret keys of the session's namespace to the setup commands only, as
+	// environment variables. Each Secret must be listed in the namespace's AgentPolicy
+	// spec.setup.allowedSecrets. Their values are redacted from the setup output.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Env []SetupEnvVar `json:"env,omitempty"`
+
+	// timeout bounds the whole setup phase. Defaults to 10m.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('2h')",message="timeout must be between 1s and 2h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// SetupEnvVar is one environment variable of the setup commands, read from a Secret.
+type SetupEnvVar struct {
+	// name is the variable's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+
+	// secretKeyRef is the Secret key, in the session's namespace, the value comes from.
+	// +required
+	SecretKeyRef SecretKeySelector `json:"secretKeyRef"`
+}
+
+// MCPServerReference names a cluster-scoped MCPServer.
+type MCPServerReference struct {
+	// name is the MCPServer's name. Its tools are offered to the model as
+	// mcp__<name>__<tool>.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+}
+
+// ContinueFrom names the session a follow-up continues.
+type ContinueFrom struct {
+	// session is the earlier session's name, in this namespace. It must have finished
+	// (Succeeded, or Failed with an archived patch).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Session string `json:"session"`
 }
 
 // DeliverySpec says where a session's result goes.
@@ -578,6 +705,36 @@ type AgentSessionStatus struct {
 	// +listMapKey=event
 	// +kubebuilder:validation:MaxItems=32
 	Notifications []NotificationRecord `json:"notifications,omitempty"`
+
+	// continuedFrom is the earlier session this one continues (spec.continueFrom), as
+	// resolved when the runner pod was created (written by the reconciler).
+	// +optional
+	ContinuedFrom *ContinuationStatus `json:"continuedFrom,omitempty"`
+}
+
+// ContinuationStatus records what a follow-up session started from.
+type ContinuationStatus struct {
+	// session is the earlier session's name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Session string `json:"session,omitempty"`
+
+	// uid is the earlier session's UID.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid,omitempty"`
+
+	// commit is the commit the earlier session started from; this session's checkout is
+	// at it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Commit string `json:"commit,omitempty"`
+
+	// patchSHA256 is the sha256 of the earlier session's archived patch, applied before
+	// the agent starts.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	PatchSHA256 string `json:"patchSHA256,omitempty"`
 }
 
 // DeliveryStatus is where a session's result was delivered.

@@ -45,6 +45,13 @@ const (
 	ReasonImagePullFailed = "ImagePullFailed"
 	// ReasonCheckoutFailed: the repository could not be cloned.
 	ReasonCheckoutFailed = "CheckoutFailed"
+	// ReasonSetupFailed: a spec.setup command exited non-zero or setup timed out.
+	ReasonSetupFailed = "SetupFailed"
+	// ReasonInstructionsNotFound: the ConfigMap or key in spec.instructionsFrom does not exist.
+	ReasonInstructionsNotFound = "InstructionsNotFound"
+	// ReasonContinuationUnavailable: the session named in spec.continueFrom does not exist,
+	// has not finished, is on another repository, or its patch is not archived.
+	ReasonContinuationUnavailable = "ContinuationUnavailable"
 	// ReasonTimeout: spec.limits.timeout elapsed.
 	ReasonTimeout = "Timeout"
 	// ReasonCancelled: a user set spec.cancel.

@@ -60,6 +60,18 @@ type ModelProviderSpec struct {
 	// +kubebuilder:validation:MaxLength=256
 	DefaultModel string `json:"defaultModel,omitempty"`
 
+	// contextWindow is the context window, in tokens, of the provider's models (prompt and
+	// completion together). Sessions compact their history when a prompt approaches it.
+	// Empty: no compaction.
+	// +optional
+	// +kubebuilder:validation:Minimum=1024
+	ContextWindow *int64 `json:"contextWindow,omitempty"`
+
+	// modelContextWindows overrides contextWindow for the named models.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=128
+	ModelContextWindows map[string]int64 `json:"modelContextWindows,omitempty"`
+
 	// rateLimits caps this provider's use across all sessions.
 	// +optional
 	RateLimits *RateLimits `json:"rateLimits,omitempty"`
