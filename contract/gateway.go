@@ -20,6 +20,10 @@ const (
 	// ApprovalAnswer when a decision is made, or with Pending after
 	// ApprovalPollWindow so the runner asks again.
 	PathApprovals = "/agentry/v1/approvals"
+	// PathContinuation answers a follow-up session's runner (GET) with a
+	// ContinuationResponse: the earlier session's archived patch and its
+	// compacted history. A session without spec.continueFrom gets 404.
+	PathContinuation = "/agentry/v1/continuation"
 	// PathChatCompletions is the OpenAI-compatible proxy, under the base URL
 	// <gateway>/v1 the runner is given.
 	PathChatCompletions = "/v1/chat/completions"
@@ -77,6 +81,26 @@ type ApprovalAnswer struct {
 	Reason   string   `json:"reason,omitempty"`
 	// ExpiresAt is when onTimeout applies.
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// ContinuationResponse is what a follow-up session starts from: the patch of the
+// session it continues (sha256-checked by the gateway against the follow-up's
+// status.continuedFrom.patchSHA256) and that session's conversation, compacted.
+type ContinuationResponse struct {
+	Session     string `json:"session"`
+	Commit      string `json:"commit"`
+	PatchSHA256 string `json:"patchSHA256"`
+	Patch       []byte `json:"patch,omitempty"`
+	// History goes between the system prompt and the new task: the earlier
+	// task, its compaction summaries and its final summary, capped in size.
+	History []HistoryMessage `json:"history,omitempty"`
+}
+
+// HistoryMessage is one carried-over chat message.
+type HistoryMessage struct {
+	// Role is "user" or "assistant".
+	Role    string `json:"role"`
+	Content string `json:"content"`
 }
 
 // GatewayError is the body of every non-2xx answer outside the OpenAI proxy,

@@ -127,7 +127,7 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		reterr = errors.Join(reterr, r.patchStatus(ctx, s))
 	}()
 
-	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.ensureNetworkPolicy, r.ensurePod, r.narrowNetworkPolicy, r.observePod}
+	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.reconcileContinuation, r.ensureNetworkPolicy, r.ensurePod, r.narrowNetworkPolicy, r.observePod}
 	for _, phase := range phases {
 		if err := phase(ctx, s); err != nil {
 			if s.obj.Status.Phase.IsTerminal() {

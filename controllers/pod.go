@@ -156,7 +156,7 @@ func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 			// agent code cannot see the runner's processes, their memory or their /proc.
 			ShareProcessNamespace: ptr.To(false),
 			Volumes:               runnerVolumes(s, cfg, settings),
-			InitContainers:        []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg), agentContainer(s, cfg, settings)},
+			InitContainers:        []corev1.Container{installContainer(cfg), checkoutContainer(s, cfg, settings), agentContainer(s, cfg, settings)},
 			Containers:            []corev1.Container{runnerContainer(s, cfg, settings)},
 		},
 	}
@@ -256,15 +256,23 @@ func installContainer(cfg RunnerConfig) corev1.Container {
 	}
 }
 
-func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig) corev1.Container {
+func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) corev1.Container {
 	args := []string{"checkout", "--repo", s.Spec.Repository.URL, "--dir", workspacePath}
-	if s.Spec.Repository.Ref != "" {
-		args = append(args, "--ref", s.Spec.Repository.Ref)
-	}
 	mounts := []corev1.VolumeMount{
 		{Name: "workspace", MountPath: workspacePath},
 		{Name: "home", MountPath: homePath},
 		{Name: "tmp", MountPath: tmpPath},
+	}
+	if c := s.Status.ContinuedFrom; c != nil {
+		// A follow-up starts at the earlier session's base commit with its patch applied
+		// here, before setup and the agent: checkout runs no repository code, so it may
+		// hold the gateway token for the one request that fetches the patch.
+		args = append(args, "--ref", c.Commit, "--continuation-from-gateway", strings.TrimSuffix(cfg.GatewayURL, "/"),
+			"--token-file", tokenDir+"/"+tokenFile)
+		args = append(args, gatewayTrustArgs(cfg, settings)...)
+		mounts = append(mounts, corev1.VolumeMount{Name: "gateway-token", MountPath: tokenDir, ReadOnly: true})
+	} else if s.Spec.Repository.Ref != "" {
+		args = append(args, "--ref", s.Spec.Repository.Ref)
 	}
 	if s.Spec.Repository.CredentialsSecretRef != nil {
 		args = append(args, "--credentials-dir", gitCredsPath)
@@ -378,6 +386,10 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 	if spec.Limits.Timeout != nil {
 		args = append(args, "--timeout", spec.Limits.Timeout.Duration.String())
 	}
+	if s.Status.ContinuedFrom != nil {
+		// The earlier session's history, fetched from the gateway with the same token.
+		args = append(args, "--continuation")
+	}
 	for _, p := range spec.Approval.AllowCommands {
 		args = append(args, "--allow-command", p)
 	}
@@ -408,4 +420,16 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 			{Name: "gateway-token", MountPath: tokenDir, ReadOnly: true},
 		},
 	}
+}
+
+// gatewayTrustArgs tell a runner command how to trust the gateway: only the mounted CA
+// bundle, or plain HTTP where the namespace allows it.
+func gatewayTrustArgs(cfg RunnerConfig, settings podSettings) []string {
+	if cfg.GatewayCAConfigMap != "" {
+		return []string{"--gateway-ca-file", tokenDir + "/" + gatewayCAFile}
+	}
+	if settings.plainHTTPGateway {
+		return []string{"--allow-plain-http-gateway"}
+	}
+	return nil
 }
