@@ -69,6 +69,11 @@ type Config struct {
 	// Tools bound their own output well below this; it is a safety net.
 	MaxToolOutput int
 	RunnerVersion string
+	// Setup are the setup phase's results (from `runner setup`), recorded before the first
+	// model call; a failed command ends the session SetupFailed without calling the model.
+	// SetupError says why the results could not be read, which also ends it SetupFailed.
+	Setup      []contract.Setup
+	SetupError string
 }
 
 // Loop runs one session.
@@ -146,7 +151,10 @@ func (l *Loop) Run(ctx context.Context, task string) (Result, error) {
 
 	s := &session{Loop: l, task: task}
 	s.start()
-	res := s.run(runCtx)
+	res, ok := s.setup()
+	if ok {
+		res = s.run(runCtx)
+	}
 	res.Duration = l.Clock.Now().Sub(start)
 
 	// Finishing must happen even when the session context is gone: the patch

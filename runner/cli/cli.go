@@ -83,7 +83,7 @@ func Run(ctx context.Context, args []string, std IO) int {
 	root.SetIn(std.In)
 	root.SetOut(std.Out)
 	root.SetErr(std.Err)
-	root.AddCommand(runCommand(ctx, std, &code), executorCommand(ctx, std, &code), checkoutCommand(std, &code), versionCommand(std))
+	root.AddCommand(runCommand(ctx, std, &code), executorCommand(ctx, std, &code), checkoutCommand(std, &code), setupCommand(ctx, std, &code), versionCommand(std))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(std.Err, "runner: %v\n", err)
 		var ue usageError
@@ -136,6 +136,7 @@ type options struct {
 	approvalOnTimeout                             string
 	executor                                      string
 	noNamespaces                                  bool
+	setupResult                                   string
 }
 
 func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
@@ -152,7 +153,7 @@ does not appear in process listings. S3 credentials come from AWS_ACCESS_KEY_ID 
 AWS_SECRET_ACCESS_KEY.
 
 Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
-5 cancelled, 6 timeout, 7 model provider error.`,
+5 cancelled, 6 timeout, 7 model provider error, 8 setup failed.`,
 		Example: `  export OPENAI_API_KEY=sk-...
   runner run --repo https://github.com/org/repo --ref main \
     --task "Make TestFoo deterministic; run go test ./... before you finish." --yes
@@ -218,6 +219,7 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.executor, "executor", "", "Unix socket of a running `runner executor` to run tools through (a pod's agent container); by default the runner starts one as a child process without its secrets")
 	f.BoolVar(&o.noNamespaces, "no-executor-namespaces", false, "start the local tool executor without new user/PID/mount namespaces (as on kernels that refuse them)")
 	_ = f.MarkHidden("no-executor-namespaces")
+	f.StringVar(&o.setupResult, "setup-result", "", "the results `runner setup` wrote: recorded as setup events; a failed command ends the session SetupFailed without calling the model")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
 	return cmd
 }
@@ -362,6 +364,7 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	}
 
 	model := llm.NewOpenAI(llm.Config{BaseURL: o.baseURL, APIKey: apiKey, APIKeyFile: o.apiKeyFile, Stream: o.stream, HTTPClient: &http.Client{Transport: modelHTTP}})
+	setupResults, setupErr := loadSetupResult(o.setupResult)
 	loop := &runner.Loop{
 		Model: model, Tools: set, Transcript: rec, Policy: policy, Approver: asker, Diff: differ,
 		Config: runner.Config{
@@ -369,6 +372,7 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 			MaxTurns: o.maxTurns, MaxTokens: o.maxTokens, Timeout: o.timeout, SystemPrompt: systemPrompt,
 			Workspace: ws.Dir(), Repository: o.repo, Ref: o.ref, BaseCommit: baseCommit,
 			Parallelism: o.parallelism, RunnerVersion: Version,
+			Setup: setupResults, SetupError: setupErr,
 		},
 	}
 	progress.header(o, ws.Dir(), baseCommit, task, set)

@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/transcript"
+)
+
+// SetupOutputBytes is how much of one setup command's output is kept: the end, where a
+// failure explains itself.
+const SetupOutputBytes = 64 << 10
+
+// SetupTimedOutExitCode is recorded for a command the setup timeout killed (as timeout(1)).
+const SetupTimedOutExitCode = 124
+
+// setupOptions are the flags of `runner setup`.
+type setupOptions struct {
+	workspace, result string
+	timeout           time.Duration
+	secretEnv         []string
+	commands          []string
+}
+
+// setupCommand runs spec.setup.commands. In a pod it is the setup init container: in the
+// agent's image, with the setup egress and the setup Secrets, none of which the agent phase
+// gets. A failing command is a result, not an error: it is written to --result and the
+// command exits 0, so the runner records it and ends the session SetupFailed.
+func setupCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
+	o := &setupOptions{}
+	cmd := &cobra.Command{
+		Use:   "setup --workspace DIR --result FILE [--timeout D] [--secret-env NAME]... --command CMD...",
+		Short: "Run setup commands before the agent (the pod's setup step)",
+		Long: `Run each --command with sh -c in the workspace, one after another, stopping at the first
+that fails or when --timeout elapses (the command's whole process group is killed). Each
+command's combined output is kept (the last 64 KiB), with the values of the --secret-env
+variables redacted in every encoding, and the results are written to --result as a JSON
+list. A failing command still exits 0: the failure is the result. A non-zero exit means
+setup itself could not run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.workspace == "" || o.result == "" || len(o.commands) == 0 {
+				*code = contract.ExitUsage
+				return usagef("--workspace, --result and at least one --command are required")
+			}
+			if o.timeout <= 0 {
+				*code = contract.ExitUsage
+				return usagef("--timeout must be positive, got %s", o.timeout)
+			}
+			results := runSetup(ctx, o, std)
+			if err := writeSetupResult(o.result, results); err != nil {
+				*code = contract.ExitError
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.workspace, "workspace", "", "directory the commands run in")
+	f.StringVar(&o.result, "result", "", "file the JSON results are written to")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on all the commands together")
+	f.StringArrayVar(&o.secretEnv, "secret-env", nil, "environment variable whose value is redacted from the output; repeatable")
+	f.StringArrayVar(&o.commands, "command", nil, "a command, run with sh -c; repeatable, run in order")
+	return cmd
+}
+
+// runSetup runs the commands in order until one fails or the deadline passes.
+func runSetup(ctx context.Context, o *setupOptions, std IO) []contract.Setup {
+	var secrets []string
+	for _, name := range o.secretEnv {
+		if v := std.Getenv(name); v != "" {
+			secrets = append(secrets, v)
+		}
+	}
+	red := transcript.NewRedactor(secrets...)
+	margin := 0
+	for _, s := range secrets {
+		margin = max(margin, 3*len(s)+16) // the longest encoded form, hex or URL-escaped
+	}
+	deadline, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	var results []contract.Setup
+	for _, c := range o.commands {
+		r := runSetupCommand(deadline, o.workspace, c, margin)
+		r.Output = lastBytes(red.String(r.Output), SetupOutputBytes)
+		fmt.Fprintf(std.Err, "setup: %q exited %d after %s\n", c, r.ExitCode, time.Duration(r.DurationMS)*time.Millisecond)
+		results = append(results, r)
+		if r.ExitCode != 0 {
+			break
+		}
+	}
+	return results
+}
+
+// runSetupCommand runs one command. Its output is kept to the last SetupOutputBytes plus
+// margin, so a secret cut at the start of the kept part is still whole for the redactor.
+func runSetupCommand(ctx context.Context, dir, command string, margin int) contract.Setup {
+	out := &tailBuffer{max: SetupOutputBytes + margin}
+	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.Dir = dir
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = out, out
+	// The command's children die with it: nothing started in setup outlives it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	r := contract.Setup{Command: command, DurationMS: time.Since(start).Milliseconds()}
+	var exitErr *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		r.TimedOut, r.ExitCode = true, SetupTimedOutExitCode
+		out.WriteString("\n[setup timed out; the command was killed]\n")
+	case errors.As(err, &exitErr):
+		r.ExitCode = exitErr.ExitCode()
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.ExitCode = 128 + int(ws.Signal())
+		}
+	case errors.Is(err, exec.ErrWaitDelay):
+		// A background process kept the output open; it was killed with the group.
+	case err != nil:
+		r.ExitCode = 127
+		out.WriteString("could not run the command: " + err.Error() + "\n")
+	}
+	r.Output = out.String()
+	return r
+}
+
+// writeSetupResult writes the results where the runner reads them, atomically: the runner
+// never sees half a file.
+func writeSetupResult(path string, results []contract.Setup) error {
+	b, err := json.Marshal(results)
+	if err != nil {
+		return fmt.Errorf("encoding the setup result: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".result-*")
+	if err != nil {
+		return fmt.Errorf("writing the setup result: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the setup result: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the setup result: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing the setup result: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing the setup result: %w", err)
+	}
+	return nil
+}
+
+// MaxSetupResultBytes bounds what the runner reads of the setup result: 32 commands of
+// 64 KiB output each, escaped, with room to spare.
+const MaxSetupResultBytes = 8 << 20
+
+// ReadSetupResult reads what `runner setup` wrote. The file was written by code in the
+// agent's image, so it is hostile input: size-capped, decoded strictly, each entry checked.
+func ReadSetupResult(path string) ([]contract.Setup, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the setup result: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSetupResultBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the setup result: %w", err)
+	}
+	if len(b) > MaxSetupResultBytes {
+		return nil, fmt.Errorf("the setup result %s is larger than %d bytes", path, MaxSetupResultBytes)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var results []contract.Setup
+	if err := dec.Decode(&results); err != nil {
+		return nil, fmt.Errorf("the setup result %s is not a JSON list of setup commands: %w", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("the setup result %s has data after its JSON list", path)
+	}
+	if len(results) == 0 {
+		return nil, fmt.Errorf("the setup result %s lists no command", path)
+	}
+	for i := range results {
+		r := &results[i]
+		if len(r.Output) > SetupOutputBytes {
+			r.Output = lastBytes(r.Output, SetupOutputBytes)
+		}
+		if len(r.Command) > 8192 {
+			return nil, fmt.Errorf("the setup result %s: command %d is longer than 8192 bytes", path, i+1)
+		}
+	}
+	return results, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) >= t.max {
+		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
+		return n, nil
+	}
+	if over := len(t.buf) + len(p) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	t.buf = append(t.buf, p...)
+	return n, nil
+}
+
+func (t *tailBuffer) WriteString(s string) { _, _ = t.Write([]byte(s)) }
+
+func (t *tailBuffer) String() string { return string(t.buf) }
+
+// lastBytes returns the end of s, at most n bytes, starting at a character boundary.
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	for i := 0; i < len(s) && i < 4; i++ {
+		if s[i]&0xC0 != 0x80 {
+			return s[i:]
+		}
+	}
+	return s
+}
+
+// loadSetupResult reads --setup-result for the loop: the results, or why they could not be
+// read (which ends the session SetupFailed: the agent never starts after a setup nobody can
+// vouch for).
+func loadSetupResult(path string) ([]contract.Setup, string) {
+	if path == "" {
+		return nil, ""
+	}
+	results, err := ReadSetupResult(path)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return results, ""
+}
