@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // LabelGitCredentials marks a Secret its owner lets sessions use as
@@ -48,6 +49,9 @@ type podSettings struct {
 	// plainHTTPGateway: the gateway serves plain HTTP and the namespace is labelled to allow
 	// it (contract.LabelGatewayPlainHTTP); the runner refuses plain HTTP otherwise.
 	plainHTTPGateway bool
+	// instructions are the AgentPolicy and session instructions, resolved by the reconciler
+	// (a ConfigMap read) once the session is admitted.
+	instructions []contract.Instruction
 }
 
 // Built-in defaults, for namespaces whose AgentPolicies say nothing.
@@ -108,6 +112,9 @@ func admitSession(s *v1.AgentSession, provider *v1.ModelProvider, secret *metav1
 	if spec.Delivery != nil && !deliveryGoverned(policies) {
 		return admission{verdict: reject, reason: v1.ReasonPolicyViolation, message: "spec.delivery is not allowed: " +
 			deliveryPolicyViolation(policies, s, spec.Delivery.GitProvider) + "."}
+	}
+	if msg := capabilityViolation(s, policies); msg != "" {
+		return admission{verdict: reject, reason: v1.ReasonPolicyViolation, message: msg + "."}
 	}
 	settings, msg := resolvePodSettings(s, policies)
 	if msg != "" {

@@ -265,6 +265,17 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 		s.wakeAt(30 * time.Second)
 		return nil
 	}
+	instructions, err := resolveInstructions(ctx, r.APIReader, s.obj, policies.Items)
+	if err != nil {
+		var missing errInstructionsNotFound
+		if !errors.As(err, &missing) {
+			return err
+		}
+		delete(r.admitted, s.obj.UID)
+		finish(s.obj, v1.PhaseFailed, v1.ReasonInstructionsNotFound, missing.msg+".", s.now)
+		return reconcile.TerminalError(err)
+	}
+	a.pod.instructions = instructions
 	r.admitted[s.obj.UID] = true
 	s.settings = &a.pod
 	if s.obj.Status.Resolved == nil {

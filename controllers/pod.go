@@ -3,6 +3,7 @@ package controllers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -385,6 +386,10 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 	}
 	if spec.Limits.Timeout != nil {
 		args = append(args, "--timeout", spec.Limits.Timeout.Duration.String())
+	}
+	for _, in := range settings.instructions {
+		b, _ := json.Marshal(in) // two strings always marshal
+		args = append(args, "--instruction", string(b))
 	}
 	if s.Status.ContinuedFrom != nil {
 		// The earlier session's history, fetched from the gateway with the same token.

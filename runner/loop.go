@@ -21,6 +21,7 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner/approval"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
+	"github.com/agentry-dev/agentry/runner/instructions"
 	"github.com/agentry-dev/agentry/runner/llm"
 	"github.com/agentry-dev/agentry/runner/tools"
 	"github.com/agentry-dev/agentry/runner/transcript"
@@ -69,6 +70,15 @@ type Config struct {
 	// Tools bound their own output well below this; it is a safety net.
 	MaxToolOutput int
 	RunnerVersion string
+	// Ignored are the .agentryignore patterns in effect, for the transcript.
+	Ignored []string
+	// ContextWindow is the model's context window in tokens; 0 turns compaction off.
+	ContextWindow int64
+	// CompactAt is the share of the window at which older turns are replaced by a
+	// summary (compact.go); 0 means 0.8. KeepTurns is how many recent assistant turns
+	// are kept verbatim; 0 means 4.
+	CompactAt float64
+	KeepTurns int
 	// Setup are the setup phase's results (from `runner setup`), recorded before the first
 	// model call; a failed command ends the session SetupFailed without calling the model.
 	// SetupError says why the results could not be read, which also ends it SetupFailed.
@@ -86,6 +96,9 @@ type Loop struct {
 	Diff       Differ
 	Clock      Clock
 	Config     Config
+	// Guide adds the instructions to the system prompt and hands nested AGENTS.md files to
+	// the model when a file tool first touches their directory. Nil: none.
+	Guide *instructions.Guide
 }
 
 // Result is how the session ended.
@@ -202,12 +215,19 @@ type session struct {
 	messages  []openai.ChatCompletionMessage
 	defs      []openai.Tool
 	res       Result
+	// compaction tracks the prompt's size against the context window (compact.go).
+	compaction compactionState
 }
 
 func (s *session) start() {
 	prompt := s.Config.SystemPrompt
 	if prompt == "" {
 		prompt = DefaultSystemPrompt(s.Tools)
+	}
+	var guide instructions.Context
+	if s.Guide != nil {
+		guide = s.Guide.Context
+		prompt = instructions.SystemPrompt(prompt, guide)
 	}
 	s.messages = []openai.ChatCompletionMessage{
 		{Role: openai.ChatMessageRoleSystem, Content: prompt},
@@ -225,6 +245,8 @@ func (s *session) start() {
 		Workspace: c.Workspace, Repository: c.Repository, Ref: c.Ref, BaseCommit: c.BaseCommit,
 		Limits:        contract.Limits{MaxTurns: c.MaxTurns, MaxTokens: c.MaxTokens, TimeoutSeconds: int64(c.Timeout.Seconds())},
 		RunnerVersion: c.RunnerVersion,
+		Instructions:  guide.Instructions, Project: guide.Project, Ignored: c.Ignored,
+		ContextWindow: c.ContextWindow,
 	}})
 }
 
@@ -253,10 +275,14 @@ func (s *session) emit(turn int, ev contract.Event) contract.Event {
 
 func (s *session) run(ctx context.Context) Result {
 	defer func() { _ = s.Transcript.Flush(context.WithoutCancel(ctx)) }()
+	s.initCompaction()
 	for turn := 1; ; turn++ {
 		if s.Config.MaxTurns > 0 && turn > s.Config.MaxTurns {
 			s.emit(turn-1, contract.Event{Type: contract.EventLimitHit, LimitHit: &contract.LimitHit{Limit: "maxTurns", Max: int64(s.Config.MaxTurns), Used: int64(turn - 1)}})
 			return s.end(contract.OutcomeMaxTurns, fmt.Sprintf("stopped: reached the limit of %d turns before the model finished", s.Config.MaxTurns), nil)
+		}
+		if res, done := s.compactIfNeeded(ctx); done {
+			return res
 		}
 		s.emit(turn, contract.Event{Type: contract.EventModelRequest, ModelRequest: &contract.ModelRequest{Model: s.Config.Model, Messages: len(s.messages), Tools: len(s.defs)}})
 		_ = s.Transcript.Flush(ctx)
@@ -299,6 +325,7 @@ func (s *session) run(ctx context.Context) Result {
 		// The assistant message goes into history exactly as received, so the
 		// next request's prefix is byte-identical and prompt caching applies.
 		s.messages = append(s.messages, resp.Message)
+		s.observeUsage(resp.Usage)
 
 		if len(resp.Message.ToolCalls) == 0 {
 			summary := strings.TrimSpace(resp.Message.Content)
@@ -464,6 +491,9 @@ func (s *session) execute(ctx context.Context, turn int, c *call) {
 		return
 	}
 	c.out = capOutput(out, s.Config.MaxToolOutput)
+	if c.tool.Kind() != tools.KindShell {
+		c.out += s.Guide.NoteFor(instructions.PathArgument(c.args))
+	}
 }
 
 func safeExecute(ctx context.Context, t tools.Tool, args json.RawMessage) (out string, err error) {
@@ -482,6 +512,14 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 	if c.tool.Kind() == tools.KindShell {
 		class = approval.ClassShell
 	}
+	// A tool with a policy of its own (an MCP server's tool: its MCPServer's
+	// spec.approval) is decided by that mode, not by the class modes.
+	own, hasOwn := c.tool.(ownApproval)
+	var ownMode approval.Mode
+	var ownReason string
+	if hasOwn {
+		class, ownMode, ownReason = own.Approval()
+	}
 	// The id is the runner's, never the model's: tool-call ids come from the
 	// provider (or are made up when it omits them) and repeat across turns, and
 	// a decision must never carry over to another action that reuses an id.
@@ -493,6 +531,9 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 		req.Command = cmd.Command(c.args)
 	}
 	mode, reason := s.Policy.Decide(req)
+	if hasOwn {
+		mode, reason = ownMode, ownReason
+	}
 	res := approval.Result{Decision: contract.DecisionAllow, By: "policy", Reason: reason}
 	switch mode {
 	case approval.Allow:
@@ -515,10 +556,17 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 	what := "this file change"
 	if class == approval.ClassShell {
 		what = "this command"
+	} else if hasOwn {
+		what = "this call"
 	}
 	msg := fmt.Sprintf("denied: %s was not approved (%s)", what, res.Reason)
 	c.out, c.isErr, c.denied = msg+". Do not retry the same call; find another way or finish and explain what is blocked.", true, true
 	return false
+}
+
+// ownApproval is a tool that carries its own approval class and mode.
+type ownApproval interface {
+	Approval() (approval.Class, approval.Mode, string)
 }
 
 func (s *session) recordApproval(turn int, req approval.Request, res approval.Result) {

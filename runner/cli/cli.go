@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/agentry-dev/agentry/runner/approval"
 	"github.com/agentry-dev/agentry/runner/gatewaytls"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
+	"github.com/agentry-dev/agentry/runner/instructions"
 	"github.com/agentry-dev/agentry/runner/llm"
 	"github.com/agentry-dev/agentry/runner/tools"
 	"github.com/agentry-dev/agentry/runner/transcript"
@@ -135,8 +137,11 @@ type options struct {
 	approvalTimeout                               time.Duration
 	approvalOnTimeout                             string
 	executor                                      string
+	mcpServers                                    []string
 	noNamespaces                                  bool
 	setupResult                                   string
+	instructions                                  []string
+	instructionsFiles                             []string
 }
 
 func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
@@ -216,6 +221,9 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
 	f.StringVar(&o.terminationPath, "termination-message-path", "", "write the JSON summary (≤4 KiB) here (default: /dev/termination-log when it exists)")
 	f.StringVar(&o.systemPromptFile, "system-prompt-file", "", "replace the built-in system prompt with this file's content")
+	f.StringArrayVar(&o.instructionsFiles, "instructions-file", nil, "add this file's content to the system prompt as the session's instructions (after the repository's AGENTS.md); repeatable")
+	f.StringArrayVar(&o.instructions, "instruction", nil, `add instructions as JSON {"source": "...", "text": "..."}; a source starting with "AgentPolicy " goes before the repository's AGENTS.md (the pod form); repeatable`)
+	f.StringArrayVar(&o.mcpServers, "mcp-server", nil, "with --gateway: offer the tools of this MCPServer, reached through the gateway, as mcp__NAME__TOOL; repeatable")
 	f.StringVar(&o.executor, "executor", "", "Unix socket of a running `runner executor` to run tools through (a pod's agent container); by default the runner starts one as a child process without its secrets")
 	f.BoolVar(&o.noNamespaces, "no-executor-namespaces", false, "start the local tool executor without new user/PID/mount namespaces (as on kernels that refuse them)")
 	_ = f.MarkHidden("no-executor-namespaces")
@@ -295,6 +303,16 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		progress.warn("%v: git_status, git_diff and the result patch are unavailable", err)
 	}
 
+	given, err := readInstructions(o)
+	if err != nil {
+		return err
+	}
+	ignored, err := ws.HideAgentryIgnored()
+	if err != nil {
+		progress.warn("%v: nothing is hidden from the file tools", err)
+	}
+	guide := &instructions.Guide{WS: ws, Context: instructions.Load(ws, given)}
+
 	set, stopExecutor, err := toolSet(ctx, std, o, ws.Dir(), progress)
 	if err != nil {
 		var ue usageError
@@ -304,6 +322,16 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		return err
 	}
 	defer stopExecutor()
+	// MCP tools run here, on the trusted side: a call is a gateway request with the token.
+	mcpSet, err := mcpTools(ctx, o, gatewayHTTP, progress)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			*code = contract.ExitUsage
+		}
+		return err
+	}
+	set = append(set, mcpSet...)
 
 	// Sinks: always a local directory; S3 when asked. The remote sink goes
 	// last: the termination summary points at the last sink's copies.
@@ -371,9 +399,10 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 			Session: o.session, Model: o.model, BaseURL: o.baseURL, Temperature: temperature, MaxOutputTokens: o.maxOutputTokens,
 			MaxTurns: o.maxTurns, MaxTokens: o.maxTokens, Timeout: o.timeout, SystemPrompt: systemPrompt,
 			Workspace: ws.Dir(), Repository: o.repo, Ref: o.ref, BaseCommit: baseCommit,
-			Parallelism: o.parallelism, RunnerVersion: Version,
+			Parallelism: o.parallelism, RunnerVersion: Version, Ignored: ignored,
 			Setup: setupResults, SetupError: setupErr,
 		},
+		Guide: guide,
 	}
 	progress.header(o, ws.Dir(), baseCommit, task, set)
 	res, err := loop.Run(ctx, task)
@@ -392,6 +421,30 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		*code = contract.ExitError
 	}
 	return nil
+}
+
+// readInstructions parses --instruction and reads --instructions-file, in that order.
+func readInstructions(o *options) ([]contract.Instruction, error) {
+	var out []contract.Instruction
+	for _, raw := range o.instructions {
+		var in contract.Instruction
+		dec := json.NewDecoder(strings.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil || in.Source == "" {
+			return nil, usagef(`--instruction: want JSON {"source": "...", "text": "..."} with a source, got %.80q`, raw)
+		}
+		out = append(out, in)
+	}
+	for _, name := range o.instructionsFiles {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, usagef("--instructions-file: %v", err)
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			out = append(out, contract.Instruction{Source: name, Text: t})
+		}
+	}
+	return out, nil
 }
 
 func readTask(o *options, stdin io.Reader) (string, error) {

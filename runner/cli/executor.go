@@ -44,6 +44,11 @@ is the agent container's only process.`,
 				return err
 			}
 			defer ws.Close()
+			// Read once, from the checkout as it is now: the agent rewriting the file later
+			// does not unhide anything.
+			if _, err := ws.HideAgentryIgnored(); err != nil {
+				fmt.Fprintf(std.Err, "executor: %v: nothing is hidden from the file tools\n", err)
+			}
 			repo, _ := gitrepo.Open(ws.Dir()) // git tools report the absence themselves
 			bash.Shell = tools.DetectShell()
 			srv := &executor.Server{

@@ -84,7 +84,7 @@ func readFilesLinux(r *Root, ctx context.Context, start string, o ReadOptions, f
 			}
 		})
 	}
-	w := &fdWalker{o: o, jobs: jobs, buf: make([]byte, 64<<10)}
+	w := &fdWalker{o: o, jobs: jobs, buf: make([]byte, 64<<10), hidden: r.hidden}
 	walkErr := w.walk(ctx, root)
 	root.release()
 	close(jobs)
@@ -93,9 +93,10 @@ func readFilesLinux(r *Root, ctx context.Context, start string, o ReadOptions, f
 }
 
 type fdWalker struct {
-	o    ReadOptions
-	jobs chan<- fdJob
-	buf  []byte // getdents buffer, reused: entries are copied out before recursing
+	o      ReadOptions
+	hidden []ignoreRule // .agentryignore
+	jobs   chan<- fdJob
+	buf    []byte // getdents buffer, reused: entries are copied out before recursing
 }
 
 type dirent struct {
@@ -148,11 +149,11 @@ func (w *fdWalker) walk(ctx context.Context, n *fdNode) error {
 		}
 		isDir := typ == syscall.DT_DIR
 		var comps []string
-		if len(rules) > 0 || isDir {
+		if len(rules) > 0 || len(w.hidden) > 0 || isDir {
 			comps = make([]string, len(n.comps)+1)
 			copy(comps, n.comps)
 			comps[len(n.comps)] = e.name
-			if len(rules) > 0 && ignored(rules, comps, isDir) {
+			if len(rules) > 0 && ignored(rules, comps, isDir) || ignored(w.hidden, comps, isDir) {
 				continue
 			}
 		}

@@ -161,11 +161,11 @@ func (r *Root) walkDir(ctx context.Context, n *dirNode, opts WalkOptions, visit 
 		}
 		t := e.Type()
 		var comps []string
-		if len(patterns) > 0 || t.IsDir() {
+		if len(patterns) > 0 || len(r.hidden) > 0 || t.IsDir() {
 			comps = make([]string, len(n.comps)+1)
 			copy(comps, n.comps)
 			comps[len(n.comps)] = name
-			if len(patterns) > 0 && ignored(patterns, comps, t.IsDir()) {
+			if len(patterns) > 0 && ignored(patterns, comps, t.IsDir()) || ignored(r.hidden, comps, t.IsDir()) {
 				continue
 			}
 		}

@@ -35,10 +35,58 @@ var ErrOutside = errors.New("path is outside the workspace")
 // whatever approval the model's own commands need.
 var ErrGitDir = errors.New("writing inside .git is not allowed")
 
+// ErrHidden is wrapped by every error refusing a path .agentryignore hides.
+var ErrHidden = errors.New("path is hidden from the file tools by .agentryignore")
+
+// AgentryIgnoreFile is the workspace-root file (gitignore syntax) whose patterns hide paths
+// from the file tools in addition to .gitignore: never listed, searched, read or written,
+// even when the model asks for ignored files. It narrows what the agent looks at (vendored
+// trees, generated data, fixtures with fake secrets); it is not a security boundary, since
+// commands the agent runs can still read every file.
+const AgentryIgnoreFile = ".agentryignore"
+
 // Root is an open workspace directory.
 type Root struct {
 	dir  string
 	root *os.Root
+	// hidden are the .agentryignore rules, read once by Hide.
+	hidden []ignoreRule
+}
+
+// HideAgentryIgnored reads .agentryignore at the workspace root, once: later changes to the
+// file (by the agent) do not change what is hidden. It returns the patterns in effect.
+func (r *Root) HideAgentryIgnored() ([]string, error) {
+	data, err := readIgnoreFile(r.root, AgentryIgnoreFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", AgentryIgnoreFile, err)
+	}
+	r.hidden = parseIgnore(data, nil)
+	var patterns []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			patterns = append(patterns, line)
+		}
+	}
+	return patterns, nil
+}
+
+// isHidden reports whether .agentryignore hides rel or one of its parent directories.
+func (r *Root) isHidden(rel string) bool {
+	if len(r.hidden) == 0 || rel == "." {
+		return false
+	}
+	comps := strings.Split(rel, "/")
+	for i := 1; i < len(comps); i++ {
+		if ignored(r.hidden, comps[:i], true) {
+			return true
+		}
+	}
+	// Whether the last component is a directory is not known without a stat; a
+	// directory-only pattern hides a file of that name too.
+	return ignored(r.hidden, comps, false) || ignored(r.hidden, comps, true)
 }
 
 // Open opens dir as a workspace. The directory must exist.
@@ -90,6 +138,9 @@ func (r *Root) Rel(p string) (string, error) {
 	}
 	if !filepath.IsLocal(p) {
 		return "", fmt.Errorf("%s: %w; use a path relative to the workspace root without \"..\"", display(orig), ErrOutside)
+	}
+	if r.isHidden(p) {
+		return "", fmt.Errorf("%s: %w", display(orig), ErrHidden)
 	}
 	return p, nil
 }

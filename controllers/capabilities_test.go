@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/test/testutil"
+)
+
+// Each capability needs a platform grant; a namespace user cannot reach an MCP server's
+// credential, the web or a Secret they cannot read by writing a session.
+func TestCapabilitiesNeedAnAgentPolicyGrant(t *testing.T) {
+	policy := func(name string, spec v1.AgentPolicySpec) v1.AgentPolicy {
+		return v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team"}, Spec: spec}
+	}
+	grants := []v1.AgentPolicy{
+		policy("budget", v1.AgentPolicySpec{}),
+		policy("tools", v1.AgentPolicySpec{
+			AllowedMCPServers: []string{"docs"},
+			WebFetch:          &v1.WebFetchPolicy{AllowedDomains: []string{"go.dev"}},
+			Setup:             &v1.SetupPolicy{AllowedSecrets: []string{"npm-token"}},
+		}),
+	}
+	session := func(mutate func(*v1.AgentSessionSpec)) *v1.AgentSession {
+		s := testutil.Session("s", "team").Obj()
+		mutate(&s.Spec)
+		return s
+	}
+	cases := []struct {
+		name     string
+		spec     func(*v1.AgentSessionSpec)
+		policies []v1.AgentPolicy
+		want     string // "" admits
+	}{
+		{"granted MCP server", func(s *v1.AgentSessionSpec) { s.MCPServers = []v1.MCPServerReference{{Name: "docs"}} }, grants, ""},
+		{"MCP server not granted", func(s *v1.AgentSessionSpec) { s.MCPServers = []v1.MCPServerReference{{Name: "docs"}, {Name: "billing"}} }, grants,
+			`spec.mcpServers[1] "billing" is not allowed: no AgentPolicy in namespace team lists it in spec.allowedMCPServers (allowed: docs)`},
+		{"MCP without any policy", func(s *v1.AgentSessionSpec) { s.MCPServers = []v1.MCPServerReference{{Name: "docs"}} }, nil, "allowed: none"},
+		{"web_fetch granted", func(s *v1.AgentSessionSpec) { s.Tools = append(s.Tools, v1.ToolWebFetch) }, grants, ""},
+		{"web_fetch without domains", func(s *v1.AgentSessionSpec) { s.Tools = append(s.Tools, v1.ToolWebFetch) }, grants[:1], "spec.webFetch.allowedDomains"},
+		{"web_search without endpoint", func(s *v1.AgentSessionSpec) { s.Tools = append(s.Tools, v1.ToolWebSearch) }, grants, "spec.webFetch.searchURL"},
+		{"setup Secret granted", func(s *v1.AgentSessionSpec) {
+			s.Setup = &v1.SetupSpec{Commands: []string{"npm ci"}, Env: []v1.SetupEnvVar{{Name: "NPM_TOKEN", SecretKeyRef: v1.SecretKeySelector{Name: "npm-token", Key: "token"}}}}
+		}, grants, ""},
+		{"setup Secret not granted", func(s *v1.AgentSessionSpec) {
+			s.Setup = &v1.SetupSpec{Commands: []string{"env"}, Env: []v1.SetupEnvVar{{Name: "DB", SecretKeyRef: v1.SecretKeySelector{Name: "prod-db", Key: "password"}}}}
+		}, grants, `spec.setup.env[0] (DB): Secret "prod-db" is not allowed`},
+		{"setup without Secrets needs no grant", func(s *v1.AgentSessionSpec) { s.Setup = &v1.SetupSpec{Commands: []string{"go mod download"}} }, nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := capabilityViolation(session(c.spec), c.policies)
+			if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func runnerArg(pod *corev1.Pod, flag string) []string {
+	var out []string
+	args := pod.Spec.Containers[0].Args
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			out = append(out, args[i+1])
+		}
+	}
+	return out
+}
+
+// The instructions reach the runner pod in the documented order: AgentPolicies by name,
+// spec.instructions, then the instructionsFrom ConfigMap key (read once, at admission).
+func TestInstructionsReachTheRunnerPod(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	for _, p := range []v1.AgentPolicy{
+		{ObjectMeta: metav1.ObjectMeta{Name: "b-team", Namespace: ns}, Spec: v1.AgentPolicySpec{Instructions: "Team rule."}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "a-platform", Namespace: ns}, Spec: v1.AgentPolicySpec{Instructions: "Platform rule."}},
+	} {
+		if err := env.Client.Create(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rules", Namespace: ns},
+		Data: map[string]string{"review.md": "Review rule."}}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, ns)
+
+	s := testutil.Session("instructed", ns).Obj()
+	s.Spec.Instructions = "Session rule."
+	s.Spec.InstructionsFrom = &v1.ConfigMapKeyReference{Name: "rules", Key: "review.md"}
+	create(t, s)
+	pod := waitForPod(t, ctx, s)
+	var got []string
+	for _, raw := range runnerArg(pod, "--instruction") {
+		var in contract.Instruction
+		if err := json.Unmarshal([]byte(raw), &in); err != nil {
+			t.Fatalf("--instruction %q: %v", raw, err)
+		}
+		got = append(got, in.Source+": "+in.Text)
+	}
+	want := []string{"AgentPolicy a-platform: Platform rule.", "AgentPolicy b-team: Team rule.", "spec.instructions: Session rule.", "ConfigMap rules key review.md: Review rule."}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("instructions = %q\nwant %q", got, want)
+	}
+
+	missing := testutil.Session("missing-key", ns).Obj()
+	missing.Spec.InstructionsFrom = &v1.ConfigMapKeyReference{Name: "rules", Key: "nope.md"}
+	create(t, missing)
+	failed := waitForPhase(t, ctx, missing, v1.PhaseFailed, v1.ReasonInstructionsNotFound)
+	if msg := cond(failed, v1.ConditionSucceeded).Message; !strings.Contains(msg, `spec.instructionsFrom: ConfigMap "rules" has no key "nope.md" (keys: review.md)`) {
+		t.Errorf("message = %q", msg)
+	}
+	if err := podGone(ctx, missing); err != nil {
+		t.Error(err)
+	}
+
+	noMap := testutil.Session("missing-map", ns).Obj()
+	noMap.Spec.InstructionsFrom = &v1.ConfigMapKeyReference{Name: "absent", Key: "x"}
+	create(t, noMap)
+	failed = waitForPhase(t, ctx, noMap, v1.PhaseFailed, v1.ReasonInstructionsNotFound)
+	if msg := cond(failed, v1.ConditionSucceeded).Message; !strings.Contains(msg, `ConfigMap "absent" does not exist`) {
+		t.Errorf("message = %q", msg)
+	}
+}
+
+// Admission refuses the session before it spends a token or gets a pod.
+func TestMCPServerNotGrantedIsRefused(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	s := testutil.Session("mcp", ns).Obj()
+	s.Spec.MCPServers = []v1.MCPServerReference{{Name: "billing"}}
+	create(t, s)
+	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPolicyViolation)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "spec.mcpServers[0]") || !strings.Contains(msg, "spec.allowedMCPServers") {
+		t.Errorf("message = %q", msg)
+	}
+	if err := podGone(ctx, s); err != nil {
+		t.Error(err)
+	}
+}
