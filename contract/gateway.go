@@ -1,6 +1,9 @@
 package contract
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // The session gateway's wire protocol, spoken by the runner's gateway sink and
 // approval asker. Every request carries the pod's projected ServiceAccount token
@@ -27,6 +30,11 @@ const (
 	// PathChatCompletions is the OpenAI-compatible proxy, under the base URL
 	// <gateway>/v1 the runner is given.
 	PathChatCompletions = "/v1/chat/completions"
+	// PathMCP is the root of the MCP tool endpoints, one pair per MCPServer the
+	// session lists in spec.mcpServers: GET PathMCP+"{server}/tools" answers an
+	// MCPToolList, POST PathMCP+"{server}/call" takes an MCPCallRequest and
+	// answers an MCPCallResult. The gateway adds the server's credentials.
+	PathMCP = "/agentry/v1/mcp/"
 
 	// ApprovalPollWindow is how long one approval request is held open.
 	ApprovalPollWindow = 20 * time.Second
@@ -101,6 +109,38 @@ type HistoryMessage struct {
 	// Role is "user" or "assistant".
 	Role    string `json:"role"`
 	Content string `json:"content"`
+}
+
+// MCPToolList is an MCP server's tools a session may call: the server's list
+// after the MCPServer's allow-list (spec.tools), each with its approval mode.
+type MCPToolList struct {
+	Server string    `json:"server"`
+	Tools  []MCPTool `json:"tools"`
+}
+
+// MCPTool is one tool as its server describes it.
+type MCPTool struct {
+	// Name is the tool's name at the server.
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// InputSchema is the JSON schema of the tool's arguments object.
+	InputSchema json.RawMessage `json:"inputSchema"`
+	// Approval is Allow, Ask or Deny, from the MCPServer's spec.approval.
+	Approval string `json:"approval"`
+}
+
+// MCPCallRequest calls one tool with a JSON object of arguments.
+type MCPCallRequest struct {
+	Tool      string          `json:"tool"`
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+}
+
+// MCPCallResult is a tool's result as text: its text content joined, other
+// content described, capped in size (Truncated says so).
+type MCPCallResult struct {
+	Content   string `json:"content"`
+	IsError   bool   `json:"isError,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
 }
 
 // GatewayError is the body of every non-2xx answer outside the OpenAI proxy,

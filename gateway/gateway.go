@@ -144,6 +144,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+contract.PathFinish, s.authenticated("finish", s.handleFinish))
 	mux.Handle("POST "+contract.PathApprovals, s.authenticated("approvals", s.handleApproval))
 	mux.Handle("POST "+contract.PathChatCompletions, s.authenticated("chat", s.handleChat))
+	s.mcpRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux
 }
@@ -244,6 +245,8 @@ func bodyLimit(handler string) int64 {
 		return maxApprovalBody
 	case "finish":
 		return maxFinishBody
+	case "mcp":
+		return maxMCPBody
 	}
 	return maxBody
 }

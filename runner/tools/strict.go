@@ -17,6 +17,13 @@ import (
 // second spelling of a key ("Command" beside "command"), a duplicate key or a
 // field the schema does not have is refused before anyone looks at the call.
 func Canonical(t Tool, raw json.RawMessage) (json.RawMessage, error) {
+	// A tool whose arguments have no Go type (an MCP server's, described only
+	// by its schema) canonicalises them itself.
+	if c, ok := t.(interface {
+		Canonical(json.RawMessage) (json.RawMessage, error)
+	}); ok {
+		return c.Canonical(raw)
+	}
 	v := t.Args()
 	if err := decode(t, raw, v); err != nil {
 		return nil, err
