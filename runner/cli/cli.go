@@ -122,6 +122,8 @@ type options struct {
 	temperature                                   float32
 	maxOutputTokens, maxTurns, parallelism        int
 	maxTokens                                     int64
+	contextWindow                                 int64
+	compactAt                                     float64
 	timeout, bashTimeout, bashMaxTimeout          time.Duration
 	stream                                        bool
 	tools                                         []string
@@ -134,7 +136,6 @@ type options struct {
 	systemPromptFile                              string
 	gateway, gatewaySpool, gatewayCAFile          string
 	allowPlainHTTPGateway                         bool
-	continuation                                  bool
 	approvalTimeout                               time.Duration
 	approvalOnTimeout                             string
 	executor                                      string
@@ -197,6 +198,8 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.IntVar(&o.maxOutputTokens, "max-output-tokens", 0, "max_completion_tokens per model call (0: provider default)")
 	f.IntVar(&o.maxTurns, "max-turns", 60, "stop after this many model turns (0: unlimited)")
 	f.Int64Var(&o.maxTokens, "max-tokens", 2_000_000, "stop once prompt+completion tokens reach this total (0: unlimited)")
+	f.Int64Var(&o.contextWindow, "context-window", 0, "the model's context window in tokens: older turns are replaced by a model-written summary when a prompt approaches it (0: unknown, no compaction)")
+	f.Float64Var(&o.compactAt, "compact-at", 0.8, "with --context-window: compact when the next prompt would exceed this share of the window")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "wall-clock limit for the session (0: none)")
 	f.BoolVar(&o.stream, "stream", true, "stream responses (SSE with usage)")
 	f.StringSliceVar(&o.tools, "tools", all, "tools offered to the model, comma-separated")
@@ -217,7 +220,6 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.gateway, "gateway", env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
 	f.StringVar(&o.gatewayCAFile, "gateway-ca-file", "", "with --gateway: trust only the CAs in this PEM bundle for the gateway (and for --base-url on the gateway's host); re-read for every new connection, so a rotated bundle is picked up")
 	f.BoolVar(&o.allowPlainHTTPGateway, "allow-plain-http-gateway", false, "with --gateway: accept http:// gateway and --base-url URLs, sending the token unencrypted (refused by default)")
-	f.BoolVar(&o.continuation, "continuation", false, "with --gateway: start with the history of the session this one continues (spec.continueFrom), fetched from the gateway")
 	f.StringVar(&o.gatewaySpool, "gateway-spool-dir", "", "where events not yet acknowledged by the gateway are kept (default: <transcript-dir>/gateway-spool)")
 	f.DurationVar(&o.approvalTimeout, "approval-timeout", 0, "with --gateway: decide by --approval-on-timeout when the gateway cannot be reached for this long while waiting for an approval (0: wait for the gateway)")
 	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
@@ -242,6 +244,12 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	}
 	if o.repo == "" && o.workspace == "" {
 		return usagef("give --repo (to clone) or --workspace (an existing checkout)")
+	}
+	if o.contextWindow != 0 && o.contextWindow < 1024 {
+		return usagef("--context-window: want 0 (no compaction) or at least 1024 tokens, got %d", o.contextWindow)
+	}
+	if o.compactAt < 0.1 || o.compactAt > 0.95 {
+		return usagef("--compact-at: want a share of the window between 0.1 and 0.95, got %g", o.compactAt)
 	}
 	bashMode, err := approval.ParseMode(o.approvalBash)
 	if err != nil {
@@ -402,14 +410,10 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 			MaxTurns: o.maxTurns, MaxTokens: o.maxTokens, Timeout: o.timeout, SystemPrompt: systemPrompt,
 			Workspace: ws.Dir(), Repository: o.repo, Ref: o.ref, BaseCommit: baseCommit,
 			Parallelism: o.parallelism, RunnerVersion: Version, Ignored: ignored,
+			ContextWindow: o.contextWindow, CompactAt: o.compactAt,
 			Setup: setupResults, SetupError: setupErr,
 		},
 		Guide: guide,
-	}
-	if o.continuation {
-		if loop.Config.History, loop.Config.ContinuedFrom, err = continuationHistory(ctx, o, gatewayHTTP); err != nil {
-			return err
-		}
 	}
 	progress.header(o, ws.Dir(), baseCommit, task, set)
 	res, err := loop.Run(ctx, task)
