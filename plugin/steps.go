@@ -107,6 +107,16 @@ func writeSteps(w io.Writer, evs []contract.Event) {
 		case contract.EventLimitHit:
 			l := ev.LimitHit
 			fmt.Fprintf(w, "   ■ limit %s reached (%d of %d)\n", display.Escape(l.Limit), l.Used, l.Max)
+		case contract.EventSetup:
+			mark, line := display.SetupLine(ev.Setup)
+			fmt.Fprintf(w, "   %s %s\n", mark, line)
+			if mark != "✓" {
+				for _, l := range display.SetupTail(ev.Setup, 10) {
+					fmt.Fprintf(w, "     %s\n", l)
+				}
+			}
+		case contract.EventCompaction:
+			fmt.Fprintf(w, "   ≡ %s\n", display.CompactionLine(ev.Compaction))
 		case contract.EventFinish:
 			f := ev.Finish
 			mark := "✓"

@@ -156,6 +156,15 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 			row("repository", repo)
 			row("base commit", st.BaseCommit)
 			row("tools", strings.Join(st.Tools, " "))
+			if st.ContinuedFrom != nil {
+				row("continues", st.ContinuedFrom.Session)
+			}
+			var sources []string
+			for _, in := range st.Instructions {
+				sources = append(sources, in.Source)
+			}
+			row("instructions", strings.Join(sources, ", "))
+			row("hidden by .agentryignore", strings.Join(st.Ignored, " "))
 			b.WriteString("\n")
 		case contract.EventModelResponse:
 			r := ev.ModelResponse
@@ -211,6 +220,16 @@ func transcriptMarkdown(s *v1.AgentSession, evs []contract.Event) string {
 		case contract.EventLimitHit:
 			l := ev.LimitHit
 			fmt.Fprintf(&b, "**■ limit %s reached** (%d of %d)\n\n", display.Escape(l.Limit), l.Used, l.Max)
+		case contract.EventSetup:
+			mark, line := display.SetupLine(ev.Setup)
+			fmt.Fprintf(&b, "%s %s\n\n", mark, inlineCode(line))
+			if o := strings.TrimRight(ev.Setup.Output, "\n"); o != "" {
+				b.WriteString(fenced(lastLines(o, maxResultLines), ""))
+			}
+		case contract.EventCompaction:
+			c := ev.Compaction
+			fmt.Fprintf(&b, "**≡ %s**\n\n", display.Escape(display.CompactionLine(c)))
+			b.WriteString(fenced(firstLines(c.Summary, maxResultLines), ""))
 		case contract.EventFinish:
 			f := ev.Finish
 			fmt.Fprintf(&b, "## Finish: %s\n\n", display.Escape(string(f.Outcome)))
@@ -265,6 +284,15 @@ func quote(s string) string {
 		lines[i] = "> " + l
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// lastLines keeps the last n lines: the end of a failed command's output says why.
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("… (%d lines before)\n", len(lines)-n) + strings.Join(lines[len(lines)-n:], "\n")
 }
 
 func firstLines(s string, n int) string {

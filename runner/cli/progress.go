@@ -202,6 +202,18 @@ func (p *progress) render(ev contract.Event) {
 		}
 	case contract.EventLimitHit:
 		p.printf("   %s %s\n", p.c(ansiYellow, "■"), limitLine(ev.LimitHit))
+	case contract.EventSetup:
+		mark, line := display.SetupLine(ev.Setup)
+		if mark == "✓" {
+			p.printf("   %s %s\n", p.c(ansiGreen, mark), line)
+			break
+		}
+		p.printf("   %s %s\n", p.c(ansiRed, mark), line)
+		for _, l := range display.SetupTail(ev.Setup, 10) {
+			p.printf("     %s\n", p.c(ansiDim, l))
+		}
+	case contract.EventCompaction:
+		p.printf("   %s %s\n", p.c(ansiCyan, "≡"), display.CompactionLine(ev.Compaction))
 	}
 }
 
