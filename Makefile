@@ -60,6 +60,10 @@ versitygw: ## Build the versitygw S3 server (cached).
 chromium: ## Install Debian's chromium (the session page's tests drive it headless) when missing.
 	hack/install-chromium.sh
 
+.PHONY: mcp-everything
+mcp-everything: ## Install the MCP reference test server (npm, pinned) into bin/npm/ for the gateway's MCP tests.
+	hack/install-mcp-everything.sh
+
 .PHONY: gitea
 gitea: ## Build the Gitea forge (delivery tests, the dev cluster's pull requests) (cached).
 	hack/build-gitea.sh
@@ -117,7 +121,7 @@ verify: manifests generate ## Fail if generated files are stale.
 	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: test
-test: manifests generate vet lint envtest-assets versitygw helm gitea chromium ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
+test: manifests generate vet lint envtest-assets versitygw helm gitea chromium mcp-everything ## Run unit and envtest tests (real kube-apiserver, etcd, S3), then the end-to-end suite on the dev cluster when `make dev` brought one up.
 	go test $(GO_TEST_FLAGS) ./...
 	@if [ -f "$(DEV_KUBECONFIG)" ]; then $(MAKE) --no-print-directory test-e2e; \
 	else echo "make test: no dev cluster ($(DEV_KUBECONFIG) absent): the end-to-end suite did not run; 'make dev' brings the cluster up"; fi

@@ -34,6 +34,9 @@ const (
 	// Container names.
 	ContainerInstall  = "install-runner"
 	ContainerCheckout = "checkout"
+	// ContainerSetup runs spec.setup.commands (an init container between checkout and the
+	// agent), the only container that gets the spec.setup.env Secrets.
+	ContainerSetup = "setup"
 	// ContainerAgent runs the agent's tools (the executor) in the session's image: the
 	// untrusted side, holding no credential. It is a sidecar (an init container that keeps
 	// running), so it is up before the runner starts and is stopped when the runner ends.
@@ -165,6 +168,7 @@ func buildRunnerPod(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 		// The kubelet's own backstop; the reconciler ends the session at the same deadline.
 		pod.Spec.ActiveDeadlineSeconds = ptr.To(int64(s.Spec.Limits.Timeout.Seconds()))
 	}
+	withSetup(pod, s, cfg, settings)
 	return pod
 }
 

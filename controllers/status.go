@@ -72,6 +72,11 @@ func outcomeFromPod(pod *corev1.Pod, now time.Time) podOutcome {
 			o.message = "Cloning the repository failed: " + terminationText(cs.State.Terminated)
 			return o
 		}
+		if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 && cs.Name == ContainerSetup {
+			o.phase, o.reason = v1.PhaseFailed, v1.ReasonSetupFailed
+			o.message = "The setup phase could not run: " + terminationText(cs.State.Terminated)
+			return o
+		}
 		w := cs.State.Waiting
 		if w == nil {
 			continue
@@ -139,6 +144,11 @@ func failureReason(pod *corev1.Pod, exitCode *int32, sum *contract.Summary) (str
 		if cs.Name == ContainerCheckout && t.ExitCode != 0 {
 			return v1.ReasonCheckoutFailed, "Cloning the repository failed: " + terminationText(t)
 		}
+		if cs.Name == ContainerSetup && t.ExitCode != 0 {
+			// runner setup exits 0 when a command fails (the runner reports it); non-zero is
+			// setup itself failing.
+			return v1.ReasonSetupFailed, "The setup phase could not run: " + terminationText(t)
+		}
 		if cs.Name == ContainerInstall && t.ExitCode != 0 {
 			return v1.ReasonPodFailed, "Installing the runner into the pod failed: " + terminationText(t)
 		}
@@ -161,6 +171,9 @@ func failureReason(pod *corev1.Pod, exitCode *int32, sum *contract.Summary) (str
 		return v1.ReasonCancelled, orDefault(msg, "The runner was stopped.")
 	case contract.ExitModelError:
 		return v1.ReasonProviderError, orDefault(msg, "The model provider refused the session's requests.")
+	case contract.ExitSetupFailed:
+		// The whole summary, not its first line: the failed command's output tail is the point.
+		return v1.ReasonSetupFailed, orDefault(setupMessage(sum), "A spec.setup command failed.")
 	}
 	return v1.ReasonRunnerError, fmt.Sprintf("The runner exited with code %s: %s", contract.ExitCode(*exitCode), msg)
 }

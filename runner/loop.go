@@ -70,6 +70,10 @@ type Config struct {
 	// Tools bound their own output well below this; it is a safety net.
 	MaxToolOutput int
 	RunnerVersion string
+	// History is carried over from the session a follow-up continues (ContinuedFrom): it
+	// goes between the system prompt and the task.
+	History       []contract.HistoryMessage
+	ContinuedFrom *contract.Continuation
 	// Ignored are the .agentryignore patterns in effect, for the transcript.
 	Ignored []string
 	// ContextWindow is the model's context window in tokens; 0 turns compaction off.
@@ -229,10 +233,11 @@ func (s *session) start() {
 		guide = s.Guide.Context
 		prompt = instructions.SystemPrompt(prompt, guide)
 	}
-	s.messages = []openai.ChatCompletionMessage{
-		{Role: openai.ChatMessageRoleSystem, Content: prompt},
-		{Role: openai.ChatMessageRoleUser, Content: s.task},
+	s.messages = []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleSystem, Content: prompt}}
+	for _, m := range s.Config.History {
+		s.messages = append(s.messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content})
 	}
+	s.messages = append(s.messages, openai.ChatCompletionMessage{Role: openai.ChatMessageRoleUser, Content: s.task})
 	for _, t := range s.Tools {
 		s.defs = append(s.defs, openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
 			Name: t.Name(), Description: t.Description(), Parameters: t.Schema(),
@@ -246,7 +251,7 @@ func (s *session) start() {
 		Limits:        contract.Limits{MaxTurns: c.MaxTurns, MaxTokens: c.MaxTokens, TimeoutSeconds: int64(c.Timeout.Seconds())},
 		RunnerVersion: c.RunnerVersion,
 		Instructions:  guide.Instructions, Project: guide.Project, Ignored: c.Ignored,
-		ContextWindow: c.ContextWindow,
+		ContextWindow: c.ContextWindow, ContinuedFrom: c.ContinuedFrom,
 	}})
 }
 

@@ -22,6 +22,7 @@ import (
 // container, the only container that ever sees the git credentials.
 func checkoutCommand(std IO, code *contract.ExitCode) *cobra.Command {
 	var repo, ref, dir, credsDir string
+	var cont continuationFlags
 	cmd := &cobra.Command{
 		Use:   "checkout --repo URL --dir DIR [--ref REF] [--credentials-dir DIR]",
 		Short: "Clone a repository into a directory (the pod's checkout step)",
@@ -31,7 +32,12 @@ absolute ones included, so the workspace starts clean for git.
 
 --credentials-dir holds the keys of a mounted Secret: username and password (a token) for
 http(s), or ssh-privatekey and known_hosts for ssh. An ssh clone without known_hosts is
-refused rather than trusting an unknown host key.`,
+refused rather than trusting an unknown host key.
+
+--continuation-from-gateway makes the checkout a follow-up session's: after the clone
+(at --ref, the earlier session's base commit) it fetches the earlier session's archived
+patch from the session gateway with the token in --token-file and applies it to the
+working tree, exactly or not at all. Nothing is committed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if repo == "" || dir == "" {
 				*code = contract.ExitUsage
@@ -48,6 +54,13 @@ refused rather than trusting an unknown host key.`,
 				return err
 			}
 			fmt.Fprintf(std.Out, "checked out %s at %s into %s\n", repo, commit, dir)
+			if cont.gateway == "" {
+				return nil
+			}
+			if err := continueCheckout(cmd.Context(), std, cont, dir, commit); err != nil {
+				*code = contract.ExitError
+				return err
+			}
 			return nil
 		},
 	}
@@ -55,6 +68,10 @@ refused rather than trusting an unknown host key.`,
 	cmd.Flags().StringVar(&ref, "ref", "", "branch, tag or commit (default: the remote's default branch)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to clone into (empty or absent)")
 	cmd.Flags().StringVar(&credsDir, "credentials-dir", "", "directory holding git credentials (a mounted Secret)")
+	cmd.Flags().StringVar(&cont.gateway, "continuation-from-gateway", "", "apply the archived patch of the session this one continues, fetched from the session gateway at this URL")
+	cmd.Flags().StringVar(&cont.tokenFile, "token-file", "", "with --continuation-from-gateway: the gateway token (the pod's projected token)")
+	cmd.Flags().StringVar(&cont.caFile, "gateway-ca-file", "", "with --continuation-from-gateway: trust only the CAs in this PEM bundle for the gateway")
+	cmd.Flags().BoolVar(&cont.allowPlain, "allow-plain-http-gateway", false, "with --continuation-from-gateway: accept an http:// gateway URL, sending the token unencrypted")
 	return cmd
 }
 

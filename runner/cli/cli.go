@@ -136,6 +136,7 @@ type options struct {
 	systemPromptFile                              string
 	gateway, gatewaySpool, gatewayCAFile          string
 	allowPlainHTTPGateway                         bool
+	continuation                                  bool
 	approvalTimeout                               time.Duration
 	approvalOnTimeout                             string
 	executor                                      string
@@ -220,6 +221,7 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.gateway, "gateway", env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
 	f.StringVar(&o.gatewayCAFile, "gateway-ca-file", "", "with --gateway: trust only the CAs in this PEM bundle for the gateway (and for --base-url on the gateway's host); re-read for every new connection, so a rotated bundle is picked up")
 	f.BoolVar(&o.allowPlainHTTPGateway, "allow-plain-http-gateway", false, "with --gateway: accept http:// gateway and --base-url URLs, sending the token unencrypted (refused by default)")
+	f.BoolVar(&o.continuation, "continuation", false, "with --gateway: start with the history of the session this one continues (spec.continueFrom), fetched from the gateway")
 	f.StringVar(&o.gatewaySpool, "gateway-spool-dir", "", "where events not yet acknowledged by the gateway are kept (default: <transcript-dir>/gateway-spool)")
 	f.DurationVar(&o.approvalTimeout, "approval-timeout", 0, "with --gateway: decide by --approval-on-timeout when the gateway cannot be reached for this long while waiting for an approval (0: wait for the gateway)")
 	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
@@ -414,6 +416,11 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 			Setup: setupResults, SetupError: setupErr,
 		},
 		Guide: guide,
+	}
+	if o.continuation {
+		if loop.Config.History, loop.Config.ContinuedFrom, err = continuationHistory(ctx, o, gatewayHTTP); err != nil {
+			return err
+		}
 	}
 	progress.header(o, ws.Dir(), baseCommit, task, set)
 	res, err := loop.Run(ctx, task)
