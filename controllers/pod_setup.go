@@ -76,6 +76,11 @@ func setupContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 			Key:                  e.SecretKeyRef.Key,
 		}}})
 	}
+	if len(setup.Env) > 0 {
+		// Everything the agent container mounts writable: a command that stores a setup
+		// Secret there fails setup instead of handing it to the agent.
+		args = append(args, "--check-dir", workspacePath, "--check-dir", homePath, "--check-dir", tmpPath)
+	}
 	for _, c := range setup.Commands {
 		args = append(args, "--command", c)
 	}

@@ -57,7 +57,7 @@ func TestSetupContainerOnlyWhenTheSessionHasSetup(t *testing.T) {
 	if setup.Image != "golang:1.26" || setup.Command[0] != "/agentry/bin/runner" || setup.RestartPolicy != nil {
 		t.Errorf("setup runs %s %v (restartPolicy %v); want the toolchain image, the copied runner, run to completion", setup.Image, setup.Command, setup.RestartPolicy)
 	}
-	wantArgs := "setup --workspace /workspace --result /agentry/setup/result.json --timeout 3m0s --secret-env GOPROXY_TOKEN --command go mod download --command make deps"
+	wantArgs := "setup --workspace /workspace --result /agentry/setup/result.json --timeout 3m0s --secret-env GOPROXY_TOKEN --check-dir /workspace --check-dir /home/agentry --check-dir /tmp --command go mod download --command make deps"
 	if got := strings.Join(setup.Args, " "); got != wantArgs {
 		t.Errorf("setup args\n got %q\nwant %q", got, wantArgs)
 	}

@@ -32,6 +32,7 @@ type setupOptions struct {
 	timeout           time.Duration
 	secretEnv         []string
 	commands          []string
+	checkDirs         []string
 }
 
 // setupCommand runs spec.setup.commands. In a pod it is the setup init container: in the
@@ -73,6 +74,7 @@ setup itself could not run.`,
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on all the commands together")
 	f.StringArrayVar(&o.secretEnv, "secret-env", nil, "environment variable whose value is redacted from the output; repeatable")
 	f.StringArrayVar(&o.commands, "command", nil, "a command, run with sh -c; repeatable, run in order")
+	f.StringArrayVar(&o.checkDirs, "check-dir", nil, "after the commands, a directory the agent will see that must hold no --secret-env value (in any file, raw, base64 or hex); a file that does is removed and setup fails; repeatable (default: --workspace)")
 	return cmd
 }
 
@@ -100,6 +102,13 @@ func runSetup(ctx context.Context, o *setupOptions, std IO) []contract.Setup {
 		if r.ExitCode != 0 {
 			break
 		}
+	}
+	dirs := o.checkDirs
+	if len(dirs) == 0 {
+		dirs = []string{o.workspace}
+	}
+	if leak := checkNoSecretLeft(dirs, o.secretEnv, std.Getenv); leak != nil {
+		results = append(results, *leak)
 	}
 	return results
 }

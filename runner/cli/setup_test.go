@@ -288,3 +288,62 @@ func eventTypes(ts []contract.EventType) []string {
 	}
 	return out
 }
+
+// A setup command that stores its Secret in a file (an .npmrc with the token, a docker
+// config with it in base64) would hand it to the agent, whose code reads those directories.
+func TestSetupFailsAndRemovesFilesHoldingItsSecret(t *testing.T) {
+	const secret = "npm_T0kenValue0123456789"
+	t.Setenv("NPM_TOKEN", secret)
+	home := t.TempDir()
+	ws := t.TempDir()
+	resultPath := filepath.Join(t.TempDir(), "result.json")
+	// A symlink to a file outside the checked directories holding the secret is not followed.
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(ws, "link")); err != nil {
+		t.Fatal(err)
+	}
+	r := runPlain(map[string]string{"NPM_TOKEN": secret}, "setup", "--workspace", ws, "--result", resultPath,
+		"--secret-env", "NPM_TOKEN", "--check-dir", ws, "--check-dir", home,
+		"--command", `echo "//registry/:_authToken=$NPM_TOKEN" > `+home+`/.npmrc`,
+		"--command", `mkdir -p `+home+`/.docker && printf '{"auth":"%s"}' "$(printf %s "$NPM_TOKEN" | base64 -w0)" > `+home+`/.docker/config.json`,
+		// The value straddles the first read's 256 KiB boundary.
+		"--command", `{ head -c 262139 /dev/zero | tr '\0' x; printf %s "$NPM_TOKEN"; } > cache.bin`,
+		"--command", `echo "clean" > ok.txt`)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	b, err := os.ReadFile(resultPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []contract.Setup
+	if err := json.Unmarshal(b, &results); err != nil {
+		t.Fatal(err)
+	}
+	last := results[len(results)-1]
+	if len(results) != 5 || last.Command != cli.SetupLeakCheck || last.ExitCode == 0 {
+		t.Fatalf("want the four commands and a failed leak check, got %d results, last %q: %.500s", len(results), last.Command, last.Output)
+	}
+	for _, want := range []string{home + "/.npmrc held the value of NPM_TOKEN (as is)", ".docker/config.json held the value of NPM_TOKEN (base64)", "cache.bin held"} {
+		if !strings.Contains(last.Output, want) {
+			t.Errorf("leak report lacks %q:\n%s", want, last.Output)
+		}
+	}
+	if strings.Contains(last.Output, "link") || strings.Contains(last.Output, "ok.txt") {
+		t.Errorf("reported a file that holds no secret of its own:\n%s", last.Output)
+	}
+	for _, p := range []string{filepath.Join(home, ".npmrc"), filepath.Join(home, ".docker/config.json"), filepath.Join(ws, "cache.bin")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Errorf("the symlink's target outside the checked directories was touched: %v", err)
+	}
+	if strings.Contains(string(b), secret) {
+		t.Error("the result holds the secret")
+	}
+}
