@@ -35,6 +35,15 @@ const (
 	// MCPToolList, POST PathMCP+"{server}/call" takes an MCPCallRequest and
 	// answers an MCPCallResult. The gateway adds the server's credentials.
 	PathMCP = "/agentry/v1/mcp/"
+	// PathWebFetch takes a WebFetchRequest (POST) and answers a WebResult: the
+	// page, fetched by the gateway from a domain the namespace's AgentPolicies
+	// allow (spec.webFetch.allowedDomains), as text. Only for sessions listing
+	// web_fetch in spec.tools.
+	PathWebFetch = "/agentry/v1/tools/web_fetch"
+	// PathWebSearch takes a WebSearchRequest (POST) and answers a WebResult: the
+	// answer of the search endpoint an AgentPolicy configures
+	// (spec.webFetch.searchURL). Only for sessions listing web_search.
+	PathWebSearch = "/agentry/v1/tools/web_search"
 
 	// ApprovalPollWindow is how long one approval request is held open.
 	ApprovalPollWindow = 20 * time.Second
@@ -140,6 +149,32 @@ type MCPCallRequest struct {
 type MCPCallResult struct {
 	Content   string `json:"content"`
 	IsError   bool   `json:"isError,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// WebFetchRequest asks for one web page.
+type WebFetchRequest struct {
+	// URL is an http(s) URL without credentials.
+	URL string `json:"url"`
+}
+
+// WebSearchRequest asks the configured search endpoint.
+type WebSearchRequest struct {
+	Query string `json:"query"`
+}
+
+// WebResult is a fetched page as text. Text is readable text (HTML converted to
+// Markdown-like text; plain text, Markdown and JSON as they were), capped at
+// the policy's spec.webFetch.maxBytes with a note when Truncated.
+type WebResult struct {
+	// URL is the final URL, after redirects.
+	URL    string `json:"url"`
+	Status int    `json:"status"`
+	// ContentType is the media type the server declared (or that was sniffed).
+	ContentType string `json:"contentType"`
+	// Bytes is the size of the body as read (at most the gateway's hard cap).
+	Bytes     int64  `json:"bytes"`
+	Text      string `json:"text"`
 	Truncated bool   `json:"truncated,omitempty"`
 }
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -66,6 +67,15 @@ type Config struct {
 	// 8); more are refused with 429 and Retry-After, so one session cannot
 	// hold the gateway's memory with parallel bodies.
 	MaxInFlightPerSession int
+	// WebFetchAllowPrivateAddresses lets web_fetch reach loopback, private
+	// and CGNAT addresses (a documentation server inside the network). Off by
+	// default: the allowed domains' names are then the only way in, and none
+	// may resolve inside. Link-local addresses (the cloud metadata endpoint)
+	// stay refused either way.
+	WebFetchAllowPrivateAddresses bool
+	// WebFetchResolve resolves host names for web_fetch and web_search; nil
+	// uses the system resolver. Tests map names to local servers with it.
+	WebFetchResolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Server is the gateway. Create it with New; it is a controller-runtime
@@ -145,6 +155,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+contract.PathApprovals, s.authenticated("approvals", s.handleApproval))
 	mux.Handle("POST "+contract.PathChatCompletions, s.authenticated("chat", s.handleChat))
 	s.mcpRoutes(mux)
+	s.webRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux
 }
@@ -247,6 +258,8 @@ func bodyLimit(handler string) int64 {
 		return maxFinishBody
 	case "mcp":
 		return maxMCPBody
+	case "web_fetch", "web_search":
+		return maxWebRequestBody
 	}
 	return maxBody
 }

@@ -71,6 +71,14 @@ var (
 		Name: "agentry_gateway_approval_conflicts_total",
 		Help: "Approval requests refused because their id was already pending or decided for a different action.",
 	})
+	webRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentry_gateway_web_requests_total",
+		Help: "web_fetch and web_search calls, by tool and outcome (ok, refused, bad_request, unsupported_type, timeout, error).",
+	}, []string{"tool", "outcome"})
+	webBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentry_gateway_web_bytes_total",
+		Help: "Response body bytes read by web_fetch and web_search, by tool.",
+	}, []string{"tool"})
 	statusWriteErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentry_gateway_status_write_errors_total",
 		Help: "AgentSession status writes that failed (retried).",
@@ -81,4 +89,5 @@ func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, llmDuration, llmErrors, llmTokens,
 		toolDuration, toolErrors, sessionTurns, activeSessions, eventsStored, storeErrors, statusWrites, statusWriteErrors,
 		refusedTotal, eventConflicts, approvalConflicts)
+	metrics.Registry.MustRegister(webRequests, webBytes)
 }
