@@ -423,6 +423,9 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 		}
 	}
 	progress.header(o, ws.Dir(), baseCommit, task, set)
+	if srcs := guide.Context.Sources(); srcs != "" {
+		progress.note("instructions from %s", srcs)
+	}
 	res, err := loop.Run(ctx, task)
 	if err != nil {
 		return err

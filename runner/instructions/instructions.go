@@ -65,6 +65,18 @@ func Load(ws *workspace.Root, given []contract.Instruction) Context {
 	return c
 }
 
+// Sources lists where the instructions came from, for a progress line.
+func (c Context) Sources() string {
+	var out []string
+	for _, in := range c.Instructions {
+		out = append(out, in.Source)
+	}
+	if len(c.Nested) > 0 {
+		out = append(out, fmt.Sprintf("%d nested AGENTS.md", len(c.Nested)))
+	}
+	return strings.Join(out, ", ")
+}
+
 // ReadFile reads a workspace file for the prompt: a regular file inside the workspace,
 // capped at MaxFileBytes. ok is false when there is no such file (or it is not readable).
 func ReadFile(ws *workspace.Root, rel string) (string, bool) {
