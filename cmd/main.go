@@ -61,6 +61,7 @@ func main() {
 	flag.StringVar(&gwTLS.extraNames, "gateway-tls-dns-names", "", "Extra DNS names, comma-separated, for the managed serving certificate (the --gateway-url host and its Service short names are always in it).")
 	flag.StringVar(&gw.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "agentry-system"), "Namespace holding the ModelProviders' API key Secrets.")
 	flag.DurationVar(&gw.StatusInterval, "gateway-status-interval", time.Second, "Least time between two status writes for one session.")
+	flag.BoolVar(&gw.WebFetchAllowPrivateAddresses, "web-fetch-allow-private-addresses", false, "Let web_fetch reach allowed domains that resolve to loopback, private or CGNAT addresses (an internal documentation server); link-local addresses such as the cloud metadata endpoint stay refused.")
 	flag.StringVar(&gw.S3.Endpoint, "s3-endpoint", os.Getenv("AGENTRY_S3_ENDPOINT"), "Object storage for transcripts: host:port or http(s):// URL (env AGENTRY_S3_ENDPOINT).")
 	flag.StringVar(&gw.S3.Bucket, "s3-bucket", envOr("AGENTRY_S3_BUCKET", "agentry"), "Bucket for transcripts (env AGENTRY_S3_BUCKET).")
 	flag.StringVar(&gw.S3.Prefix, "s3-prefix", "sessions", "Key prefix: objects go to <prefix>/<namespace>/<session>/<uid>/.")
