@@ -152,6 +152,12 @@ func main() {
 		setupLog.Error(err, "Unable to set up controller", "controller", "GitProvider")
 		os.Exit(1)
 	}
+	if err := (&controllers.MCPServerReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), OperatorNamespace: gw.OperatorNamespace,
+	}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Unable to set up controller", "controller", "MCPServer")
+		os.Exit(1)
+	}
 	if err := (&controllers.NotificationReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), OperatorNamespace: gw.OperatorNamespace,
 		Recorder: mgr.GetEventRecorderFor("agentry-notify"),

@@ -405,6 +405,11 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 	for _, p := range spec.Approval.DenyCommands {
 		args = append(args, "--deny-command", p)
 	}
+	// The runner lists and calls these servers' tools through the gateway, which holds
+	// their credentials; the pod gets only the names.
+	for _, m := range spec.MCPServers {
+		args = append(args, "--mcp-server", m.Name)
+	}
 	sc := restrictedContainerSecurity()
 	sc.RunAsUser, sc.RunAsGroup = ptr.To[int64](runnerUID), ptr.To[int64](runnerUID)
 	return corev1.Container{
