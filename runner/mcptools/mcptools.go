@@ -124,21 +124,20 @@ func Load(ctx context.Context, c *Client, servers []string) (set tools.Set, skip
 			return nil, nil, fmt.Errorf("--mcp-server %s: listing its tools: %w", srv, err)
 		}
 		for _, t := range list.Tools {
-			mode, err := approval.ParseMode(t.Approval)
+			tool, err := New(c, srv, t)
 			if err != nil {
-				skipped = append(skipped, fmt.Sprintf("%s/%s: %v", srv, display.Escape(t.Name), err))
+				skipped = append(skipped, err.Error())
 				continue
 			}
-			if mode == approval.Deny {
+			if tool.mode == approval.Deny {
 				continue
 			}
-			name := ToolName(srv, t.Name)
-			if other, dup := seen[name]; dup {
-				skipped = append(skipped, fmt.Sprintf("%s/%s: its name %s is also %s's", srv, display.Escape(t.Name), name, other))
+			if other, dup := seen[tool.name]; dup {
+				skipped = append(skipped, fmt.Sprintf("%s/%s: its name %s is also %s's", srv, display.Escape(t.Name), tool.name, other))
 				continue
 			}
-			seen[name] = srv + "/" + t.Name
-			set = append(set, &Tool{Caller: c, Server: srv, Tool: t.Name, name: name, desc: t.Description, schema: t.InputSchema, mode: mode})
+			seen[tool.name] = srv + "/" + display.Escape(t.Name)
+			set = append(set, tool)
 		}
 	}
 	return set, skipped, nil
@@ -157,6 +156,18 @@ func ToolName(server, tool string) string {
 	}
 	sum := sha256.Sum256([]byte(server + "\x00" + tool))
 	return n[:maxNameLen-9] + "_" + hex.EncodeToString(sum[:4])
+}
+
+// New makes the tool the gateway listed for server.
+func New(c Caller, server string, t contract.MCPTool) (*Tool, error) {
+	mode, err := approval.ParseMode(t.Approval)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", server, display.Escape(t.Name), err)
+	}
+	if t.Name == "" || !json.Valid(t.InputSchema) {
+		return nil, fmt.Errorf("%s/%s: no name or no valid input schema", server, display.Escape(t.Name))
+	}
+	return &Tool{Caller: c, Server: server, Tool: t.Name, name: ToolName(server, t.Name), desc: t.Description, schema: t.InputSchema, mode: mode}, nil
 }
 
 // Tool is one MCP tool offered to the model.
