@@ -201,3 +201,13 @@ const (
 	// a gateway that serves plain HTTP (--gateway-tls=none); without it they refuse to.
 	LabelGatewayPlainHTTP = "agentry.dev/gateway-plain-http"
 )
+
+// The egress phase a session's NetworkPolicy is written for, which the controller records on
+// the policy and the gateway reads: the gateway answers the runner's model calls only once the
+// policy is in the agent phase, so no tool runs while checkout or setup egress is still open.
+const (
+	// AnnotationEgressPhase on a session's NetworkPolicy holds EgressPhaseAgent once it has
+	// been narrowed to the agent phase ("checkout" or "setup" before).
+	AnnotationEgressPhase = "agentry.dev/egress-phase"
+	EgressPhaseAgent      = "agent"
+)

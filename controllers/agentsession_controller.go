@@ -84,6 +84,9 @@ type scope struct {
 	resolved map[string][]net.IP
 	// netpol is the session's NetworkPolicy as this reconcile read or created it.
 	netpol *networkingv1.NetworkPolicy
+	// setupEgress is the AgentPolicies' setup egress as recorded on the NetworkPolicy at
+	// session start (nil without spec.setup).
+	setupEgress []v1.EgressRule
 }
 
 func (s *scope) wakeAt(d time.Duration) {
@@ -291,14 +294,21 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 	np := &networkingv1.NetworkPolicy{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np)
 	if err == nil {
-		s.netpol, s.resolved = np, resolvedFromPolicy(np)
+		s.netpol, s.resolved, s.setupEgress = np, resolvedFromPolicy(np), setupEgressFromPolicy(np)
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return err
 	}
+	if s.obj.Spec.Setup != nil {
+		var policies v1.AgentPolicyList
+		if err := r.List(ctx, &policies, client.InNamespace(s.obj.Namespace)); err != nil {
+			return err
+		}
+		s.setupEgress = setupEgress(s.obj, policies.Items)
+	}
 	resolved := map[string][]net.IP{}
-	for _, h := range egressHosts(s.obj) {
+	for _, h := range append(egressHosts(s.obj), ruleHosts(s.setupEgress)...) {
 		ips, err := r.Resolver.LookupIP(ctx, "ip", h.host)
 		if err != nil {
 			// Safer to start without that destination than to open egress wider.
@@ -309,7 +319,7 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 		resolved[h.host] = ips
 	}
 	s.resolved = resolved
-	np = buildNetworkPolicy(s.obj, r.Network, resolved)
+	np = buildSessionNetworkPolicy(s.obj, r.Network, resolved, s.setupEgress, phaseCheckout)
 	if err := controllerutil.SetControllerReference(s.obj, np, r.Scheme); err != nil {
 		return err
 	}
@@ -324,28 +334,34 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 	return nil
 }
 
-// narrowNetworkPolicy closes the session's egress to the agent phase's (the gateway and the
-// AgentPolicy-allowed spec.network.egress destinations: no cluster DNS, no repository host)
-// once the checkout init container has finished. It only ever narrows.
+// narrowNetworkPolicy closes the session's egress phase by phase as the pod's init containers
+// finish: after checkout to the setup phase (when the session has spec.setup: no repository
+// host), then to the agent phase (the gateway and the AgentPolicy-allowed spec.network.egress
+// destinations: no cluster DNS, no repository host, no setup egress). It records the phase on
+// the policy, where the gateway looks before answering model calls, and only ever narrows.
 func (r *AgentSessionReconciler) narrowNetworkPolicy(ctx context.Context, s *scope) error {
-	if s.pod == nil || networkPolicyPhase(s.pod) != phaseAgent {
+	if s.pod == nil {
 		return nil
 	}
+	phase := networkPolicyPhase(s.pod)
 	np := s.netpol
-	if np == nil {
-		return nil // not there this reconcile; the next one narrows it
+	if np == nil || phase == phaseCheckout || widerPhase(phase, networkPhase(np.Annotations[AnnotationEgressPhase])) {
+		return nil // not there this reconcile, nothing to narrow yet, or a stale pod: never widen
 	}
-	want := buildPhaseNetworkPolicy(s.obj, r.Network, s.resolved, phaseAgent)
-	if equality.Semantic.DeepEqual(np.Spec, want.Spec) {
+	want := buildSessionNetworkPolicy(s.obj, r.Network, s.resolved, s.setupEgress, phase)
+	if equality.Semantic.DeepEqual(np.Spec, want.Spec) && np.Annotations[AnnotationEgressPhase] == string(phase) {
 		return nil
 	}
 	np.Spec = want.Spec
-	log.FromContext(ctx).Info("Narrowing NetworkPolicy to the agent phase", "NetworkPolicy", klog.KObj(np))
+	if np.Annotations == nil {
+		np.Annotations = map[string]string{}
+	}
+	np.Annotations[AnnotationEgressPhase] = string(phase)
+	log.FromContext(ctx).Info("Narrowing NetworkPolicy", "NetworkPolicy", klog.KObj(np), "phase", phase)
 	if err := r.Update(ctx, np, FieldOwner); err != nil {
 		return fmt.Errorf("narrowing NetworkPolicy: %w", err)
 	}
-	r.Recorder.Eventf(s.obj, corev1.EventTypeNormal, "EgressNarrowed",
-		"Checkout finished: egress is now the session gateway and spec.network.egress only (no DNS, no repository host)")
+	r.Recorder.Event(s.obj, corev1.EventTypeNormal, "EgressNarrowed", narrowedMessage(phase))
 	return nil
 }
 

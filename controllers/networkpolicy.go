@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,8 +72,13 @@ func egressHosts(s *v1.AgentSession) []egressHost {
 
 // specEgressHosts lists the host names in spec.network.egress.
 func specEgressHosts(s *v1.AgentSession) []egressHost {
+	return ruleHosts(s.Spec.Network.Egress)
+}
+
+// ruleHosts lists the host names in egress rules.
+func ruleHosts(rules []v1.EgressRule) []egressHost {
 	var hosts []egressHost
-	for _, e := range s.Spec.Network.Egress {
+	for _, e := range rules {
 		if e.Host != "" {
 			hosts = append(hosts, egressHost{host: e.Host, ports: portsOrDefault(e.Ports)})
 		}
@@ -160,6 +166,9 @@ const (
 	// phaseCheckout lasts until the checkout init container has succeeded: the pod needs
 	// cluster DNS and the repository host.
 	phaseCheckout networkPhase = "checkout"
+	// phaseSetup lasts while spec.setup runs, after checkout: cluster DNS, the gateway, the
+	// AgentPolicy's setup egress and spec.network.egress; no repository host.
+	phaseSetup networkPhase = "setup"
 	// phaseAgent is the rest of the run: the agent reaches the session gateway and the
 	// destinations in spec.network.egress, nothing else. No DNS (data leaves through lookups),
 	// no repository host (the checkout is done); names resolve through hostAliases.
@@ -173,12 +182,22 @@ func networkPolicyPhase(pod *corev1.Pod) networkPhase {
 	if pod == nil {
 		return phaseCheckout
 	}
+	checkedOut, setupDone := false, false
 	for _, cs := range pod.Status.InitContainerStatuses {
 		if cs.Name == ContainerCheckout && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0 {
-			return phaseAgent
+			checkedOut = true
+		}
+		if cs.Name == ContainerSetup && cs.State.Terminated != nil {
+			setupDone = true
 		}
 	}
-	return phaseCheckout
+	switch {
+	case !checkedOut:
+		return phaseCheckout
+	case hasSetupContainer(pod) && !setupDone:
+		return phaseSetup
+	}
+	return phaseAgent
 }
 
 // buildNetworkPolicy returns the session's NetworkPolicy for the checkout phase; see
@@ -193,6 +212,16 @@ func buildNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[stri
 // (NetworkPolicy has no notion of names), which pins them to the addresses they had at
 // session start.
 func buildPhaseNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[string][]net.IP, phase networkPhase) *networkingv1.NetworkPolicy {
+	return buildSessionNetworkPolicy(s, cfg, resolved, nil, phase)
+}
+
+// buildSessionNetworkPolicy is buildPhaseNetworkPolicy with the AgentPolicies' setup egress
+// (used only when the session has spec.setup): open in the checkout phase too, which runs
+// no repository code, so each phase is narrower than the one before it.
+func buildSessionNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map[string][]net.IP, setupEgress []v1.EgressRule, phase networkPhase) *networkingv1.NetworkPolicy {
+	if s.Spec.Setup == nil {
+		setupEgress = nil
+	}
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 	port := func(proto corev1.Protocol, n int32) networkingv1.NetworkPolicyPort {
 		return networkingv1.NetworkPolicyPort{Protocol: ptr.To(proto), Port: ptr.To(intstr.FromInt32(n))}
@@ -227,12 +256,17 @@ func buildPhaseNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map
 		rules = append(rules, r)
 	}
 	hosts := egressHosts(s)
-	if phase == phaseAgent {
+	if phase != phaseCheckout {
 		hosts = specEgressHosts(s)
 	} else if h, p := repositoryEndpoint(s.Spec.Repository.URL); h != "" {
 		if ip := net.ParseIP(h); ip != nil {
 			addCIDRs([]string{hostCIDR(ip)}, []int32{p})
 		}
+	}
+	egress := s.Spec.Network.Egress
+	if phase != phaseAgent {
+		hosts = append(hosts, ruleHosts(setupEgress)...)
+		egress = append(slices.Clone(egress), setupEgress...)
 	}
 	for _, h := range hosts {
 		var cidrs []string
@@ -241,22 +275,26 @@ func buildPhaseNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved map
 		}
 		addCIDRs(cidrs, h.ports)
 	}
-	for _, e := range s.Spec.Network.Egress {
+	for _, e := range egress {
 		if e.CIDR != "" {
 			addCIDRs([]string{e.CIDR}, portsOrDefault(e.Ports))
 		}
 	}
-	// Only the session's own host names are recorded, in both phases, so a rebuild keeps them.
+	// Only the session's own host names are recorded, in every phase, so a rebuild keeps them.
 	recorded := map[string][]string{}
-	for _, h := range egressHosts(s) {
+	for _, h := range append(egressHosts(s), ruleHosts(setupEgress)...) {
 		for _, ip := range resolved[h.host] {
 			recorded[h.host] = append(recorded[h.host], ip.String())
 		}
 	}
-	var annotations map[string]string
+	annotations := map[string]string{AnnotationEgressPhase: string(phase)}
 	if len(recorded) > 0 {
 		b, _ := json.Marshal(recorded) // a map of strings always marshals; keys come out sorted
-		annotations = map[string]string{AnnotationResolvedAddresses: string(b)}
+		annotations[AnnotationResolvedAddresses] = string(b)
+	}
+	if len(setupEgress) > 0 {
+		b, _ := json.Marshal(setupEgress) // plain strings and numbers always marshal
+		annotations[AnnotationSetupEgress] = string(b)
 	}
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: podName(s), Namespace: s.Namespace, Labels: sessionLabels(s), Annotations: annotations},

@@ -118,3 +118,13 @@ func setupMessage(sum *contract.Summary) string {
 	}
 	return display.Truncate(strings.TrimSpace(sum.Message), 2048)
 }
+
+// hasSetupContainer reports whether a runner pod has the setup phase.
+func hasSetupContainer(pod *corev1.Pod) bool {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == ContainerSetup {
+			return true
+		}
+	}
+	return false
+}
