@@ -19,6 +19,7 @@ import (
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/gateway"
+	"github.com/agentry-dev/agentry/test/scriptedllm"
 )
 
 // webNames is the DNS the web tests' gateways see: every name a test uses, mapped to
@@ -358,5 +359,61 @@ func TestWebSearch(t *testing.T) {
 	}
 	if code, _, body := search(); code != http.StatusForbidden || !strings.Contains(body, "169.254.169.254, a link-local address") {
 		t.Errorf("search at a link-local endpoint = %d %s", code, body)
+	}
+}
+
+// lastToolContent is the content of the last tool result in a request's history.
+func lastToolContent(r scriptedllm.Request) string {
+	out := ""
+	for _, m := range r.Body.Messages {
+		if m.Role == "tool" {
+			out = m.Content
+		}
+	}
+	return out
+}
+
+// The model is offered web_fetch, calls it through the runner and gets the page's text,
+// and a refusal as the tool's error; the tool runs in the runner, through the gateway.
+func TestRunnerFetchesThroughTheGateway(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	web := newSite(t)
+	f := newFixture(t,
+		scriptedllm.Tools(scriptedllm.Call{Name: "web_fetch", Args: map[string]any{"url": web.url("docs.example.test", "/docs")}}),
+		scriptedllm.Tools(scriptedllm.Call{Name: "web_fetch", Args: map[string]any{"url": web.url("other.test", "/secret")}}),
+		scriptedllm.Text("Read the widget docs."),
+	)
+	webPolicy(t, f.ns, v1.WebFetchPolicy{AllowedDomains: []string{"example.test:" + web.port}})
+	gwURL := startWebGateway(t, true)
+	s := f.session("runner-fetches", withTools(v1.ToolReadFile, v1.ToolWebFetch))
+	r := runnerFor(t, s, &gw{URL: gwURL}, f.tokenFile(f.runnerPod(s)), "--tools", "read_file,web_fetch")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if code := r.run(ctx); code != 0 {
+		t.Fatalf("runner exited %d: %s", code, r.stderr.String())
+	}
+	reqs := f.llm.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d model calls, want 3", len(reqs))
+	}
+	var offered []string
+	for _, tool := range reqs[0].Body.Tools {
+		offered = append(offered, tool.Function.Name)
+	}
+	if strings.Join(offered, ",") != "read_file,web_fetch" {
+		t.Errorf("offered %v, want read_file and web_fetch", offered)
+	}
+	page := lastToolContent(reqs[1])
+	for _, want := range []string{"URL: " + web.url("docs.example.test", "/docs"), "Status: 200 OK", "Content-Type: text/html", "# Installing widgets", "- step one"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the model's tool result lacks %q:\n%s", want, page)
+		}
+	}
+	if refused := lastToolContent(reqs[2]); !strings.Contains(refused, "other.test:"+web.port+" is not within the domains the namespace's AgentPolicies allow in spec.webFetch.allowedDomains") {
+		t.Errorf("the refused fetch's result = %q", refused)
+	}
+	if n := web.secretHits.Load(); n != 0 {
+		t.Errorf("the refused host was asked %d times", n)
 	}
 }

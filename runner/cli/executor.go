@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -83,6 +84,12 @@ is the agent container's only process.`,
 // runner's secrets (local mode). stop ends what was started.
 func toolSet(ctx context.Context, std IO, o *options, wsDir string, p *progress) (set tools.Set, stop func(), err error) {
 	stop = func() {}
+	// The web tools run in the gateway, not in the executor.
+	names, webNames := tools.SplitWeb(o.tools)
+	webSet, err := webTools(o, webNames)
+	if err != nil {
+		return nil, stop, err
+	}
 	var client *executor.Client
 	var info executor.Info
 	if o.executor != "" {
@@ -121,12 +128,29 @@ func toolSet(ctx context.Context, std IO, o *options, wsDir string, p *progress)
 	}
 	set, err = tools.All(tools.Env{Bash: tools.BashConfig{
 		DefaultTimeout: o.bashTimeout, MaxTimeout: o.bashMaxTimeout, Shell: info.Shell,
-	}}).Select(o.tools)
+	}}).Select(names)
 	if err != nil {
 		stop()
 		return nil, func() {}, usagef("--tools: %v", err)
 	}
-	return executor.Remote(set, client), stop, nil
+	return append(executor.Remote(set, client), webSet...), stop, nil
+}
+
+// webTools returns the named gateway-backed tools, which call the gateway with
+// the runner's token; without --gateway they are a usage error.
+func webTools(o *options, names []string) (tools.Set, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if o.gateway == "" {
+		return nil, usagef("--tools: %s run in the session gateway and need --gateway", strings.Join(names, " and "))
+	}
+	transport, _, err := gatewayClients(o)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	gw := &tools.WebGateway{URL: o.gateway, TokenFile: o.apiKeyFile, Client: &http.Client{Transport: transport}}
+	return tools.Web(gw).Select(names)
 }
 
 // startExecutor starts a local executor and waits until it answers.
