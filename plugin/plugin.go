@@ -64,7 +64,7 @@ func New(out io.Writer) *cobra.Command {
 	}
 	complete := sessionNames(connect)
 	root.AddCommand(pendingCommand(out, connect), decideCommand(out, connect, v1.DecisionAllow), decideCommand(out, connect, v1.DecisionDeny), cancelCommand(out, connect),
-		runCommand(out, config))
+		runCommand(out, config), replyCommand(out, config))
 	a := &artifactsCmd{config: config, connect: connect}
 	root.PersistentFlags().StringVar(&a.viaAPIServer, "console-via-apiserver", "",
 		"reach share links through the API server's service proxy to NAMESPACE/SERVICE (for example agentry-system/agentry-console), with your kubeconfig's identity, where the manager's console URL is not reachable from here")
