@@ -34,7 +34,9 @@ func startMCP(t *testing.T) *httptest.Server {
 	type none struct{}
 	for _, name := range []string{"search", "create_issue", "hidden"} {
 		mcp.AddTool(srv, &mcp.Tool{Name: name, Description: "Does " + name + ".\nSecond line, not in status."},
-			func(context.Context, *mcp.CallToolRequest, none) (*mcp.CallToolResult, any, error) { return &mcp.CallToolResult{}, nil, nil })
+			func(context.Context, *mcp.CallToolRequest, none) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{}, nil, nil
+			})
 	}
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
