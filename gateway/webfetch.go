@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,6 +111,10 @@ func (s *Server) answerWeb(w http.ResponseWriter, r *http.Request, id identity, 
 			we = &webError{http.StatusBadGateway, "error", err.Error()}
 		}
 		webRequests.WithLabelValues(tool, we.outcome).Inc()
+		var rl *rateLimitError
+		if errors.As(err, &rl) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.retryAfter.Seconds()))))
+		}
 		logger.Info("Refusing web request", "asked", display.Truncate(redact.String(asked), 300), "outcome", we.outcome, "reason", redact.String(we.msg))
 		writeError(w, we.status, "%s: %s", tool, redact.String(we.msg))
 		return
@@ -269,6 +275,9 @@ func (s *Server) webPolicyFor(ctx context.Context, id identity, tool v1.ToolName
 	if !slices.Contains(sess.Spec.Tools, tool) {
 		return webPolicy{}, webRefused("session %s does not list %s in spec.tools", id.Session.Name, tool)
 	}
+	if wait, ok := webLimits.take(id.UID, s.now()); !ok {
+		return webPolicy{}, webRateLimited(wait)
+	}
 	var list v1.AgentPolicyList
 	if err := s.client.List(ctx, &list, client.InNamespace(id.Session.Namespace)); err != nil {
 		return webPolicy{}, fmt.Errorf("listing the AgentPolicies of namespace %s: %w", id.Session.Namespace, err)
@@ -320,6 +329,8 @@ func parseDomainRule(entry string) (domainRule, bool) {
 	host, port := entry, ""
 	if h, p, err := net.SplitHostPort(entry); err == nil {
 		host, port = h, p
+	} else if strings.HasPrefix(entry, "[") && strings.HasSuffix(entry, "]") {
+		host = entry[1 : len(entry)-1] // an IPv6 address without a port
 	}
 	if strings.ContainsAny(host, "/@*?#[] ") {
 		return domainRule{}, false
@@ -392,6 +403,9 @@ func checkFetchURL(raw string, rules []domainRule) (*url.URL, error) {
 		return nil, webRefused("%s is not within the domains the namespace's AgentPolicies allow in spec.webFetch.allowedDomains (%s)", shown, rulesText(rules))
 	}
 	u.Host = host
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		u.Host = "[" + host + "]"
+	}
 	if port != "" {
 		u.Host = net.JoinHostPort(host, port)
 	}

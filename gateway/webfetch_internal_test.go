@@ -4,7 +4,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -21,7 +23,7 @@ func rulesOf(entries ...string) []domainRule {
 }
 
 func TestCheckFetchURLMatchesDomainsAtLabelBoundaries(t *testing.T) {
-	rules := rulesOf("Example.com", "bücher.de", "docs.internal.test:8443", "10.0.0.5", "https://bad.entry/path", "*.wild.test")
+	rules := rulesOf("Example.com", "bücher.de", "docs.internal.test:8443", "10.0.0.5", "[fd00::5]", "https://bad.entry/path", "*.wild.test")
 	cases := map[string]struct {
 		url   string
 		allow bool
@@ -41,6 +43,7 @@ func TestCheckFetchURLMatchesDomainsAtLabelBoundaries(t *testing.T) {
 		"the entry's host without port":    {"https://docs.internal.test/", false, ""},
 		"an address entry matches itself":  {"http://10.0.0.5/", true, "10.0.0.5"},
 		"an address is no subdomain":       {"http://1.10.0.0.5/", false, ""},
+		"an IPv6 address entry":            {"http://[fd00::5]/", true, "[fd00::5]"},
 		"a URL entry matches nothing":      {"https://bad.entry/path", false, ""},
 		"a wildcard entry matches nothing": {"https://a.wild.test/", false, ""},
 		"credentials":                      {"https://user@example.com/", false, ""},
@@ -114,5 +117,25 @@ func TestCapTextCutsOnACharacterBoundary(t *testing.T) {
 	head, _, _ := strings.Cut(text, "\n\n[truncated")
 	if !cut || len(head) > 1025 || !strings.HasPrefix(text, "éé") || strings.ContainsRune(head, '\uFFFD') {
 		t.Errorf("capText: cut %v, head of %d bytes", cut, len(head))
+	}
+}
+
+func TestWebLimiterBoundsASessionsCalls(t *testing.T) {
+	l := &webLimiter{buckets: map[types.UID]*bucket{}}
+	now := time.Unix(1700000000, 0)
+	for i := range webCallsPerMinute {
+		if _, ok := l.take("a", now); !ok {
+			t.Fatalf("call %d refused", i+1)
+		}
+	}
+	wait, ok := l.take("a", now)
+	if ok || wait <= 0 || wait > 2*time.Second {
+		t.Errorf("call %d: ok %v, wait %s; want refused for about a second", webCallsPerMinute+1, ok, wait)
+	}
+	if _, ok := l.take("b", now); !ok {
+		t.Error("another session was refused")
+	}
+	if _, ok := l.take("a", now.Add(time.Second)); !ok {
+		t.Error("refused a second later")
 	}
 }

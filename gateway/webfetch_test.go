@@ -292,6 +292,20 @@ func TestWebFetch(t *testing.T) {
 			t.Errorf("fetch = %d %s", code, body)
 		}
 	})
+
+	// Last: it spends the session's calls for the minute.
+	t.Run("a session cannot fetch more than 60 times a minute", func(t *testing.T) {
+		limited := ""
+		for range 70 {
+			if code, _, body := fetch(t, gwURL, token, web.url("other.test", "/")); code == http.StatusTooManyRequests {
+				limited = body
+				break
+			}
+		}
+		if !strings.Contains(limited, "more than 60 web_fetch and web_search calls in a minute") {
+			t.Errorf("70 calls in a row were not limited (last answer %q)", limited)
+		}
+	})
 }
 
 func TestWebFetchRefusesInternalAddressesByDefault(t *testing.T) {
