@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -143,6 +144,17 @@ func (s *Server) mcpServer(w http.ResponseWriter, r *http.Request, id identity) 
 	}
 	if !slices.ContainsFunc(sess.Spec.MCPServers, func(m v1.MCPServerReference) bool { return m.Name == name }) {
 		writeError(w, http.StatusForbidden, "session %s does not list MCPServer %q in spec.mcpServers", id.Session, display.Escape(display.Truncate(name, 80)))
+		return nil, nil, false
+	}
+	// Admission checked the grant when the session was created; a platform that revokes it
+	// (or deletes the policy) cuts running sessions off at their next call.
+	var policies v1.AgentPolicyList
+	if err := s.client.List(ctx, &policies, client.InNamespace(sess.Namespace)); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "listing the AgentPolicies of namespace %s: %v", sess.Namespace, err)
+		return nil, nil, false
+	}
+	if !slices.ContainsFunc(policies.Items, func(p v1.AgentPolicy) bool { return slices.Contains(p.Spec.AllowedMCPServers, name) }) {
+		writeError(w, http.StatusForbidden, "MCPServer %s is not allowed in namespace %s: no AgentPolicy lists it in spec.allowedMCPServers", name, sess.Namespace)
 		return nil, nil, false
 	}
 	srv := &v1.MCPServer{}

@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
@@ -134,6 +135,11 @@ func (f *fixture) mcpServer(url string, mutate ...func(*v1.MCPServer)) *v1.MCPSe
 	}
 	if err := env.Client.Create(ctx, m); err != nil {
 		f.t.Fatalf("creating MCPServer: %v", err)
+	}
+	// The namespace's grant, as admission requires it.
+	pol := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "mcp", Namespace: f.ns}, Spec: v1.AgentPolicySpec{AllowedMCPServers: []string{name}}}
+	if err := env.Client.Create(ctx, pol); err != nil {
+		f.t.Fatalf("creating AgentPolicy: %v", err)
 	}
 	f.t.Cleanup(func() {
 		_ = env.Client.Delete(context.Background(), m)
@@ -361,6 +367,27 @@ func TestMCPGatewayRefusesWhatThePolicyDoesNotAllow(t *testing.T) {
 		}
 	})
 
+	t.Run("a grant revoked while the session runs cuts it off", func(t *testing.T) {
+		pol := &v1.AgentPolicy{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: "mcp"}, pol); err != nil {
+			t.Fatal(err)
+		}
+		pol.Spec.AllowedMCPServers = []string{"something-else"}
+		if err := env.Client.Update(context.Background(), pol); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			pol.Spec.AllowedMCPServers = []string{srv.Name}
+			if err := env.Client.Update(context.Background(), pol); err != nil {
+				t.Fatal(err)
+			}
+		})
+		code, _, body := mcpRequest(t, g, tokenA, http.MethodGet, srv.Name, "tools", "")
+		if code != http.StatusForbidden || !strings.Contains(body, "spec.allowedMCPServers") {
+			t.Errorf("GET tools after the grant was revoked = %d %s, want 403 naming spec.allowedMCPServers", code, body)
+		}
+	})
+
 	t.Run("without a token nothing is served", func(t *testing.T) {
 		code, _, _ := mcpRequest(t, g, "", http.MethodGet, srv.Name, "tools", "")
 		if code != http.StatusUnauthorized {
@@ -394,9 +421,13 @@ func TestMCPGatewayRefusesWhatThePolicyDoesNotAllow(t *testing.T) {
 			t.Errorf("call with array arguments = %d %s", code, body)
 		}
 		big := `{"tool":"add","arguments":{"a":"` + strings.Repeat("x", 2<<20) + `"}}`
-		code, _, body = mcpRequest(t, g, tokenA, http.MethodPost, srv.Name, "call", big)
-		if code != http.StatusRequestEntityTooLarge {
-			t.Errorf("a 2 MiB call = %d %s, want 413", code, body)
+		for _, chunked := range []bool{false, true} {
+			if code, body := rawPost(t, g, contract.PathMCP+srv.Name+"/call", tokenA, big, chunked); code != http.StatusRequestEntityTooLarge {
+				t.Errorf("a 2 MiB call (chunked %v) = %d %.200s, want 413", chunked, code, body)
+			}
+		}
+		if _, called := ts.seen(); slices.Contains(called, "add") {
+			t.Error("the oversized call reached the MCP server")
 		}
 	})
 }
