@@ -2,14 +2,17 @@ package gateway
 
 import (
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/display"
 )
 
 func rulesOf(entries ...string) []domainRule {
@@ -137,5 +140,25 @@ func TestWebLimiterBoundsASessionsCalls(t *testing.T) {
 	}
 	if _, ok := l.take("a", now.Add(time.Second)); !ok {
 		t.Error("refused a second later")
+	}
+}
+
+func TestPageTextDecodesAndSurvivesHostileHTML(t *testing.T) {
+	base, _ := url.Parse("https://docs.example.test/a/")
+	latin1 := []byte("<p>caf\xe9 cr\xe8me</p>")
+	if got := pageText(latin1, "text/html", "iso-8859-1", base); !strings.Contains(got, "café crème") {
+		t.Errorf("ISO-8859-1 page = %q", got)
+	}
+	if got := pageText([]byte("ok \xff\xfe"), "text/plain", "", base); !strings.HasPrefix(got, "ok ") || !utf8.ValidString(got) {
+		t.Errorf("invalid UTF-8 passed through: %q", got)
+	}
+	// Nesting deep enough to exhaust a recursive walker is refused by the parser, with a note.
+	deep := strings.Repeat("<div>", 100000)
+	if got := pageText([]byte(deep), "text/html", "", base); !strings.Contains(got, "could not be read") {
+		t.Errorf("deeply nested page = %q", display.Truncate(got, 200))
+	}
+	links := `<a href="../b">up</a> <a href="javascript:alert(1)">js</a> <a href="#x">here</a>`
+	if got := pageText([]byte(links), "text/html", "", base); !strings.Contains(got, "[up](https://docs.example.test/b)") || strings.Contains(got, "javascript") {
+		t.Errorf("links = %q", got)
 	}
 }

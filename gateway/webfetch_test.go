@@ -431,3 +431,22 @@ func TestRunnerFetchesThroughTheGateway(t *testing.T) {
 		t.Errorf("the refused host was asked %d times", n)
 	}
 }
+
+// A session that lists web_fetch in a namespace without a webFetch policy (admission
+// would have refused it; the gateway does not rely on that) fetches nothing.
+func TestWebFetchNeedsAPolicy(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	f := newFixture(t)
+	web := newSite(t)
+	gwURL := startWebGateway(t, true)
+	sess := f.session("no-policy", withTools(v1.ToolWebFetch))
+	token := f.token(contract.GatewayAudience, boundTo(f.runnerPod(sess)))
+	code, _, body := fetch(t, gwURL, token, web.url("docs.example.test", "/secret"))
+	if code != http.StatusForbidden || !strings.Contains(body, "no AgentPolicy of namespace "+f.ns+" allows a domain in spec.webFetch.allowedDomains") {
+		t.Errorf("fetch = %d %s", code, body)
+	}
+	if n := web.secretHits.Load(); n != 0 {
+		t.Errorf("the site was asked %d times", n)
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
@@ -47,7 +48,8 @@ func pageText(body []byte, mediaType, cs string, base *url.URL) string {
 	if textKind(mediaType) == kindHTML {
 		doc, err := html.Parse(r)
 		if err != nil {
-			return ""
+			// The parser refuses pathological nesting (more than 512 open elements).
+			return fmt.Sprintf("[the page's HTML could not be read: %v]\n", err)
 		}
 		return htmlText(doc, base)
 	}
