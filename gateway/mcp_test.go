@@ -83,6 +83,10 @@ func startToolServer(t *testing.T) *toolServer {
 		record("delete_everything")
 		return text("deleted"), nil, nil
 	})
+	mcp.AddTool(srv, &mcp.Tool{Name: "big", Description: "Answers 300 KiB."}, func(_ context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
+		record("big")
+		return text(strings.Repeat("0123456789abcdef", 300<<10/16)), nil, nil
+	})
 	mcp.AddTool(srv, &mcp.Tool{Name: "secret_tool", Description: "Not in the allow-list."}, func(_ context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
 		record("secret_tool")
 		return text("secret"), nil, nil
@@ -125,7 +129,7 @@ func (f *fixture) mcpServer(url string, mutate ...func(*v1.MCPServer)) *v1.MCPSe
 	m := &v1.MCPServer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.MCPServerSpec{
 		URL:     url,
 		Headers: []v1.MCPHeader{{Name: "Authorization", ValueFrom: v1.SecretKeySelector{Name: name, Key: "token"}}},
-		Tools:   []string{"add", "files.read", "whoami", "ask_tool", "delete_everything"},
+		Tools:   []string{"add", "files.read", "whoami", "ask_tool", "delete_everything", "big"},
 		Approval: v1.MCPApproval{Default: v1.ApprovalAllow, Tools: map[string]v1.ApprovalMode{
 			"ask_tool": v1.ApprovalAsk, "delete_everything": v1.ApprovalDeny,
 		}},
@@ -347,7 +351,7 @@ func TestMCPGatewayRefusesWhatThePolicyDoesNotAllow(t *testing.T) {
 			names = append(names, tool.Name)
 			modes[tool.Name] = tool.Approval
 		}
-		if want := []string{"add", "ask_tool", "delete_everything", "files.read", "whoami"}; !slices.Equal(slices.Sorted(slices.Values(names)), want) {
+		if want := []string{"add", "ask_tool", "big", "delete_everything", "files.read", "whoami"}; !slices.Equal(slices.Sorted(slices.Values(names)), want) {
 			t.Errorf("tools = %v, want the allow-list %v", names, want)
 		}
 		if modes["ask_tool"] != "Ask" || modes["delete_everything"] != "Deny" || modes["add"] != "Allow" {
@@ -412,6 +416,17 @@ func TestMCPGatewayRefusesWhatThePolicyDoesNotAllow(t *testing.T) {
 		code, h, body := mcpRequest(t, g, tokenA, http.MethodPost, srv.Name, "call", `{"tool":"whoami","arguments":{}}`)
 		if code != http.StatusOK || !strings.Contains(body, "[redacted]") || strings.Contains(body, "mcp-cred") || h.Get("X-Upstream-Token") != "" {
 			t.Errorf("call whoami = %d %v %s", code, h, body)
+		}
+	})
+
+	t.Run("a large result is cut at the gateway and says so", func(t *testing.T) {
+		code, _, body := mcpRequest(t, g, tokenA, http.MethodPost, srv.Name, "call", `{"tool":"big"}`)
+		var res contract.MCPCallResult
+		if err := json.Unmarshal([]byte(body), &res); err != nil || code != http.StatusOK {
+			t.Fatalf("call big = %d %.200s (%v)", code, body, err)
+		}
+		if !res.Truncated || len(res.Content) > 128<<10 || !strings.HasPrefix(res.Content, "0123456789abcdef") {
+			t.Errorf("result of %d bytes, truncated %v; want at most 128 KiB, marked truncated", len(res.Content), res.Truncated)
 		}
 	})
 
