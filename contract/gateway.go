@@ -210,4 +210,7 @@ const (
 	// been narrowed to the agent phase ("checkout" or "setup" before).
 	AnnotationEgressPhase = "agentry.dev/egress-phase"
 	EgressPhaseAgent      = "agent"
+	// AnnotationEgressPhaseSince is when the controller wrote the agent phase (RFC 3339); the
+	// gateway gives the network plugin a moment from then to enforce it.
+	AnnotationEgressPhaseSince = "agentry.dev/egress-phase-since"
 )

@@ -279,6 +279,7 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 		return reconcile.TerminalError(err)
 	}
 	a.pod.instructions = instructions
+	a.pod.contextWindow = modelContextWindow(provider, a.model)
 	r.admitted[s.obj.UID] = true
 	s.settings = &a.pod
 	if s.obj.Status.Resolved == nil {
@@ -357,6 +358,10 @@ func (r *AgentSessionReconciler) narrowNetworkPolicy(ctx context.Context, s *sco
 		np.Annotations = map[string]string{}
 	}
 	np.Annotations[AnnotationEgressPhase] = string(phase)
+	if phase == phaseAgent {
+		// The gateway holds model calls until a moment after this, for the network plugin.
+		np.Annotations[AnnotationEgressPhaseSince] = s.now.UTC().Format(time.RFC3339Nano)
+	}
 	log.FromContext(ctx).Info("Narrowing NetworkPolicy", "NetworkPolicy", klog.KObj(np), "phase", phase)
 	if err := r.Update(ctx, np, FieldOwner); err != nil {
 		return fmt.Errorf("narrowing NetworkPolicy: %w", err)

@@ -18,6 +18,9 @@ const AnnotationSetupEgress = "agentry.dev/setup-egress"
 // for; the gateway holds the runner's model calls until it reads "agent" there.
 const AnnotationEgressPhase = contract.AnnotationEgressPhase
 
+// AnnotationEgressPhaseSince records when the agent phase was written.
+const AnnotationEgressPhaseSince = contract.AnnotationEgressPhaseSince
+
 // setupEgressFromPolicy returns the setup egress recorded on a policy; nil when there is none
 // or it is unreadable (the rebuilt setup phase then lacks it: narrower, never wider).
 func setupEgressFromPolicy(np *networkingv1.NetworkPolicy) []v1.EgressRule {

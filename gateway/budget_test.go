@@ -116,6 +116,10 @@ func kubeletRun(t *testing.T, pod *corev1.Pod) {
 	kubeletUpdate(t, pod, func(st *corev1.PodStatus) {
 		now := metav1.Now()
 		st.Phase, st.StartTime = corev1.PodRunning, &now
+		// The runner starts only after the init containers: the controller then narrows the
+		// session's egress to the agent phase, which the gateway waits for.
+		st.InitContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerCheckout,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", FinishedAt: now}}}}
 		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerRunner, Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}
 	})

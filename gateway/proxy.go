@@ -107,6 +107,13 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 			log.FromContext(ctx).Info("Provider reported no usage; charging the call's reservation", "AgentSession", id.Session, "ModelProvider", providerName, "tokens", c.Total())
 		}
 	}()
+	// Last before the provider: every refusal above answers at once; the reservation is
+	// released if the wait ends in a 503.
+	if err := s.awaitAgentPhase(ctx, id); err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
+		return
+	}
 	if wait, ok := s.limiter(providerName).admit(prov.Spec.RateLimits, s.now(), res.amount()); !ok {
 		llmErrors.WithLabelValues(providerName, "rate_limit").Inc()
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
