@@ -153,6 +153,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+contract.PathEvents, s.authenticated("events", s.handleEvents))
 	mux.Handle("POST "+contract.PathFinish, s.authenticated("finish", s.handleFinish))
 	mux.Handle("POST "+contract.PathApprovals, s.authenticated("approvals", s.handleApproval))
+	mux.Handle("GET "+contract.PathContinuation, s.authenticated("continuation", s.handleContinuation))
 	mux.Handle("POST "+contract.PathChatCompletions, s.authenticated("chat", s.handleChat))
 	s.mcpRoutes(mux)
 	s.webRoutes(mux)
