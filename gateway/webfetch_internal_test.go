@@ -51,6 +51,11 @@ func TestCheckFetchURLMatchesDomainsAtLabelBoundaries(t *testing.T) {
 		"a wildcard entry matches nothing": {"https://a.wild.test/", false, ""},
 		"credentials":                      {"https://user@example.com/", false, ""},
 		"ftp":                              {"ftp://example.com/", false, ""},
+		"userinfo naming an allowed host":  {"http://example.com@evil.test/", false, ""},
+		"a backslash before the at":        {"http://evil.test\\@example.com/", false, ""},
+		"an allowed host in the fragment":  {"http://evil.test#@example.com/", false, ""},
+		"an escaped NUL in the host":       {"http://example.com%00.evil.test/", false, ""},
+		"an upper-case scheme":             {"HTTPS://EXAMPLE.COM/", true, "example.com"},
 	}
 	for name, tc := range cases {
 		u, err := checkFetchURL(tc.url, rules)
