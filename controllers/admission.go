@@ -52,6 +52,9 @@ type podSettings struct {
 	// instructions are the AgentPolicy and session instructions, resolved by the reconciler
 	// (a ConfigMap read) once the session is admitted.
 	instructions []contract.Instruction
+	// contextWindow is the session model's context window in tokens, from its ModelProvider
+	// (0: unknown, no compaction); set by the reconciler at admission.
+	contextWindow int64
 }
 
 // Built-in defaults, for namespaces whose AgentPolicies say nothing.

@@ -391,6 +391,9 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 	if spec.Limits.Timeout != nil {
 		args = append(args, "--timeout", spec.Limits.Timeout.Duration.String())
 	}
+	if settings.contextWindow > 0 {
+		args = append(args, "--context-window", strconv.FormatInt(settings.contextWindow, 10))
+	}
 	for _, in := range settings.instructions {
 		b, _ := json.Marshal(in) // two strings always marshal
 		args = append(args, "--instruction", string(b))
@@ -447,3 +450,23 @@ func gatewayTrustArgs(cfg RunnerConfig, settings podSettings) []string {
 	}
 	return nil
 }
+
+// modelContextWindow is the model's context window from its ModelProvider: the per-model
+// entry, else the provider's; 0 when unknown. An entry under 1,024 tokens is ignored, as
+// the runner would refuse it and fail every session: the map's values have no schema
+// minimum, unlike spec.contextWindow.
+func modelContextWindow(p *v1.ModelProvider, model string) int64 {
+	if p == nil {
+		return 0
+	}
+	if w, ok := p.Spec.ModelContextWindows[model]; ok && w >= minContextWindow {
+		return w
+	}
+	if w := p.Spec.ContextWindow; w != nil && *w >= minContextWindow {
+		return *w
+	}
+	return 0
+}
+
+// minContextWindow is the smallest window the runner's --context-window accepts.
+const minContextWindow = 1024

@@ -246,3 +246,43 @@ func TestRunnerPodVolumesAreBounded(t *testing.T) {
 		t.Errorf("agent container has no default resources: %+v", agent.Resources)
 	}
 }
+
+func TestContextWindowComesFromTheModelProvider(t *testing.T) {
+	provider := func(window *int64, perModel map[string]int64) *v1.ModelProvider {
+		p := &v1.ModelProvider{}
+		p.Spec.ContextWindow, p.Spec.ModelContextWindows = window, perModel
+		return p
+	}
+	cases := map[string]struct {
+		provider *v1.ModelProvider
+		want     int64
+	}{
+		"the model's own entry":           {provider(ptr.To[int64](128_000), map[string]int64{"gpt-4.1": 1_047_576}), 1_047_576},
+		"the provider's window otherwise": {provider(ptr.To[int64](128_000), map[string]int64{"other": 8_192}), 128_000},
+		"unknown: no compaction":          {provider(nil, nil), 0},
+		// The runner refuses a window under 1,024 tokens; passing one would fail every session.
+		"an entry too small is ignored": {provider(ptr.To[int64](32_000), map[string]int64{"gpt-4.1": 100}), 32_000},
+		"no provider":                   {nil, 0},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := modelContextWindow(tc.provider, "gpt-4.1"); got != tc.want {
+				t.Errorf("context window = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunnerGetsTheContextWindowWhenKnown(t *testing.T) {
+	s := testutil.Session("fix", "team-a").UID("uid-1").Obj()
+	settings := defaultSettings(t, s)
+	args := containerByName(buildRunnerPod(s, testRunnerConfig, settings), ContainerRunner).Args
+	if slices.Contains(args, "--context-window") {
+		t.Errorf("runner args carry --context-window without a known window: %v", args)
+	}
+	settings.contextWindow = 200_000
+	args = containerByName(buildRunnerPod(s, testRunnerConfig, settings), ContainerRunner).Args
+	if i := slices.Index(args, "--context-window"); i < 0 || args[i+1] != "200000" {
+		t.Errorf("runner args lack --context-window 200000: %v", args)
+	}
+}
