@@ -158,8 +158,10 @@ type SetupPolicy struct {
 // WebFetchPolicy governs the gateway-side web tools.
 type WebFetchPolicy struct {
 	// allowedDomains lists the domains web_fetch may fetch from: an entry matches the domain
-	// and its subdomains (example.com matches docs.example.com, not badexample.com). Empty
-	// allows none. Redirects are followed only within allowed domains.
+	// and its subdomains (example.com matches docs.example.com, not badexample.com) on the
+	// default ports (80, 443); an entry host:port allows that port only; an IP address entry
+	// matches only itself. Empty allows none. Redirects are followed only within allowed
+	// domains.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=128
