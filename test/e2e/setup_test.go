@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
@@ -84,7 +86,7 @@ spec:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		kubectl("-n", namespace, "delete", "agentpolicy", "setup", "--ignore-not-found") //nolint:errcheck
+		kubectl("-n", namespace, "delete", "agentpolicy", "setup", "--ignore-not-found")   //nolint:errcheck
 		kubectl("-n", namespace, "delete", "secret", "setup-secret", "--ignore-not-found") //nolint:errcheck
 	})
 
@@ -196,5 +198,44 @@ spec:
 	}
 	if strings.Contains(tr, token) {
 		t.Errorf("the transcript holds the setup Secret")
+	}
+}
+
+// TestSetupFailureEndsTheSessionSetupFailed: on the real node, a failing setup command ends
+// the session Failed/SetupFailed with the command and the end of its output in the message,
+// and the model is never called.
+func TestSetupFailureEndsTheSessionSetupFailed(t *testing.T) {
+	const name = "setup-fails"
+	m := manifest(`
+apiVersion: agentry.dev/v1alpha1
+kind: AgentSession
+metadata: {name: %s, namespace: %s}
+spec:
+  task: "[e2e:setup-fails] Never asked."
+  repository: {url: "%s", ref: main}
+  model: {provider: %s, name: scripted}
+  tools: [bash]
+  setup:
+    commands: ["echo resolving dependencies; echo 'npm ERR! 404 left-pad not found' >&2; exit 3", "touch never-ran"]
+  limits: {maxTurns: 5, timeout: 5m}`, name, namespace, env.repoURL, providerName)
+	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
+	eventually(t, 3*time.Minute, "the session to end", func() bool {
+		p := getSession(t, name).Status.Phase
+		return p == v1.PhaseSucceeded || p == v1.PhaseFailed
+	})
+	s := getSession(t, name)
+	c := meta.FindStatusCondition(s.Status.Conditions, v1.ConditionSucceeded)
+	if s.Status.Phase != v1.PhaseFailed || c == nil || c.Reason != v1.ReasonSetupFailed {
+		t.Fatalf("session ended %s: %+v", s.Status.Phase, s.Status.Conditions)
+	}
+	t.Logf("message: %s", c.Message)
+	if !strings.Contains(c.Message, "exited 3") || !strings.Contains(c.Message, "npm ERR! 404 left-pad not found") {
+		t.Errorf("the message lacks the exit code or the output tail: %q", c.Message)
+	}
+	if _, called := env.firstCall.Load("[e2e:setup-fails]"); called {
+		t.Error("the model was called after a failed setup")
 	}
 }
