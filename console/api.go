@@ -54,6 +54,8 @@ type SessionView struct {
 	CompletionTime *time.Time `json:"completionTime,omitempty"`
 
 	PullRequestURL string `json:"pullRequestURL,omitempty"`
+	// ContinuedFrom is the session this one continues (status.continuedFrom.session).
+	ContinuedFrom string `json:"continuedFrom,omitempty"`
 
 	// Decisions are spec.approvals: who allowed or denied which call.
 	Decisions []Decision `json:"decisions,omitempty"`

@@ -332,6 +332,9 @@ func View(s *v1.AgentSession, share *v1.AgentSessionShare) SessionView {
 	if r := s.Status.Resolved; r != nil {
 		v.CommitSHA, v.Model = r.CommitSHA, r.Model
 	}
+	if c := s.Status.ContinuedFrom; c != nil {
+		v.ContinuedFrom = c.Session
+	}
 	if v.Model == "" {
 		v.Model = s.Spec.Model.Name
 	}

@@ -397,7 +397,8 @@ func TestHostileTextStaysText(t *testing.T) {
 		"[fine](https://example.com/ok) \u202eevil\u202c"
 	now := time.Now()
 	b := &transcript{at: now.Add(-time.Minute)}
-	b.add(0, &contract.SessionStart{Session: "x", Task: hostile, Model: img, Tools: []string{"bash"}, SystemPrompt: script})
+	b.add(0, &contract.SessionStart{Session: "x", Task: hostile, Model: img, Tools: []string{"bash"}, SystemPrompt: script,
+		ContinuedFrom: &contract.Continuation{Session: img, Commit: script, Messages: 2}})
 	b.add(1, &contract.ModelRequest{Model: "m"})
 	b.add(1, &contract.ModelResponse{Content: hostile, ToolCalls: []contract.ToolCallSpec{{ID: "c1", Name: "bash<img src=x>", Arguments: `{"command":"echo '` + img + `'"}`}}})
 	b.add(1, &contract.Approval{ID: "ap-1\"><img src=x>", Tool: "bash" + img, Summary: script, Decision: contract.DecisionDeny, By: img, Reason: img})
@@ -408,7 +409,7 @@ func TestHostileTextStaysText(t *testing.T) {
 	b.add(1, &contract.LimitHit{Limit: img, Max: 1, Used: 1})
 	b.add(1, &contract.Finish{Outcome: contract.Outcome(img), Summary: hostile, Error: script, Diff: contract.DiffStats{FilesChanged: 1, Omitted: []contract.OmittedFile{{Path: img, Reason: script}}}})
 	v := console.SessionView{Namespace: "ns", Name: img, Task: hostile, Repository: "javascript:window.__pwned=7", Ref: img, CommitSHA: script, Model: img,
-		Phase: "Failed\" onmouseover=\"x", Reason: img, Message: script, Summary: hostile, PullRequestURL: "javascript:window.__pwned=8",
+		Phase: "Failed\" onmouseover=\"x", Reason: img, ContinuedFrom: script, Message: script, Summary: hostile, PullRequestURL: "javascript:window.__pwned=8",
 		CreationTime: now, Decisions: []console.Decision{{ID: "ap-1\"><img src=x>", Decision: "Deny", DecidedBy: img, Reason: script}},
 		Artifacts: []string{"Transcript", "Patch"}, ExpiresAt: now.Add(time.Hour)}
 	s := newSite(fixture{view: v, events: b.events, patch: "diff --git a/x b/x\n+" + img + "\n+" + script + "\n"})
@@ -456,7 +457,7 @@ func TestHostileTextStaysText(t *testing.T) {
 		t.Errorf("safe links are not links: %s", links)
 	}
 	text := got["text"].(string)
-	for _, s := range []string{img, script, "<html><body onload=", "[click]", "\\u202eevil"} {
+	for _, s := range []string{img, script, "<html><body onload=", "[click]", "\\u202eevil", "Continues " + img, "2 messages of its history carried over"} {
 		if !strings.Contains(text, s) && !strings.Contains(text, strings.Trim(s, "[]")) {
 			t.Errorf("the page does not show %q as text", s)
 		}
