@@ -160,6 +160,11 @@ func TestSetupFailuresEndTheSessionSetupFailed(t *testing.T) {
 				ContainerStatuses: []corev1.ContainerStatus{terminated(ContainerRunner, int32(contract.ExitSetupFailed), "Error", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonSetupFailed, wantInMsg: []string{"spec.setup command failed"},
 		},
+		"setup running": {
+			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
+				terminated(ContainerCheckout, 0, "Completed", ""), {Name: ContainerSetup, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
+			wantPhase: v1.PhasePending, wantReason: v1.ReasonPending, wantInMsg: []string{"Running the setup commands."},
+		},
 		"runner setup itself failed (pod still pending)": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
 				terminated(ContainerCheckout, 0, "Completed", ""), terminated(ContainerSetup, 1, "Error", "runner: writing the setup result: disk full")}},

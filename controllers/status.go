@@ -77,6 +77,9 @@ func outcomeFromPod(pod *corev1.Pod, now time.Time) podOutcome {
 			o.message = "The setup phase could not run: " + terminationText(cs.State.Terminated)
 			return o
 		}
+		if cs.Name == ContainerSetup && cs.State.Running != nil {
+			o.message = "Running the setup commands."
+		}
 		w := cs.State.Waiting
 		if w == nil {
 			continue
