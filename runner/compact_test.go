@@ -310,3 +310,32 @@ func TestCompactionNeverDropsTheOnlyTurn(t *testing.T) {
 		t.Errorf("%d summary calls with nothing to drop", len(summaries))
 	}
 }
+
+func TestCompactionKeepsAFollowUpsCarriedHistory(t *testing.T) {
+	files, paths := notesRepo(8)
+	h := newHarness(t, files)
+	h.loop.Config.ContextWindow = 4000
+	h.loop.Config.History = []contract.HistoryMessage{
+		{Role: openai.ChatMessageRoleUser, Content: "HISTORY-TASK: list the notes."},
+		{Role: openai.ChatMessageRoleAssistant, Content: "HISTORY-ANSWER: there are eight notes."},
+	}
+	h.srv.Generate(readingModel(paths, scriptedllm.Text(compactionSummary)))
+
+	if res := h.run(context.Background()); res.Outcome != contract.OutcomeCompleted {
+		t.Fatalf("outcome %s (%s)", res.Outcome, res.Summary)
+	}
+	turns, summaries := splitRequests(h.srv.Requests())
+	if len(summaries) == 0 {
+		t.Fatal("no compaction")
+	}
+	for i, r := range turns {
+		var head []string
+		for _, m := range r.Body.Messages[1:4] {
+			head = append(head, m.Role+": "+m.Content)
+		}
+		want := []string{"user: HISTORY-TASK: list the notes.", "assistant: HISTORY-ANSWER: there are eight notes.", "user: Make ./test.sh pass."}
+		if !slices.Equal(head, want) {
+			t.Fatalf("turn %d: the prompt after the system prompt is %q, want the carried history then the task", i+1, head)
+		}
+	}
+}
