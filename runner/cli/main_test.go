@@ -12,7 +12,7 @@ import (
 // tests run `runner run` as a real process (its secrets re-exec included).
 func TestMain(m *testing.M) {
 	cli.ServeExecutorIfChild()
-	if len(os.Args) > 1 && os.Args[1] == "run" {
+	if len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "setup") {
 		os.Exit(cli.Main(os.Args[1:]))
 	}
 	os.Exit(m.Run())

@@ -103,6 +103,9 @@ func runSetup(ctx context.Context, o *setupOptions, std IO) []contract.Setup {
 			break
 		}
 	}
+	// A command may have left a process outside its group (setsid); as the container's first
+	// process, end them all before looking for leftovers, so none writes after the check.
+	endOtherProcesses()
 	dirs := o.checkDirs
 	if len(dirs) == 0 {
 		dirs = []string{o.workspace}
@@ -272,4 +275,22 @@ func loadSetupResult(path string) ([]contract.Setup, string) {
 		return nil, err.Error()
 	}
 	return results, ""
+}
+
+// endOtherProcesses kills every other process of the container when `runner setup` is its
+// first process (PID 1 of the pod's setup container, whose PID namespace is its own), and
+// reaps them: orphans are re-parented to it. Anywhere else it does nothing, since kill(-1)
+// would reach every process of the user.
+func endOtherProcesses() {
+	if os.Getpid() != 1 {
+		return
+	}
+	_ = syscall.Kill(-1, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil); errors.Is(err, syscall.ECHILD) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -345,5 +347,56 @@ func TestSetupFailsAndRemovesFilesHoldingItsSecret(t *testing.T) {
 	}
 	if strings.Contains(string(b), secret) {
 		t.Error("the result holds the secret")
+	}
+}
+
+// In the pod `runner setup` is its container's first process. A setup command can leave a
+// process outside its group (setsid) that keeps writing the Secret into the workspace; it
+// must not outlive the check for leftovers. Run as PID 1 of a new PID namespace, as in the pod.
+func TestSetupEndsProcessesThatLeftItsGroupBeforeTheCheck(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid on this machine")
+	}
+	const secret = "late-writer-secret-0123456789"
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := t.TempDir()
+	// A large file the check reads after late.txt: time for a surviving writer to write again.
+	if err := os.WriteFile(filepath.Join(ws, "zz.bin"), make([]byte, 64<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resultPath := filepath.Join(t.TempDir(), "result.json")
+	cmd := exec.Command(exe, "setup", "--workspace", ws, "--result", resultPath, "--secret-env", "S", "--check-dir", ws,
+		// The pause lets the writer leave the group before the command ends.
+		"--command", `setsid sh -c 'while :; do echo "$S" > late.txt; sleep 0.001; done' </dev/null >/dev/null 2>&1 & sleep 0.3`)
+	cmd.Env = append(os.Environ(), "S="+secret)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		GidMappingsEnableSetgroups: false,
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if strings.Contains(err.Error(), "operation not permitted") || strings.Contains(err.Error(), "invalid argument") {
+			t.Skipf("no user and PID namespaces here: %v", err)
+		}
+		t.Fatalf("runner setup: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(ws, "late.txt")); !os.IsNotExist(err) {
+		t.Errorf("a process that left setup's process group wrote the Secret after the check (late.txt exists)")
+	}
+	b, err := os.ReadFile(resultPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []contract.Setup
+	if err := json.Unmarshal(b, &results); err != nil {
+		t.Fatal(err)
+	}
+	if last := results[len(results)-1]; last.Command != cli.SetupLeakCheck || !strings.Contains(last.Output, "late.txt held the value of S") {
+		t.Errorf("want the leak check to report late.txt, got %+v", results)
 	}
 }
