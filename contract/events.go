@@ -192,7 +192,8 @@ type Limits struct {
 }
 
 // ModelRequest is logged before each chat-completions call. Because the
-// message history is append-only, the request is fully described by the
+// message history is append-only (except where a compaction event records
+// older turns replaced by its summary), the request is fully described by the
 // events before it; only the counts are repeated here.
 type ModelRequest struct {
 	Model    string `json:"model"`
