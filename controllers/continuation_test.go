@@ -151,3 +151,36 @@ func TestFollowUpChecksOutTheEarlierBase(t *testing.T) {
 		t.Error("a session without continueFrom mounts the gateway token into its checkout")
 	}
 }
+
+// TestFollowUpPodTrustsTheGatewayAsTheRunnerDoes: the checkout sends its token only over
+// the gateway's CA-pinned HTTPS, or over plain HTTP where the namespace allowed it, as the
+// runner does; a follow-up's checkout runs at the recorded commit whatever
+// spec.repository.ref says.
+func TestFollowUpPodTrustsTheGatewayAsTheRunnerDoes(t *testing.T) {
+	s := followUp("next", "ns", "first")
+	s.Status.ContinuedFrom = &v1.ContinuationStatus{Session: "first", UID: "u", Commit: earlierCommit, PatchSHA256: earlierPatch}
+	cases := map[string]struct {
+		cfg   func(RunnerConfig) RunnerConfig
+		plain bool
+		want  string
+	}{
+		"https with the CA bundle": {func(c RunnerConfig) RunnerConfig { c.GatewayCAConfigMap = "agentry-gateway-ca"; return c }, false,
+			"checkout --repo https://git.example.com/org/repo.git --dir /workspace --ref " + earlierCommit +
+				" --continuation-from-gateway https://agentry-gateway.agentry-system.svc:8443 --token-file " + tokenDir + "/" + tokenFile +
+				" --gateway-ca-file " + tokenDir + "/" + gatewayCAFile},
+		"plain http allowed": {func(c RunnerConfig) RunnerConfig { c.GatewayCAConfigMap = ""; return c }, true,
+			"checkout --repo https://git.example.com/org/repo.git --dir /workspace --ref " + earlierCommit +
+				" --continuation-from-gateway https://agentry-gateway.agentry-system.svc:8443 --token-file " + tokenDir + "/" + tokenFile +
+				" --allow-plain-http-gateway"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			settings := defaultSettings(t, s)
+			settings.plainHTTPGateway = tc.plain
+			pod := buildRunnerPod(s, tc.cfg(testRunnerConfig), settings)
+			if got := strings.Join(containerByName(pod, ContainerCheckout).Args, " "); got != tc.want {
+				t.Errorf("checkout args:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
