@@ -190,11 +190,16 @@ const MaxSetupResultBytes = 8 << 20
 // ReadSetupResult reads what `runner setup` wrote. The file was written by code in the
 // agent's image, so it is hostile input: size-capped, decoded strictly, each entry checked.
 func ReadSetupResult(path string) ([]contract.Setup, error) {
-	f, err := os.Open(path)
+	// Not followed if it is a symlink (towards a file only the runner may read), never blocked
+	// on if it is a FIFO.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading the setup result: %w", err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("the setup result %s is not a regular file", path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxSetupResultBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the setup result: %w", err)

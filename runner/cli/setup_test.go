@@ -283,6 +283,30 @@ func TestGarbageSetupResultIsAClearSetupFailure(t *testing.T) {
 	}
 }
 
+// The runner reads the result from a volume setup code could write to: a symlink towards a
+// file only the runner may read is not followed, a FIFO does not block it.
+func TestSetupResultThatIsNotAFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(secretFile, []byte(`[{"command":"gateway-token-value","exitCode":0,"durationMs":1}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "result-link.json")
+	if err := os.Symlink(secretFile, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "result-fifo.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{link, fifo} {
+		results, err := cli.ReadSetupResult(path)
+		if err == nil || results != nil || strings.Contains(err.Error(), "gateway-token-value") {
+			t.Errorf("%s: results %v, error %v; want a refusal that shows nothing of the target", filepath.Base(path), results, err)
+		}
+	}
+}
+
 func eventTypes(ts []contract.EventType) []string {
 	out := make([]string, len(ts))
 	for i, t := range ts {
