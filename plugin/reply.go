@@ -106,6 +106,9 @@ func (o *replyOptions) run(cmd *cobra.Command, out io.Writer, config configFunc,
 	if p := earlier.Status.Phase; !p.IsTerminal() {
 		return usageErrorf("session %s has not finished (phase %s): reply once it has", earlier.Name, orPending(p))
 	}
+	if earlier.Status.Phase == v1.PhaseCancelled {
+		return usageErrorf("session %s was cancelled: only a Succeeded or Failed session can be continued", earlier.Name)
+	}
 	s := followUpSession(earlier, task)
 	if o.dryRun {
 		s.Name = o.name

@@ -73,12 +73,17 @@ func TestReplyRefusesWhatCannotBeContinued(t *testing.T) {
 		t.Fatal(err)
 	}
 	setStatus(ctx, t, ns, "busy", func(st *v1.AgentSessionStatus) { st.Phase = v1.PhaseRunning })
+	if err := env.Client.Create(ctx, testutil.Session("stopped", ns).Obj()); err != nil {
+		t.Fatal(err)
+	}
+	setStatus(ctx, t, ns, "stopped", ended(v1.PhaseCancelled, v1.ReasonCancelled))
 	cases := map[string]struct {
 		args []string
 		want string
 	}{
 		"missing":      {[]string{"nope", "next"}, "session nope not found in namespace " + ns},
 		"not finished": {[]string{"busy", "next"}, "session busy has not finished (phase Running)"},
+		"cancelled":    {[]string{"stopped", "next"}, "session stopped was cancelled"},
 		"no task":      {[]string{"busy", "  "}, "a task is required"},
 		"no session":   {nil, "reply takes the session and the task"},
 	}
@@ -90,8 +95,8 @@ func TestReplyRefusesWhatCannotBeContinued(t *testing.T) {
 			}
 		})
 	}
-	if n := len(sessionsIn(ctx, t, ns)); n != 1 {
-		t.Errorf("%d sessions, want only the earlier one", n)
+	if n := len(sessionsIn(ctx, t, ns)); n != 2 {
+		t.Errorf("%d sessions, want only the two earlier ones", n)
 	}
 }
 
