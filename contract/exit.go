@@ -35,6 +35,11 @@ const (
 	ExitSetupFailed ExitCode = 8
 )
 
+// ExitContinuationFailed is the checkout's (not the loop's) exit status when a follow-up
+// session's earlier patch could not be fetched, verified or applied: the controller reports
+// ContinuationUnavailable rather than a clone failure. It is no Outcome of the loop.
+const ExitContinuationFailed ExitCode = 9
+
 // Outcome is why a session ended. Each outcome has exactly one exit code; the
 // outcome string is what appears in the transcript's finish event and in the
 // termination message, so a reader does not need the table below.

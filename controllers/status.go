@@ -66,6 +66,11 @@ func outcomeFromPod(pod *corev1.Pod, now time.Time) podOutcome {
 	o.podReady, o.podReadyReason = metav1.ConditionFalse, "PodPending"
 	o.message = "Waiting for the runner pod to start."
 	for _, cs := range allStatuses(pod) {
+		if t := cs.State.Terminated; t != nil && cs.Name == ContainerCheckout && t.ExitCode == int32(contract.ExitContinuationFailed) {
+			o.phase, o.reason = v1.PhaseFailed, v1.ReasonContinuationUnavailable
+			o.message = "Applying the earlier session's patch (spec.continueFrom) failed: " + terminationText(t)
+			return o
+		}
 		if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 && cs.Name == ContainerCheckout {
 			// The kubelet marks the pod Failed right after; say why now.
 			o.phase, o.reason = v1.PhaseFailed, v1.ReasonCheckoutFailed
@@ -143,6 +148,9 @@ func failureReason(pod *corev1.Pod, exitCode *int32, sum *contract.Summary) (str
 		}
 		if t.Reason == "OOMKilled" {
 			return v1.ReasonOOMKilled, fmt.Sprintf("Container %s ran out of memory; raise spec.runner.resources.limits.memory.", cs.Name)
+		}
+		if cs.Name == ContainerCheckout && t.ExitCode == int32(contract.ExitContinuationFailed) {
+			return v1.ReasonContinuationUnavailable, "Applying the earlier session's patch (spec.continueFrom) failed: " + terminationText(t)
 		}
 		if cs.Name == ContainerCheckout && t.ExitCode != 0 {
 			return v1.ReasonCheckoutFailed, "Cloning the repository failed: " + terminationText(t)

@@ -94,6 +94,17 @@ func TestOutcomeFromPod(t *testing.T) {
 				terminated(ContainerCheckout, 128, "Error", "authentication required for https://git.example.com/org/repo.git")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonCheckoutFailed, wantInMsg: "authentication required",
 		},
+		"follow-up patch refused, pod not yet failed": {
+			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
+				terminated(ContainerInstall, 0, "Completed", ""),
+				terminated(ContainerCheckout, 9, "Error", `applying the patch of session first: .git/hooks/pre-commit: writing inside .git is not allowed`)}},
+			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonContinuationUnavailable, wantInMsg: "spec.continueFrom",
+		},
+		"follow-up patch refused, pod failed": {
+			pod: corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
+				terminated(ContainerCheckout, 9, "Error", "the patch does not apply")}},
+			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonContinuationUnavailable, wantInMsg: "does not apply",
+		},
 		"invalid image": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
 				waiting(ContainerAgent, "InvalidImageName", `couldn't parse image name "Golang:1.26"`)}},

@@ -58,7 +58,7 @@ working tree, exactly or not at all. Nothing is committed.`,
 				return nil
 			}
 			if err := continueCheckout(cmd.Context(), std, cont, dir, commit); err != nil {
-				*code = contract.ExitError
+				*code = contract.ExitContinuationFailed
 				return err
 			}
 			return nil

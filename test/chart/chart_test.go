@@ -227,8 +227,8 @@ func TestChartInstallsOnARealAPIServer(t *testing.T) {
 		}
 	}
 	// AgentSession, AgentPolicy, ModelProvider, GitProvider, AgentSessionShare.
-	if crdCount != 5 {
-		t.Errorf("chart ships %d CRDs, want 5", crdCount)
+	if crdCount != 6 {
+		t.Errorf("chart ships %d CRDs, want 6", crdCount)
 	}
 	args := fmt.Sprint(managerArgs(t, objs))
 	for _, flag := range []string{"--runner-image=agentry/runner:dev", "--gateway-url=https://agentry-gateway.agentry-system.svc:8443", "--s3-bucket=agentry"} {
