@@ -40,7 +40,9 @@ func TestCapabilitiesNeedAnAgentPolicyGrant(t *testing.T) {
 		want     string // "" admits
 	}{
 		{"granted MCP server", func(s *v1.AgentSessionSpec) { s.MCPServers = []v1.MCPServerReference{{Name: "docs"}} }, grants, ""},
-		{"MCP server not granted", func(s *v1.AgentSessionSpec) { s.MCPServers = []v1.MCPServerReference{{Name: "docs"}, {Name: "billing"}} }, grants,
+		{"MCP server not granted", func(s *v1.AgentSessionSpec) {
+			s.MCPServers = []v1.MCPServerReference{{Name: "docs"}, {Name: "billing"}}
+		}, grants,
 			`spec.mcpServers[1] "billing" is not allowed: no AgentPolicy in namespace team lists it in spec.allowedMCPServers (allowed: docs)`},
 		{"MCP without any policy", func(s *v1.AgentSessionSpec) { s.MCPServers = []v1.MCPServerReference{{Name: "docs"}} }, nil, "allowed: none"},
 		{"web_fetch granted", func(s *v1.AgentSessionSpec) { s.Tools = append(s.Tools, v1.ToolWebFetch) }, grants, ""},

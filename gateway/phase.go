@@ -64,9 +64,10 @@ func (s *Server) agentPhaseWait(ctx context.Context, key types.NamespacedName) (
 	if phase != contract.EgressPhaseAgent {
 		return 250 * time.Millisecond, nil
 	}
-	since, err := time.Parse(time.RFC3339Nano, np.Annotations[contract.AnnotationEgressPhaseSince])
-	if err != nil {
-		return 0, nil // narrowed, time unknown: the settle is a courtesy to the network plugin
+	// Narrowed with the time unknown (unparsable): no wait; the settle is a courtesy to the
+	// network plugin.
+	if since, err := time.Parse(time.RFC3339Nano, np.Annotations[contract.AnnotationEgressPhaseSince]); err == nil {
+		return max(since.Add(AgentPhaseSettle).Sub(s.now()), 0), nil
 	}
-	return max(since.Add(AgentPhaseSettle).Sub(s.now()), 0), nil
+	return 0, nil
 }

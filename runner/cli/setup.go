@@ -167,11 +167,11 @@ func writeSetupResult(path string, results []contract.Setup) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write's error is the one to report
 		return fmt.Errorf("writing the setup result: %w", err)
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write's error is the one to report
 		return fmt.Errorf("writing the setup result: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
