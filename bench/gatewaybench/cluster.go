@@ -215,7 +215,7 @@ func (m *manager) waitGateway(ctx context.Context, env *controlplane.Env, dir st
 		select {
 		case err := <-m.done:
 			out, _ := os.ReadFile(m.logPath)
-			return nil, fmt.Errorf("manager exited: %v: %s", err, tail(out, 2000))
+			return nil, fmt.Errorf("manager exited: %w: %s", err, tail(out, 2000))
 		default:
 		}
 		cm := &corev1.ConfigMap{}
