@@ -297,6 +297,18 @@ func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSetting
 	}
 }
 
+// toolchainMounts are what a container running code in the session's image mounts (the
+// setup commands, the agent's tools): the workspace, a home and a tmp, and the runner binary
+// read-only. No credential.
+func toolchainMounts() []corev1.VolumeMount {
+	return []corev1.VolumeMount{
+		{Name: "workspace", MountPath: workspacePath},
+		{Name: "home", MountPath: homePath},
+		{Name: "tmp", MountPath: tmpPath},
+		{Name: "agentry-bin", MountPath: agentryBinPath, ReadOnly: true},
+	}
+}
+
 // agentContainer runs the executor in the session's image: every tool call, and so every
 // command and every piece of repository code the agent runs, happens here. It mounts the
 // workspace, a home and a tmp, the runner binary and the executor's socket directory, and
@@ -326,13 +338,7 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 		Resources:                settings.agentResources,
 		SecurityContext:          restrictedContainerSecurity(),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: "workspace", MountPath: workspacePath},
-			{Name: "home", MountPath: homePath},
-			{Name: "tmp", MountPath: tmpPath},
-			{Name: "agentry-bin", MountPath: agentryBinPath, ReadOnly: true},
-			{Name: "agentry-ipc", MountPath: ipcPath},
-		},
+		VolumeMounts:             append(toolchainMounts(), corev1.VolumeMount{Name: "agentry-ipc", MountPath: ipcPath}),
 	}
 }
 

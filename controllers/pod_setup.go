@@ -100,13 +100,7 @@ func setupContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 		Resources:                settings.agentResources,
 		SecurityContext:          restrictedContainerSecurity(),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: "workspace", MountPath: workspacePath},
-			{Name: "home", MountPath: homePath},
-			{Name: "tmp", MountPath: tmpPath},
-			{Name: "agentry-bin", MountPath: agentryBinPath, ReadOnly: true},
-			{Name: setupVolume, MountPath: setupDir},
-		},
+		VolumeMounts:             append(toolchainMounts(), corev1.VolumeMount{Name: setupVolume, MountPath: setupDir}),
 	}
 }
 
