@@ -58,6 +58,7 @@ type options struct {
 	profile       bool
 	chart         string
 	profileOut    string
+	keep          bool
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", true, "record a CPU profile of the manager (perf) in the largest run")
 	flag.StringVar(&o.chart, "chart", "docs/images/gateway-overhead.png", "PNG chart of overhead against N (\"\" for none)")
 	flag.StringVar(&o.profileOut, "profile-out", "", "where to write the profile report (default: a temporary file)")
+	flag.BoolVar(&o.keep, "keep", false, "keep each run's directory (manager log, audit log) and print where it is")
 	flag.Parse()
 	ctrl.SetLogger(logr.Discard())
 	if *quick {
@@ -157,7 +159,11 @@ func runOne(o options, bin string, n int, profile bool) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		fmt.Fprintf(os.Stderr, "gatewaybench: run directory %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	policy, auditLog := filepath.Join(dir, "audit-policy.yaml"), filepath.Join(dir, "audit.log")
 	if err := os.WriteFile(policy, []byte(`apiVersion: audit.k8s.io/v1
 kind: Policy

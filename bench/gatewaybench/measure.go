@@ -178,9 +178,13 @@ func startUser(ctx context.Context, cfg *rest.Config, scheme client.Options) (*u
 				return
 			case ev, ok := <-w.ResultChan():
 				if !ok {
-					// Re-watch: a watch may end at any time.
-					if w, err = c.Watch(ctx, &v1.AgentSessionList{}); err != nil {
-						return
+					// Re-watch (it starts with every session again): a watch may end at any
+					// time, and an overloaded apiserver may refuse a new one for a while.
+					for w, err = c.Watch(ctx, &v1.AgentSessionList{}); err != nil; w, err = c.Watch(ctx, &v1.AgentSessionList{}) {
+						if ctx.Err() != nil {
+							return
+						}
+						time.Sleep(time.Second)
 					}
 					continue
 				}
