@@ -44,7 +44,7 @@ var ExitCodes = []struct {
 	{ExitCancelled, "Cancelled"},
 	{ExitTimeout, "Failed, reason Timeout (`spec.limits.timeout`)"},
 	{ExitProviderError, "Failed, reason ProviderError"},
-	{ExitFailed, "Failed for any other reason (PodFailed, CheckoutFailed, RunnerError, InvalidSpec, PolicyViolation, GatewayUntrusted, ...)"},
+	{ExitFailed, "Failed for any other reason (PodFailed, CheckoutFailed, SetupFailed, RunnerError, InvalidSpec, PolicyViolation, InstructionsNotFound, ContinuationUnavailable, GatewayUntrusted, ...)"},
 	{ExitDeliveryFailed, "Succeeded, but delivery failed: Delivered=False with a reason other than NoChanges (Conflict, AuthFailed, ...)"},
 	{ExitWaitTimeout, "`--wait-timeout` elapsed first; the session is left running"},
 }
