@@ -89,6 +89,8 @@ type Server struct {
 	client client.Client
 	// secrets reads the providers' key Secrets without caching every Secret.
 	secrets client.Reader
+	// keys reuses the providers' key Secret reads for a few seconds.
+	keys *secretCache
 	auth    *authenticator
 	store   *store
 	http    *http.Client
@@ -131,6 +133,7 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 		cfg:       cfg,
 		client:    c,
 		secrets:   reader,
+		keys:      &secretCache{reader: reader, now: time.Now},
 		auth:      newAuthenticator(c, reader),
 		store:     st,
 		http:      &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -270,15 +269,15 @@ func (s *Server) providerKey(ctx context.Context, p *v1.ModelProvider) (string, 
 	if ref == nil {
 		return "", nil
 	}
-	sec := &corev1.Secret{}
-	if err := s.secrets.Get(ctx, types.NamespacedName{Namespace: s.cfg.OperatorNamespace, Name: ref.Name}, sec); err != nil {
+	data, err := s.keys.get(ctx, types.NamespacedName{Namespace: s.cfg.OperatorNamespace, Name: ref.Name})
+	if err != nil {
 		return "", fmt.Errorf("reading the key Secret of ModelProvider %s: %w", p.Name, err)
 	}
 	k := ref.Key
 	if k == "" {
 		k = "apiKey"
 	}
-	v, ok := sec.Data[k]
+	v, ok := data[k]
 	if !ok {
 		return "", fmt.Errorf("secret %s/%s of ModelProvider %s has no key %q", s.cfg.OperatorNamespace, ref.Name, p.Name, k)
 	}
