@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 		keys:      &secretCache{reader: reader, now: time.Now},
 		auth:      newAuthenticator(c, reader),
 		store:     st,
-		http:      &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		http:      &http.Client{Transport: upstreamTransport()},
 		now:       time.Now,
 		sessions:  map[types.UID]*session{},
 		inflight:  map[types.UID]int{},
@@ -149,6 +149,16 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 
 // NeedLeaderElection is false: every replica serves runner pods.
 func (s *Server) NeedLeaderElection() bool { return false }
+
+// upstreamTransport keeps connections to the model providers open: every session's calls go
+// to the same few hosts, and the default of two idle connections per host would make most
+// calls under load pay a new TCP and TLS handshake.
+func upstreamTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	return t
+}
 
 // Handler routes the gateway's endpoints.
 func (s *Server) Handler() http.Handler {
