@@ -34,6 +34,18 @@ type ownedStatus struct {
 	Conditions       []metav1.Condition   `json:"conditions,omitempty"`
 }
 
+// applyBody is the status to apply. An all-zero usage is left out rather than sent as {}:
+// the apiserver turns an applied empty object whose fields this manager owned into null and
+// refuses the whole write ("usage in body must be of type object"), and the retry would be
+// refused forever. That happens when this replica's state began below what is stored (a
+// session loaded from a lagging read after an idle eviction).
+func (o ownedStatus) applyBody() ([]byte, error) {
+	if o.Usage != nil && *o.Usage == (v1.Usage{}) {
+		o.Usage = nil
+	}
+	return json.Marshal(o)
+}
+
 // session is the gateway's view of one AgentSession, rebuilt from its status
 // and the stored segments the first time a replica sees it.
 type session struct {
@@ -162,7 +174,7 @@ func (s *Server) flush(ctx context.Context, ss *session) error {
 		return nil
 	}
 	ss.dirty = false
-	snapshot, err := json.Marshal(ss.status)
+	snapshot, err := ss.status.applyBody()
 	ss.mu.Unlock()
 	if err == nil {
 		err = s.applyStatus(ctx, ss.id, snapshot)
