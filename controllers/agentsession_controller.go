@@ -63,8 +63,22 @@ type AgentSessionReconciler struct {
 	// admissions serialises admission per operator, and remembers sessions admitted whose
 	// pod is not yet visible in the cache, so parallel reconciles never overshoot a
 	// namespace's concurrency limit (the Job controller's "expectations", in small).
+	// Entries are dropped when the pod shows up in the cache, the session ends, or the
+	// session is deleted (by name, which is all a reconcile of a deleted object has).
 	admissionMu sync.Mutex
-	admitted    map[types.UID]bool
+	admitted    map[types.UID]types.NamespacedName
+}
+
+// forgetDeleted drops the admission record of a deleted session, so the map does not grow
+// with sessions deleted between admission and their pod.
+func (r *AgentSessionReconciler) forgetDeleted(name types.NamespacedName) {
+	r.admissionMu.Lock()
+	defer r.admissionMu.Unlock()
+	for uid, n := range r.admitted {
+		if n == name {
+			delete(r.admitted, uid)
+		}
+	}
 }
 
 // scope is one reconcile's working state.
@@ -112,6 +126,9 @@ type phaseFunc func(ctx context.Context, s *scope) error
 func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	obj := &v1.AgentSession{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forgetDeleted(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !obj.DeletionTimestamp.IsZero() {
@@ -227,11 +244,11 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 	r.admissionMu.Lock()
 	defer r.admissionMu.Unlock()
 	if r.admitted == nil {
-		r.admitted = map[types.UID]bool{}
+		r.admitted = map[types.UID]types.NamespacedName{}
 	}
 	for i := range siblings.Items {
 		o := &siblings.Items[i]
-		if !r.admitted[o.UID] {
+		if _, ok := r.admitted[o.UID]; !ok {
 			continue
 		}
 		if o.Status.PodName != "" || o.Status.Phase.IsTerminal() {
@@ -241,7 +258,7 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 		}
 	}
 	a := admitSession(s.obj, provider, secret, policies.Items, siblings.Items, r.Runner.Image)
-	if r.admitted[s.obj.UID] && a.verdict == queue {
+	if _, ok := r.admitted[s.obj.UID]; ok && a.verdict == queue {
 		a.verdict = admit // it holds its slot already
 	}
 	switch a.verdict {
@@ -280,7 +297,7 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 	}
 	a.pod.instructions = instructions
 	a.pod.contextWindow = modelContextWindow(provider, a.model)
-	r.admitted[s.obj.UID] = true
+	r.admitted[s.obj.UID] = client.ObjectKeyFromObject(s.obj)
 	s.settings = &a.pod
 	if s.obj.Status.Resolved == nil {
 		s.obj.Status.Resolved = &v1.Resolved{}

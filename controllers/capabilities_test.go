@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,38 @@ func TestMCPServerNotGrantedIsRefused(t *testing.T) {
 	if err := podGone(ctx, s); err != nil {
 		t.Error(err)
 	}
+}
+
+// The admission record of a session deleted before anything else in its namespace was
+// admitted must not stay in the reconciler's memory for the life of the process.
+func TestDeletedSessionLeavesNoAdmissionRecord(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	var rec *AgentSessionReconciler
+	startManagerWith(t, ns, func(r *AgentSessionReconciler) { rec = r })
+	s := create(t, testutil.Session("short-lived", ns).Obj())
+	waitForPod(t, ctx, s)
+	records := func() int {
+		rec.admissionMu.Lock()
+		defer rec.admissionMu.Unlock()
+		n := 0
+		for _, name := range rec.admitted {
+			if name.Namespace == ns {
+				n++
+			}
+		}
+		return n
+	}
+	if records() != 1 {
+		t.Fatalf("%d admission records before the delete, want 1 (the test would prove nothing)", records())
+	}
+	if err := env.Client.Delete(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "the admission record dropped", func() error {
+		if n := records(); n != 0 {
+			return fmt.Errorf("%d records left", n)
+		}
+		return nil
+	})
 }
