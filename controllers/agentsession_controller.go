@@ -447,6 +447,16 @@ func (r *AgentSessionReconciler) gatewayTrust(ctx context.Context, s *scope) (bo
 	return true, nil
 }
 
+// podNameInUse ends a session whose runner pod name is taken by a pod it does not control
+// (the cache only holds session-labelled pods, so it is usually found on create). The name is
+// deterministic, so retrying cannot help, and adopting the pod would run the session in a pod
+// someone else built.
+func (r *AgentSessionReconciler) podNameInUse(s *scope, name string) {
+	msg := fmt.Sprintf("Pod %s already exists and is not controlled by this session; delete it or recreate the session under another name.", name)
+	r.Recorder.Event(s.obj, corev1.EventTypeWarning, v1.ReasonPodNameInUse, msg)
+	finish(s.obj, v1.PhaseFailed, v1.ReasonPodNameInUse, msg, s.now)
+}
+
 // ensurePod creates the runner pod, or notices that it vanished.
 func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error {
 	key := client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}
@@ -454,7 +464,8 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	err := r.Get(ctx, key, pod)
 	if err == nil {
 		if !metav1.IsControlledBy(pod, s.obj) {
-			return fmt.Errorf("pod %s exists but does not belong to this session", key)
+			r.podNameInUse(s, key.Name)
+			return nil
 		}
 		return r.bindPod(s, pod)
 	}
@@ -492,7 +503,8 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 				return err
 			}
 			if !metav1.IsControlledBy(existing, s.obj) {
-				return fmt.Errorf("pod %s exists but does not belong to this session", key)
+				r.podNameInUse(s, key.Name)
+				return nil
 			}
 			return r.bindPod(s, existing)
 		}
@@ -598,6 +610,9 @@ func (r *AgentSessionReconciler) deletePod(ctx context.Context, sess *v1.AgentSe
 	key := client.ObjectKey{Namespace: sess.Namespace, Name: podName(sess)}
 	if err := r.Get(ctx, key, pod); err != nil {
 		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(pod, sess) {
+		return nil // a pod of that name that is not the session's is never the manager's to delete
 	}
 	if !pod.DeletionTimestamp.IsZero() || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil

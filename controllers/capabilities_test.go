@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
@@ -184,4 +186,36 @@ func TestDeletedSessionLeavesNoAdmissionRecord(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A pod already holding the runner pod's name, owned by someone else, ends the session with
+// a clear reason (not an endless retry), and the manager never deletes that pod: a session
+// name must not be a way to delete another user's pod.
+func TestForeignPodWithTheRunnerNameIsNeitherAdoptedNorDeleted(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	foreign := &corev1.Pod{
+		// Labelled like a runner pod, so the manager's cache holds it too.
+		ObjectMeta: metav1.ObjectMeta{Name: "taken-runner", Namespace: ns, Labels: map[string]string{LabelSessionUID: "someone-else"}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1", SecurityContext: restrictedContainerSecurity()}},
+		},
+	}
+	if err := env.Client.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	m := startManager(t, ns)
+	s := create(t, testutil.Session("taken", ns).Obj())
+	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPodNameInUse)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "Pod taken-runner already exists and is not controlled by this session") {
+		t.Errorf("message = %q", msg)
+	}
+	expectEvent(t, m, v1.ReasonPodNameInUse)
+	time.Sleep(time.Second) // give a wrong deletion the chance to happen
+	still := &corev1.Pod{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(foreign), still); err != nil || still.UID != foreign.UID || !still.DeletionTimestamp.IsZero() {
+		t.Fatalf("the foreign pod was touched: %v, deletion %v", err, still.DeletionTimestamp)
+	}
 }

@@ -37,6 +37,9 @@ const (
 	ReasonPodFailed = "PodFailed"
 	// ReasonPodEvicted: the node evicted the pod.
 	ReasonPodEvicted = "PodEvicted"
+	// ReasonPodNameInUse: a pod with the runner pod's name exists and belongs to something
+	// else; the session cannot get its pod.
+	ReasonPodNameInUse = "PodNameInUse"
 	// ReasonPodDeleted: the pod disappeared before the session finished.
 	ReasonPodDeleted = "PodDeleted"
 	// ReasonOOMKilled: a container exceeded its memory limit.
