@@ -90,11 +90,11 @@ type Server struct {
 	// secrets reads the providers' key Secrets without caching every Secret.
 	secrets client.Reader
 	// keys reuses the providers' key Secret reads for a few seconds.
-	keys *secretCache
-	auth    *authenticator
-	store   *store
-	http    *http.Client
-	now     func() time.Time
+	keys  *secretCache
+	auth  *authenticator
+	store *store
+	http  *http.Client
+	now   func() time.Time
 
 	mu       sync.Mutex
 	sessions map[types.UID]*session

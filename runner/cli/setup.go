@@ -290,11 +290,19 @@ func endOtherProcesses() {
 	if os.Getpid() != 1 {
 		return
 	}
-	_ = syscall.Kill(-1, syscall.SIGKILL)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil); errors.Is(err, syscall.ECHILD) {
-			return
+		// Again on every round: a process that was forking while the signal went out can be
+		// missed by one kill(-1), and its child would outlive the check.
+		_ = syscall.Kill(-1, syscall.SIGKILL)
+		for {
+			pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if errors.Is(err, syscall.ECHILD) {
+				return
+			}
+			if pid <= 0 {
+				break
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
