@@ -22,6 +22,7 @@ import (
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/controlplane"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 var env *controlplane.Env
@@ -162,17 +163,7 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 // failure message.
 func eventually(t *testing.T, ctx context.Context, what string, cond func() error) {
 	t.Helper()
-	var last error
-	for {
-		if last = cond(); last == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s: %v", what, last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	testutil.Eventually(ctx, t, what, cond)
 }
 
 func getSession(ctx context.Context, s *v1.AgentSession) (*v1.AgentSession, error) {

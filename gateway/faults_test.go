@@ -24,6 +24,7 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/controlplane"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 // writer is a model that writes files until it has seen `files` tool results, then
@@ -132,9 +133,7 @@ func TestObjectStorageOutageMidSessionLosesNothing(t *testing.T) {
 			go func() {
 				start := time.Now()
 				// The outage lasts at least `outage` and until the gateway has refused a batch.
-				for time.Since(start) < outage || storeErrors(t) < before+1 {
-					time.Sleep(50 * time.Millisecond)
-				}
+				_ = testutil.Poll(ctx, testutil.Holds(func() bool { return time.Since(start) >= outage && storeErrors(t) >= before+1 }))
 				back <- s3.Restart(ctx)
 			}()
 		},
@@ -197,19 +196,18 @@ func TestKilledRunnerLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	segPrefix := "sessions/" + f.ns + "/killed/" + string(s.UID) + "/segments/"
 	var acked []string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if testutil.Poll(wctx, testutil.Holds(func() bool {
 		acked = acked[:0]
 		for o := range s3c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: segPrefix, Recursive: true}) {
 			acked = append(acked, o.Key)
 		}
-		if len(acked) >= ackedBatches {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("the gateway acknowledged %d batches in 30s; runner said:\n%s", len(acked), stderr.String())
-		}
+		return len(acked) >= ackedBatches
+	})) != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the gateway acknowledged %d batches in 30s; runner said:\n%s", len(acked), stderr.String())
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ import (
 	"github.com/agentry-dev/agentry/test/controlplane"
 	"github.com/agentry-dev/agentry/test/s3server"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 const (
@@ -434,13 +435,7 @@ func post(t *testing.T, url, token, body string) (int, string) {
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Within(t, timeout, what, testutil.Holds(cond))
 }
 
 func minioPrefix(p string) minio.ListObjectsOptions {

@@ -470,15 +470,7 @@ var sgr = regexp.MustCompile("\x1b\\[[0-9;]*m")
 // eventually polls cond until it holds or ctx ends.
 func eventually(ctx context.Context, t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
+	testutil.Eventually(ctx, t, what, testutil.Holds(cond))
 }
 
 func fetch(t *testing.T, url string) (int, string) {

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 // applySession creates a session whose task carries marker, so the scripted model knows how
@@ -72,13 +74,11 @@ func getPod(t *testing.T, name string) *corev1.Pod {
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			out, _ := kubectl("-n", namespace, "get", "agentsessions,pods", "-o", "wide")
-			t.Fatalf("timed out after %s waiting for %s; now:\n%s", timeout, what, out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if testutil.Poll(ctx, testutil.Holds(cond)) != nil {
+		out, _ := kubectl("-n", namespace, "get", "agentsessions,pods", "-o", "wide")
+		t.Fatalf("timed out after %s waiting for %s; now:\n%s", timeout, what, out)
 	}
 }
 
