@@ -76,7 +76,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if testutil.Poll(ctx, testutil.Holds(cond)) != nil {
+	// Conditions here run kubectl: look again every 200 ms, not at the unit tests' pace.
+	if testutil.PollEvery(ctx, 200*time.Millisecond, testutil.Holds(cond)) != nil {
 		out, _ := kubectl("-n", namespace, "get", "agentsessions,pods", "-o", "wide")
 		t.Fatalf("timed out after %s waiting for %s; now:\n%s", timeout, what, out)
 	}

@@ -16,7 +16,12 @@ var errNotYet = errors.New("the condition does not hold yet")
 // Poll calls cond every PollInterval until it returns nil (Poll returns nil) or ctx ends
 // (Poll returns cond's last error, or ctx's when cond never ran).
 func Poll(ctx context.Context, cond func() error) error {
-	tick := time.NewTicker(PollInterval)
+	return PollEvery(ctx, PollInterval, cond)
+}
+
+// PollEvery is Poll at another interval (a condition that runs a process, say).
+func PollEvery(ctx context.Context, interval time.Duration, cond func() error) error {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		last := cond()
