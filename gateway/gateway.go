@@ -87,9 +87,7 @@ type Server struct {
 	// client reads sessions, pods, providers and policies (the manager's cache)
 	// and writes session status.
 	client client.Client
-	// secrets reads the providers' key Secrets without caching every Secret.
-	secrets client.Reader
-	// keys reuses the providers' key Secret reads for a few seconds.
+	// keys reuses the key Secret reads (ModelProviders, MCPServer headers) for a few seconds.
 	keys  *secretCache
 	auth  *authenticator
 	store *store
@@ -132,7 +130,6 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 	return &Server{
 		cfg:       cfg,
 		client:    c,
-		secrets:   reader,
 		keys:      &secretCache{reader: reader, now: time.Now},
 		auth:      newAuthenticator(c, reader),
 		store:     st,

@@ -166,7 +166,7 @@ func (s *Server) mcpServer(w http.ResponseWriter, r *http.Request, id identity) 
 		writeError(w, http.StatusServiceUnavailable, "reading MCPServer %s: %v", name, err)
 		return nil, nil, false
 	}
-	headers, err := mcpupstream.Headers(ctx, s.secrets, s.cfg.OperatorNamespace, srv)
+	headers, err := mcpupstream.Headers(ctx, s.keys, s.cfg.OperatorNamespace, srv)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "Reading MCP server headers", "MCPServer", name)
 		writeError(w, http.StatusBadGateway, "MCPServer %s is not usable: a header Secret is missing; see its Ready condition", name)

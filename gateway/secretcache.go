@@ -52,3 +52,23 @@ func (c *secretCache) get(ctx context.Context, key types.NamespacedName) (map[st
 	c.mu.Unlock()
 	return sec.Data, nil
 }
+
+// Get reads Secrets through the cache and anything else from the reader, so code written
+// against a client.Reader (the MCP header Secrets) shares it.
+func (c *secretCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	sec, ok := obj.(*corev1.Secret)
+	if !ok || len(opts) > 0 {
+		return c.reader.Get(ctx, key, obj, opts...)
+	}
+	data, err := c.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	sec.Name, sec.Namespace, sec.Data = key.Name, key.Namespace, data
+	return nil
+}
+
+// List is the reader's: only single Secrets are cached.
+func (c *secretCache) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return c.reader.List(ctx, list, opts...)
+}
