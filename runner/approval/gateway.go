@@ -1,17 +1,16 @@
 package approval
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
@@ -20,11 +19,7 @@ import (
 // long-polls and is repeated until a decision arrives; the gateway applies the
 // session's approval.onTimeout when it expires.
 type Gateway struct {
-	// URL is the gateway's root.
-	URL string
-	// TokenFile holds the bearer token, re-read before every request.
-	TokenFile string
-	Client    *http.Client
+	GW *gatewayclient.Client
 	// Timeout is a local backstop: when no answer (not even "pending") can be
 	// had for this long, for example because the gateway is unreachable,
 	// OnTimeout applies. Zero means wait as long as the context allows.
@@ -33,10 +28,6 @@ type Gateway struct {
 }
 
 func (g *Gateway) Ask(ctx context.Context, r Request) (Result, error) {
-	c := g.Client
-	if c == nil {
-		c = &http.Client{}
-	}
 	body, err := json.Marshal(contract.ApprovalRequest{ID: r.ID, Tool: r.Tool, Class: string(r.Class), Summary: r.Summary, Command: r.Command})
 	if err != nil {
 		return Result{}, err
@@ -45,7 +36,7 @@ func (g *Gateway) Ask(ctx context.Context, r Request) (Result, error) {
 	lastAnswer := time.Now()
 	backoff := 250 * time.Millisecond
 	for {
-		ans, status, err := g.poll(ctx, c, body)
+		ans, status, err := g.poll(ctx, body)
 		switch {
 		case err == nil && !ans.Pending:
 			by := "gateway"
@@ -100,21 +91,11 @@ func reasonOf(a contract.ApprovalAnswer) string {
 	return a.By + ": " + a.Reason
 }
 
-func (g *Gateway) poll(ctx context.Context, c *http.Client, body []byte) (contract.ApprovalAnswer, int, error) {
+func (g *Gateway) poll(ctx context.Context, body []byte) (contract.ApprovalAnswer, int, error) {
 	var ans contract.ApprovalAnswer
-	token, err := os.ReadFile(g.TokenFile)
-	if err != nil {
-		return ans, 0, fmt.Errorf("reading gateway token: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, contract.ApprovalPollWindow+30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(g.URL, "/")+contract.PathApprovals, bytes.NewReader(body))
-	if err != nil {
-		return ans, 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := c.Do(req)
+	resp, err := g.GW.Do(ctx, http.MethodPost, contract.PathApprovals, body)
 	if err != nil {
 		return ans, 0, err
 	}

@@ -12,7 +12,17 @@ import (
 
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 )
+
+func gatewayClient(t *testing.T, url, token string) *gatewayclient.Client {
+	t.Helper()
+	gw, err := gatewayclient.New(url, token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
+}
 
 func TestGatewayAskerPollsUntilADecision(t *testing.T) {
 	var polls atomic.Int32
@@ -37,7 +47,7 @@ func TestGatewayAskerPollsUntilADecision(t *testing.T) {
 	if err := os.WriteFile(token, []byte("tok"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &approval.Gateway{URL: srv.URL, TokenFile: token}
+	g := &approval.Gateway{GW: gatewayClient(t, srv.URL, token)}
 	res, err := g.Ask(context.Background(), approval.Request{ID: "call_1", Tool: "bash", Class: approval.ClassShell, Summary: "go test ./...", Command: "go test ./..."})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +62,7 @@ func TestGatewayAskerFallsBackWhenTheGatewayIsGone(t *testing.T) {
 	defer srv.Close()
 	token := filepath.Join(t.TempDir(), "token")
 	_ = os.WriteFile(token, []byte("tok"), 0o600)
-	g := &approval.Gateway{URL: srv.URL, TokenFile: token, Timeout: 1, OnTimeout: contract.DecisionDeny}
+	g := &approval.Gateway{GW: gatewayClient(t, srv.URL, token), Timeout: 1, OnTimeout: contract.DecisionDeny}
 	res, err := g.Ask(context.Background(), approval.Request{ID: "c", Tool: "bash", Class: approval.ClassShell})
 	if err != nil || res.Decision != contract.DecisionDeny || res.By != "timeout" {
 		t.Errorf("result %+v, %v; want the local onTimeout decision", res, err)

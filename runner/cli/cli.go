@@ -26,6 +26,7 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner"
 	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/gatewaytls"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/runner/instructions"
@@ -238,12 +239,82 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	return cmd
 }
 
+// execute runs one session, step by step: check the options, open the workspace, build the
+// tools, the sinks and the loop, run it and report. Each step leaves what the next needs in
+// the session; what must be undone at the end (the executor, the workspace) is undone in
+// reverse order whatever happens.
 func execute(ctx context.Context, std IO, o *options, temperature *float32, code *contract.ExitCode) error {
 	*code = contract.ExitUsage
-	task, err := readTask(o, std.In)
+	s := &session{o: o, std: std, temperature: temperature}
+	if err := s.parseOptions(); err != nil {
+		return err
+	}
+	*code = contract.ExitError
+	defer s.close()
+	s.progress = newProgress(std.Err, o.quiet)
+	if err := s.openWorkspace(ctx); err != nil {
+		if ctx.Err() != nil {
+			*code = contract.ExitCancelled
+		}
+		return err
+	}
+	steps := []func(context.Context) error{s.buildTools, s.buildSinks, s.buildLoop}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err // a usageError still exits ExitUsage (see Run)
+		}
+	}
+	res, err := s.run(ctx)
 	if err != nil {
 		return err
 	}
+	*code = s.report(res)
+	return nil
+}
+
+// session is one `runner run` being assembled.
+type session struct {
+	o           *options
+	std         IO
+	temperature *float32
+	undo        []func()
+
+	// parseOptions
+	task, apiKey, systemPrompt      string
+	bashMode, writesMode, onTimeout approval.Mode
+	gw                              *gatewayclient.Client // nil without --gateway
+	modelHTTP                       http.RoundTripper
+	progress                        *progress
+
+	// openWorkspace
+	ws         *workspace.Root
+	differ     runner.Differ
+	baseCommit string
+	ignored    []string
+	guide      *instructions.Guide
+
+	// buildTools, buildSinks, buildLoop
+	tools   tools.Set
+	dirSink *transcript.Dir
+	rec     *transcript.Recorder
+	loop    *runner.Loop
+}
+
+// close undoes what the steps set up, last first.
+func (s *session) close() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+}
+
+// parseOptions checks the flags and reads the task; every failure is a usage error.
+func (s *session) parseOptions() error {
+	o := s.o
+	task, err := readTask(o, s.std.In)
+	if err != nil {
+		return err
+	}
+	s.task = task
 	if o.repo == "" && o.workspace == "" {
 		return usagef("give --repo (to clone) or --workspace (an existing checkout)")
 	}
@@ -253,195 +324,209 @@ func execute(ctx context.Context, std IO, o *options, temperature *float32, code
 	if o.compactAt < 0.1 || o.compactAt > 0.95 {
 		return usagef("--compact-at: want a share of the window between 0.1 and 0.95, got %g", o.compactAt)
 	}
-	bashMode, err := approval.ParseMode(o.approvalBash)
-	if err != nil {
-		return usagef("--approval-bash: %v", err)
-	}
-	writesMode, err := approval.ParseMode(o.approvalWrites)
-	if err != nil {
-		return usagef("--approval-writes: %v", err)
-	}
-	onTimeout, err := approval.ParseMode(o.approvalOnTimeout)
-	if err != nil || onTimeout == approval.Ask {
-		return usagef("--approval-on-timeout: want Allow or Deny, got %q", o.approvalOnTimeout)
+	if err := s.parseApprovals(); err != nil {
+		return err
 	}
 	if o.gateway != "" && o.apiKeyFile == "" {
 		return usagef("--gateway needs --api-key-file: the token file the gateway authenticates")
 	}
-	gatewayHTTP, modelHTTP, err := gatewayClients(o)
-	if err != nil {
+	if s.gw, s.modelHTTP, err = gatewayClients(o); err != nil {
 		return usageError{err}
 	}
-	apiKey := std.Getenv("OPENAI_API_KEY")
-	if apiKey == "" && o.apiKeyFile == "" {
+	s.apiKey = s.std.Getenv("OPENAI_API_KEY")
+	if s.apiKey == "" && o.apiKeyFile == "" {
 		return usagef("set OPENAI_API_KEY (or --api-key-file); use any non-empty value for endpoints without authentication")
 	}
 	if o.session == "" {
 		o.session = newSessionID()
 	}
-	var systemPrompt string
 	if o.systemPromptFile != "" {
 		b, err := os.ReadFile(o.systemPromptFile)
 		if err != nil {
 			return usagef("--system-prompt-file: %v", err)
 		}
-		systemPrompt = string(b)
+		s.systemPrompt = string(b)
 	}
-	*code = contract.ExitError
+	return nil
+}
 
-	progress := newProgress(std.Err, o.quiet)
+func (s *session) parseApprovals() error {
+	var err error
+	if s.bashMode, err = approval.ParseMode(s.o.approvalBash); err != nil {
+		return usagef("--approval-bash: %v", err)
+	}
+	if s.writesMode, err = approval.ParseMode(s.o.approvalWrites); err != nil {
+		return usagef("--approval-writes: %v", err)
+	}
+	if s.onTimeout, err = approval.ParseMode(s.o.approvalOnTimeout); err != nil || s.onTimeout == approval.Ask {
+		return usagef("--approval-on-timeout: want Allow or Deny, got %q", s.o.approvalOnTimeout)
+	}
+	return nil
+}
 
-	// Workspace: reuse a checkout (pod: the init container made it) or clone.
-	wsDir, baseCommit, temporary, err := prepareWorkspace(ctx, o, progress)
+// openWorkspace reuses a checkout (in a pod the init container made it) or clones, opens it
+// confined, and reads the instructions and .agentryignore.
+func (s *session) openWorkspace(ctx context.Context) error {
+	wsDir, baseCommit, temporary, err := prepareWorkspace(ctx, s.o, s.progress)
 	if err != nil {
-		if ctx.Err() != nil {
-			*code = contract.ExitCancelled
-		}
 		return err
 	}
+	s.baseCommit = baseCommit
 	if temporary {
-		progress.note("workspace %s is temporary: it is removed at the end (the patch and transcript are kept)", wsDir)
-		defer os.RemoveAll(wsDir)
+		s.progress.note("workspace %s is temporary: it is removed at the end (the patch and transcript are kept)", wsDir)
+		s.undo = append(s.undo, func() { _ = os.RemoveAll(wsDir) })
 	}
-	ws, err := workspace.Open(wsDir)
-	if err != nil {
+	if s.ws, err = workspace.Open(wsDir); err != nil {
 		return err
 	}
-	defer ws.Close()
-	var differ runner.Differ
-	if r, err := gitrepo.Open(ws.Dir()); err == nil {
-		differ, baseCommit = r, r.Base()
+	s.undo = append(s.undo, func() { _ = s.ws.Close() })
+	if r, err := gitrepo.Open(s.ws.Dir()); err == nil {
+		s.differ, s.baseCommit = r, r.Base()
 	} else {
-		progress.warn("%v: git_status, git_diff and the result patch are unavailable", err)
+		s.progress.warn("%v: git_status, git_diff and the result patch are unavailable", err)
 	}
-
-	given, err := readInstructions(o)
+	given, err := readInstructions(s.o)
 	if err != nil {
 		return err
 	}
-	ignored, err := ws.HideAgentryIgnored()
-	if err != nil {
-		progress.warn("%v: nothing is hidden from the file tools", err)
+	if s.ignored, err = s.ws.HideAgentryIgnored(); err != nil {
+		s.progress.warn("%v: nothing is hidden from the file tools", err)
 	}
-	guide := &instructions.Guide{WS: ws, Context: instructions.Load(ws, given)}
+	s.guide = &instructions.Guide{WS: s.ws, Context: instructions.Load(s.ws, given)}
+	return nil
+}
 
-	set, stopExecutor, err := toolSet(ctx, std, o, ws.Dir(), progress)
+// buildTools starts the executor for the workspace tools and lists the MCP tools, which
+// run here, on the trusted side: a call is a gateway request with the token.
+func (s *session) buildTools(ctx context.Context) error {
+	set, stopExecutor, err := toolSet(ctx, s.std, s.o, s.ws.Dir(), s.progress)
 	if err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			*code = contract.ExitUsage
-		}
 		return err
 	}
-	defer stopExecutor()
-	// MCP tools run here, on the trusted side: a call is a gateway request with the token.
-	mcpSet, err := mcpTools(ctx, o, gatewayHTTP, progress)
+	s.undo = append(s.undo, stopExecutor)
+	mcpSet, err := mcpTools(ctx, s.o, s.gw, s.progress)
 	if err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			*code = contract.ExitUsage
-		}
 		return err
 	}
-	set = append(set, mcpSet...)
+	s.tools = append(set, mcpSet...)
+	return nil
+}
 
-	// Sinks: always a local directory; S3 when asked. The remote sink goes
-	// last: the termination summary points at the last sink's copies.
+// buildSinks records the session: always in a local directory, in S3 when asked, and to
+// the gateway. The remote sink goes last: the termination summary points at the last
+// sink's copies.
+func (s *session) buildSinks(ctx context.Context) error {
+	o, std := s.o, s.std
 	dir := o.transcriptDir
 	if dir == "" {
 		dir = defaultTranscriptDir(std.Getenv, o.session)
 	}
-	dirSink, err := transcript.NewDir(dir)
-	if err != nil {
+	var err error
+	if s.dirSink, err = transcript.NewDir(dir); err != nil {
 		return err
 	}
-	secrets := []string{apiKey, std.Getenv("AWS_SECRET_ACCESS_KEY"), std.Getenv("AWS_SESSION_TOKEN"), std.Getenv("AGENTRY_GATEWAY_TOKEN")}
+	secrets := []string{s.apiKey, std.Getenv("AWS_SECRET_ACCESS_KEY"), std.Getenv("AWS_SESSION_TOKEN"), std.Getenv("AGENTRY_GATEWAY_TOKEN")}
 	if o.apiKeyFile != "" {
 		if b, err := os.ReadFile(o.apiKeyFile); err == nil {
 			secrets = append(secrets, strings.TrimSpace(string(b)))
 		}
 	}
-	progress.describe = describer(set)
-	sinks := []transcript.Sink{progress, dirSink}
+	s.progress.describe = describer(s.tools)
+	sinks := []transcript.Sink{s.progress, s.dirSink}
 	if o.s3.Bucket != "" || o.s3.Endpoint != "" {
 		o.s3.AccessKey, o.s3.SecretKey, o.s3.SessionToken = std.Getenv("AWS_ACCESS_KEY_ID"), std.Getenv("AWS_SECRET_ACCESS_KEY"), std.Getenv("AWS_SESSION_TOKEN")
 		if o.s3.Prefix == "" {
 			o.s3.Prefix = "sessions/" + o.session
 		}
-		s3, err := transcript.NewS3(ctx, o.s3, dirSink.Path())
+		s3, err := transcript.NewS3(ctx, o.s3, s.dirSink.Path())
 		if err != nil {
 			return err
 		}
 		sinks = append(sinks, s3)
 	}
-	if o.gateway != "" {
+	if s.gw != nil {
 		spool := o.gatewaySpool
 		if spool == "" {
-			spool = filepath.Join(dirSink.Path(), "gateway-spool")
+			spool = filepath.Join(s.dirSink.Path(), "gateway-spool")
 		}
-		gw, err := transcript.NewGateway(transcript.GatewayConfig{URL: o.gateway, TokenFile: o.apiKeyFile, SpoolDir: spool, Transport: gatewayHTTP})
+		gw, err := transcript.NewGateway(transcript.GatewayConfig{GW: s.gw, SpoolDir: spool})
 		if err != nil {
 			return err
 		}
 		sinks = append(sinks, gw)
 	}
-	rec := transcript.NewRecorder(transcript.NewRedactor(secrets...), nil, sinks...)
+	s.rec = transcript.NewRecorder(transcript.NewRedactor(secrets...), nil, sinks...)
+	return nil
+}
 
-	policy := approval.Policy{Bash: bashMode, Writes: writesMode, AllowCommands: o.allowCommands, DenyCommands: o.denyCommands}
-	var asker approval.Asker
+// asker is who decides the calls the policy says to ask about.
+func (s *session) asker() approval.Asker {
 	switch {
-	case o.yes:
-		asker = approval.Fixed{Decision: contract.DecisionAllow, By: "flag", Reason: "--yes"}
-	case o.gateway != "":
-		asker = &approval.Gateway{URL: o.gateway, TokenFile: o.apiKeyFile, Timeout: o.approvalTimeout, OnTimeout: contract.Decision(onTimeout), Client: &http.Client{Transport: gatewayHTTP}}
-	case std.IsTerminal():
-		asker = &approval.Terminal{In: std.In, Out: std.Err}
-	default:
-		asker = approval.Fixed{Decision: contract.DecisionDeny, By: "runner", Reason: "approval needed but stdin is not a terminal; pass --yes, or --approval-bash Allow for commands and --approval-writes Allow for file changes"}
-		if bashMode == approval.Ask || writesMode == approval.Ask {
-			progress.warn("stdin is not a terminal: calls needing approval (Ask) will be denied; pass --yes to allow them")
-		}
+	case s.o.yes:
+		return approval.Fixed{Decision: contract.DecisionAllow, By: "flag", Reason: "--yes"}
+	case s.gw != nil:
+		return &approval.Gateway{GW: s.gw, Timeout: s.o.approvalTimeout, OnTimeout: contract.Decision(s.onTimeout)}
+	case s.std.IsTerminal():
+		return &approval.Terminal{In: s.std.In, Out: s.std.Err}
 	}
+	if s.bashMode == approval.Ask || s.writesMode == approval.Ask {
+		s.progress.warn("stdin is not a terminal: calls needing approval (Ask) will be denied; pass --yes to allow them")
+	}
+	return approval.Fixed{Decision: contract.DecisionDeny, By: "runner", Reason: "approval needed but stdin is not a terminal; pass --yes, or --approval-bash Allow for commands and --approval-writes Allow for file changes"}
+}
 
-	model := llm.NewOpenAI(llm.Config{BaseURL: o.baseURL, APIKey: apiKey, APIKeyFile: o.apiKeyFile, Stream: o.stream, HTTPClient: &http.Client{Transport: modelHTTP}})
+// buildLoop puts the model, the tools, the transcript and the approvals together, with the
+// history of the session this one continues.
+func (s *session) buildLoop(ctx context.Context) error {
+	o := s.o
+	policy := approval.Policy{Bash: s.bashMode, Writes: s.writesMode, AllowCommands: o.allowCommands, DenyCommands: o.denyCommands}
+	asker := s.asker()
+	model := llm.NewOpenAI(llm.Config{BaseURL: o.baseURL, APIKey: s.apiKey, APIKeyFile: o.apiKeyFile, Stream: o.stream, HTTPClient: &http.Client{Transport: s.modelHTTP}})
 	setupResults, setupErr := loadSetupResult(o.setupResult)
-	loop := &runner.Loop{
-		Model: model, Tools: set, Transcript: rec, Policy: policy, Approver: asker, Diff: differ,
+	s.loop = &runner.Loop{
+		Model: model, Tools: s.tools, Transcript: s.rec, Policy: policy, Approver: asker, Diff: s.differ,
 		Config: runner.Config{
-			Session: o.session, Model: o.model, BaseURL: o.baseURL, Temperature: temperature, MaxOutputTokens: o.maxOutputTokens,
-			MaxTurns: o.maxTurns, MaxTokens: o.maxTokens, Timeout: o.timeout, SystemPrompt: systemPrompt,
-			Workspace: ws.Dir(), Repository: o.repo, Ref: o.ref, BaseCommit: baseCommit,
-			Parallelism: o.parallelism, RunnerVersion: Version, Ignored: ignored,
+			Session: o.session, Model: o.model, BaseURL: o.baseURL, Temperature: s.temperature, MaxOutputTokens: o.maxOutputTokens,
+			MaxTurns: o.maxTurns, MaxTokens: o.maxTokens, Timeout: o.timeout, SystemPrompt: s.systemPrompt,
+			Workspace: s.ws.Dir(), Repository: o.repo, Ref: o.ref, BaseCommit: s.baseCommit,
+			Parallelism: o.parallelism, RunnerVersion: Version, Ignored: s.ignored,
 			ContextWindow: o.contextWindow, CompactAt: o.compactAt,
 			Setup: setupResults, SetupError: setupErr,
 		},
-		Guide: guide,
+		Guide: s.guide,
 	}
 	if o.continuation {
-		if loop.Config.History, loop.Config.ContinuedFrom, err = continuationHistory(ctx, o, gatewayHTTP); err != nil {
+		var err error
+		if s.loop.Config.History, s.loop.Config.ContinuedFrom, err = continuationHistory(ctx, s.gw); err != nil {
 			return err
 		}
 	}
-	progress.header(o, ws.Dir(), baseCommit, task, set)
-	if srcs := guide.Context.Sources(); srcs != "" {
-		progress.note("instructions from %s", srcs)
-	}
-	res, err := loop.Run(ctx, task)
-	if err != nil {
-		return err
-	}
-	*code = res.ExitCode()
-	progress.result(std.Out, res, dirSink)
-	if res.SinkErr != nil {
-		progress.warn("storing the transcript: %v", res.SinkErr)
-	}
-	if err := writeTerminationMessage(o.terminationPath, res.TerminationSummary(o.model, baseCommit)); err != nil {
-		progress.warn("%v", err)
-	}
-	if res.SinkErr != nil && *code == contract.ExitOK {
-		*code = contract.ExitError
-	}
 	return nil
+}
+
+func (s *session) run(ctx context.Context) (runner.Result, error) {
+	s.progress.header(s.o, s.ws.Dir(), s.baseCommit, s.task, s.tools)
+	if srcs := s.guide.Context.Sources(); srcs != "" {
+		s.progress.note("instructions from %s", srcs)
+	}
+	return s.loop.Run(ctx, s.task)
+}
+
+// report prints the result, writes the termination message and returns the exit code: a
+// transcript that could not be stored fails a session that otherwise succeeded.
+func (s *session) report(res runner.Result) contract.ExitCode {
+	code := res.ExitCode()
+	s.progress.result(s.std.Out, res, s.dirSink)
+	if res.SinkErr != nil {
+		s.progress.warn("storing the transcript: %v", res.SinkErr)
+	}
+	if err := writeTerminationMessage(s.o.terminationPath, res.TerminationSummary(s.o.model, s.baseCommit)); err != nil {
+		s.progress.warn("%v", err)
+	}
+	if res.SinkErr != nil && code == contract.ExitOK {
+		code = contract.ExitError
+	}
+	return code
 }
 
 // readInstructions parses --instruction and reads --instructions-file, in that order.
@@ -580,16 +665,17 @@ func writeTerminationMessage(path string, s contract.Summary) error {
 // also a character device).
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
-// gatewayClients returns the transports for the gateway and for the model endpoint. With
-// --gateway, both URLs must be https:// unless --allow-plain-http-gateway; --gateway-ca-file
-// pins the gateway (and a model endpoint on the gateway's host) to that bundle.
-func gatewayClients(o *options) (gateway, model http.RoundTripper, err error) {
-	gateway, model = http.DefaultTransport, http.DefaultTransport
+// gatewayClients returns the gateway client (nil without --gateway) and the transport for
+// the model endpoint. With --gateway, both URLs must be https:// unless
+// --allow-plain-http-gateway; --gateway-ca-file pins the gateway (and a model endpoint on
+// the gateway's host) to that bundle.
+func gatewayClients(o *options) (*gatewayclient.Client, http.RoundTripper, error) {
+	model := http.DefaultTransport
 	if o.gateway == "" {
 		if o.gatewayCAFile != "" || o.allowPlainHTTPGateway {
 			return nil, nil, errors.New("--gateway-ca-file and --allow-plain-http-gateway apply only with --gateway")
 		}
-		return gateway, model, nil
+		return nil, model, nil
 	}
 	if err := gatewaytls.CheckURL("--gateway", o.gateway, o.allowPlainHTTPGateway); err != nil {
 		return nil, nil, err
@@ -597,16 +683,16 @@ func gatewayClients(o *options) (gateway, model http.RoundTripper, err error) {
 	if err := gatewaytls.CheckURL("--base-url", o.baseURL, o.allowPlainHTTPGateway); err != nil {
 		return nil, nil, err
 	}
-	if o.gatewayCAFile == "" {
-		return gateway, model, nil
-	}
-	tr, err := gatewaytls.Transport(o.gatewayCAFile)
+	gw, err := gatewayclient.New(o.gateway, o.apiKeyFile, o.gatewayCAFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--gateway-ca-file: %w", err)
 	}
-	gw, _ := url.Parse(o.gateway)
-	if m, err := url.Parse(o.baseURL); err == nil && m.Host == gw.Host {
-		model = tr
+	if o.gatewayCAFile == "" {
+		return gw, model, nil
 	}
-	return tr, model, nil
+	g, _ := url.Parse(o.gateway)
+	if m, err := url.Parse(o.baseURL); err == nil && m.Host == g.Host {
+		model = gw.Transport()
+	}
+	return gw, model, nil
 }

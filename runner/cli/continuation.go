@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/delivery"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
@@ -26,9 +27,7 @@ const maxContinuationResponse = 40 << 20
 
 // continuationClient fetches what a follow-up session starts from.
 type continuationClient struct {
-	gateway   string
-	tokenFile string
-	client    *http.Client
+	gw *gatewayclient.Client
 	// retryDelay is the first wait after an answer worth retrying (doubled each time).
 	retryDelay time.Duration
 }
@@ -42,16 +41,11 @@ func newContinuationClient(gateway, tokenFile, caFile string, allowPlain bool) (
 	if tokenFile == "" {
 		return nil, errors.New("--continuation-from-gateway needs --token-file: the token the gateway authenticates")
 	}
-	tr := http.DefaultTransport
-	if caFile != "" {
-		t, err := gatewaytls.Transport(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--gateway-ca-file: %w", err)
-		}
-		tr = t
+	gw, err := gatewayclient.New(gateway, tokenFile, caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--gateway-ca-file: %w", err)
 	}
-	return &continuationClient{gateway: strings.TrimSuffix(gateway, "/"), tokenFile: tokenFile,
-		client: &http.Client{Transport: tr, Timeout: time.Minute}, retryDelay: time.Second}, nil
+	return &continuationClient{gw: gw, retryDelay: time.Second}, nil
 }
 
 // fetch asks the gateway for the continuation, retrying while the gateway or its object
@@ -79,16 +73,13 @@ func (c *continuationClient) fetch(ctx context.Context) (*contract.ContinuationR
 }
 
 func (c *continuationClient) fetchOnce(ctx context.Context) (_ *contract.ContinuationResponse, retry bool, _ error) {
-	token, err := os.ReadFile(c.tokenFile)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading the gateway token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.gateway+contract.PathContinuation, nil)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := c.gw.NewRequest(ctx, http.MethodGet, contract.PathContinuation, nil)
 	if err != nil {
 		return nil, false, err
 	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	res, err := c.client.Do(req)
+	res, err := c.gw.Send(req)
 	if err != nil {
 		return nil, true, fmt.Errorf("asking the gateway for the earlier session: %w", err)
 	}
@@ -296,12 +287,11 @@ func continueCheckout(ctx context.Context, std IO, f continuationFlags, dir, com
 
 // continuationHistory fetches the history a follow-up's loop starts with, and what the
 // transcript records about the session it continues.
-func continuationHistory(ctx context.Context, o *options, tr http.RoundTripper) ([]contract.HistoryMessage, *contract.Continuation, error) {
-	if o.gateway == "" {
+func continuationHistory(ctx context.Context, gw *gatewayclient.Client) ([]contract.HistoryMessage, *contract.Continuation, error) {
+	if gw == nil {
 		return nil, nil, usagef("--continuation needs --gateway: the history comes from the session gateway")
 	}
-	c := &continuationClient{gateway: strings.TrimSuffix(o.gateway, "/"), tokenFile: o.apiKeyFile,
-		client: &http.Client{Transport: tr, Timeout: time.Minute}, retryDelay: time.Second}
+	c := &continuationClient{gw: gw, retryDelay: time.Second}
 	resp, err := c.fetch(ctx)
 	if err != nil {
 		return nil, nil, err

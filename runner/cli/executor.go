@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -145,11 +144,10 @@ func webTools(o *options, names []string) (tools.Set, error) {
 	if o.gateway == "" {
 		return nil, usagef("--tools: %s run in the session gateway and need --gateway", strings.Join(names, " and "))
 	}
-	transport, _, err := gatewayClients(o)
+	gw, _, err := gatewayClients(o)
 	if err != nil {
 		return nil, usageError{err}
 	}
-	gw := &tools.WebGateway{URL: o.gateway, TokenFile: o.apiKeyFile, Client: &http.Client{Transport: transport}}
 	return tools.Web(gw).Select(names)
 }
 

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"time"
 
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/mcptools"
 	"github.com/agentry-dev/agentry/runner/tools"
 )
@@ -12,14 +12,14 @@ import (
 // mcpTools lists the tools of every --mcp-server through the gateway. A server
 // that cannot be listed ends the session before the model is called: the task
 // may depend on its tools.
-func mcpTools(ctx context.Context, o *options, gatewayHTTP http.RoundTripper, p *progress) (tools.Set, error) {
+func mcpTools(ctx context.Context, o *options, gw *gatewayclient.Client, p *progress) (tools.Set, error) {
 	if len(o.mcpServers) == 0 {
 		return nil, nil
 	}
-	if o.gateway == "" {
+	if gw == nil {
 		return nil, usagef("--mcp-server needs --gateway: MCP servers are reached through the session gateway, which holds their credentials")
 	}
-	c := &mcptools.Client{URL: o.gateway, TokenFile: o.apiKeyFile, HTTP: &http.Client{Transport: gatewayHTTP}}
+	c := &mcptools.Client{GW: gw}
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	set, skipped, err := mcptools.Load(lctx, c, o.mcpServers)

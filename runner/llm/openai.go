@@ -8,7 +8,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
@@ -84,12 +84,10 @@ type observingTransport struct {
 
 func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.keyFile != "" {
-		key, err := os.ReadFile(t.keyFile)
-		if err != nil {
+		req = req.Clone(req.Context())
+		if err := gatewayclient.SetToken(req, t.keyFile); err != nil {
 			return nil, fmt.Errorf("reading API key file: %w", err)
 		}
-		req = req.Clone(req.Context())
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(key)))
 	}
 	resp, err := t.base.RoundTrip(req)
 	if a, ok := req.Context().Value(attemptKey{}).(*attempt); ok && resp != nil {

@@ -16,13 +16,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner/approval"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/tools"
 )
 
@@ -38,11 +38,7 @@ const (
 
 // Client calls the gateway's MCP endpoints with the pod's token.
 type Client struct {
-	// URL is the gateway's root.
-	URL string
-	// TokenFile holds the bearer token, re-read before every request (it rotates).
-	TokenFile string
-	HTTP      *http.Client
+	GW *gatewayclient.Client
 }
 
 // List returns the tools of server the session may use.
@@ -64,24 +60,11 @@ func (c *Client) Call(ctx context.Context, server, tool string, arguments json.R
 }
 
 func (c *Client) do(ctx context.Context, method, server, op string, body []byte, limit int64, out any) error {
-	token, err := os.ReadFile(c.TokenFile)
-	if err != nil {
-		return fmt.Errorf("reading the gateway token: %w", err)
-	}
-	u := strings.TrimSuffix(c.URL, "/") + contract.PathMCP + url.PathEscape(server) + "/" + op
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	req, err := c.GW.NewRequest(ctx, method, contract.PathMCP+url.PathEscape(server)+"/"+op, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.GW.Send(req)
 	if err != nil {
 		return fmt.Errorf("MCP server %s: reaching the gateway: %w", server, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/mcptools"
 )
 
@@ -56,7 +57,11 @@ func gatewayAnswering(t *testing.T, list contract.MCPToolList) (*mcptools.Client
 	if err := os.WriteFile(token, []byte("pod-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &mcptools.Client{URL: srv.URL, TokenFile: token}, &auth
+	gw, err := gatewayclient.New(srv.URL, token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mcptools.Client{GW: gw}, &auth
 }
 
 func TestLoadOffersAllowedToolsAndRefusesCollisions(t *testing.T) {

@@ -1,34 +1,24 @@
 package tools
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 )
 
 // The web tools run in the session gateway: the runner sends the request with
 // its token and the gateway applies the namespace's policy, resolves and
 // fetches. They never run in the agent container (which has no credential to
 // call the gateway with) and do not touch the workspace.
-
-// WebGateway is how the web tools reach the session gateway.
-type WebGateway struct {
-	// URL is the gateway's root.
-	URL string
-	// TokenFile holds the bearer token, re-read before every request.
-	TokenFile string
-	Client    *http.Client
-}
 
 // webCallTimeout bounds one call: the gateway's own fetch timeout and some.
 const webCallTimeout = 45 * time.Second
@@ -40,13 +30,13 @@ const maxWebAnswer = 4 << 20
 // WebNames are the tools that run in the gateway.
 var WebNames = []string{"web_fetch", "web_search"}
 
-// Web returns the gateway-backed tools.
-func Web(gw *WebGateway) Set {
+// Web returns the gateway-backed tools; gw nil means this run has no gateway.
+func Web(gw *gatewayclient.Client) Set {
 	return Set{&WebFetch{GW: gw}, &WebSearch{GW: gw}}
 }
 
 // WebFetch fetches one page through the gateway.
-type WebFetch struct{ GW *WebGateway }
+type WebFetch struct{ GW *gatewayclient.Client }
 
 type webFetchArgs struct {
 	URL string `json:"url" jsonschema:"The http or https URL of the page"`
@@ -69,11 +59,11 @@ func (t *WebFetch) Execute(ctx context.Context, raw json.RawMessage) (string, er
 	if err := required(t.Name(), "url", a.URL); err != nil {
 		return "", err
 	}
-	return t.GW.call(ctx, contract.PathWebFetch, contract.WebFetchRequest{URL: a.URL})
+	return webCall(ctx, t.GW, contract.PathWebFetch, contract.WebFetchRequest{URL: a.URL})
 }
 
 // WebSearch queries the configured search endpoint through the gateway.
-type WebSearch struct{ GW *WebGateway }
+type WebSearch struct{ GW *gatewayclient.Client }
 
 type webSearchArgs struct {
 	Query string `json:"query" jsonschema:"Search terms"`
@@ -96,37 +86,27 @@ func (t *WebSearch) Execute(ctx context.Context, raw json.RawMessage) (string, e
 	if err := required(t.Name(), "query", strings.TrimSpace(a.Query)); err != nil {
 		return "", err
 	}
-	return t.GW.call(ctx, contract.PathWebSearch, contract.WebSearchRequest{Query: a.Query})
+	return webCall(ctx, t.GW, contract.PathWebSearch, contract.WebSearchRequest{Query: a.Query})
 }
 
-// call posts the request and renders the result for the model: a short header
+// webCall posts the request and renders the result for the model: a short header
 // (final URL, status, type, size) and the text. A refusal or failure is the
 // gateway's message, which says what is allowed.
-func (g *WebGateway) call(ctx context.Context, path string, req any) (string, error) {
-	if g == nil || g.URL == "" {
+func webCall(ctx context.Context, gw *gatewayclient.Client, path string, req any) (string, error) {
+	if gw == nil {
 		return "", errors.New("the web tools need the session gateway, which this run does not have")
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return "", err
 	}
-	token, err := os.ReadFile(g.TokenFile)
-	if err != nil {
-		return "", fmt.Errorf("reading the gateway token: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, webCallTimeout)
 	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(g.URL, "/")+path, bytes.NewReader(body))
+	hr, err := gw.NewRequest(ctx, http.MethodPost, path, body)
 	if err != nil {
 		return "", err
 	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	c := g.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(hr)
+	resp, err := gw.Send(hr)
 	if err != nil {
 		return "", fmt.Errorf("asking the session gateway: %w", err)
 	}

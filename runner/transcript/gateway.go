@@ -15,22 +15,16 @@ import (
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/gatewaytls"
 )
 
 // GatewayConfig configures the session-gateway sink.
 type GatewayConfig struct {
-	// URL is the gateway's root, for example https://agentry-gateway.agentry-system.svc:8443.
-	URL string
-	// TokenFile holds the bearer token (the pod's projected ServiceAccount
-	// token); it is re-read before each request because the kubelet rotates it.
-	TokenFile string
+	// GW reaches the gateway with the pod's token.
+	GW *gatewayclient.Client
 	// SpoolDir keeps unacknowledged batches on local disk.
 	SpoolDir string
-	// Client defaults to an http.Client over Transport with RequestTimeout per request.
-	Client *http.Client
-	// Transport carries the requests when Client is nil (default http.DefaultTransport).
-	Transport http.RoundTripper
 	// RequestTimeout bounds one POST (default 15s), so a hung gateway holds the
 	// session back no longer than that.
 	RequestTimeout time.Duration
@@ -67,14 +61,11 @@ type spoolFile struct {
 
 // NewGateway prepares the sink; it does not contact the gateway.
 func NewGateway(cfg GatewayConfig) (*Gateway, error) {
-	if cfg.URL == "" || cfg.TokenFile == "" {
-		return nil, errors.New("gateway sink needs a URL and a token file")
+	if cfg.GW == nil {
+		return nil, errors.New("gateway sink needs a gateway client")
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 15 * time.Second
-	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: cfg.RequestTimeout, Transport: cfg.Transport}
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
@@ -221,29 +212,16 @@ type httpError struct {
 
 func (e *httpError) Error() string { return fmt.Sprintf("gateway answered %d: %s", e.status, e.msg) }
 
-// post sends v and decodes a 2xx answer into out (a 409's lastSeq too).
+// post sends v and decodes a 2xx answer into out (a 409's lastSeq too). RequestTimeout
+// bounds the whole exchange, reading the answer included.
 func (g *Gateway) post(ctx context.Context, path string, v, out any) (int, error) {
-	return postJSON(ctx, g.cfg.Client, g.cfg.RequestTimeout, g.cfg.URL, g.cfg.TokenFile, path, v, out)
-}
-
-func postJSON(ctx context.Context, c *http.Client, timeout time.Duration, base, tokenFile, path string, v, out any) (int, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
 	}
-	token, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return 0, fmt.Errorf("reading gateway token: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := c.Do(req)
+	resp, err := g.cfg.GW.Do(ctx, http.MethodPost, path, body)
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/gatewayclient"
 	"github.com/agentry-dev/agentry/runner/transcript"
 )
 
@@ -70,7 +71,11 @@ func TestGatewaySinkKeepsUnacknowledgedEventsUntilStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	spool := filepath.Join(dir, "spool")
-	sink, err := transcript.NewGateway(transcript.GatewayConfig{URL: srv.URL, TokenFile: token, SpoolDir: spool,
+	gw, err := gatewayclient.New(srv.URL, token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := transcript.NewGateway(transcript.GatewayConfig{GW: gw, SpoolDir: spool,
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, CloseTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
