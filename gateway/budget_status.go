@@ -44,39 +44,28 @@ func (s *Server) policyChanged(ns string) {
 // proxy checks (sessions' status, or this replica's larger count). Every
 // replica writes what it sees; the last write is the freshest.
 func (s *Server) writePolicyStatus(ctx context.Context, ns string) error {
-	var policies v1.AgentPolicyList
-	if err := s.client.List(ctx, &policies, client.InNamespace(ns)); err != nil {
-		return fmt.Errorf("listing AgentPolicies in %s: %w", ns, err)
+	if err := s.refreshUsage(ctx, ns); err != nil {
+		return err
 	}
-	var sessions *v1.AgentSessionList
-	for _, p := range policies.Items {
-		b := p.Spec.TokenBudget
-		if b == nil {
-			continue
-		}
-		if sessions == nil {
-			sessions = &v1.AgentSessionList{}
-			if err := s.client.List(ctx, sessions, client.InNamespace(ns)); err != nil {
-				return fmt.Errorf("listing AgentSessions in %s: %w", ns, err)
-			}
-		}
-		start := s.now().Truncate(budgetWindow(b))
+	var budgets []budgetUse
+	s.usage.check(ns, s.now(), func(b []budgetUse) { budgets = b })
+	for _, b := range budgets {
 		body, err := json.Marshal(map[string]any{
 			"apiVersion": v1.GroupVersion.String(),
 			"kind":       "AgentPolicy",
-			"metadata":   map[string]any{"name": p.Name, "namespace": ns, "uid": string(p.UID)},
+			"metadata":   map[string]any{"name": b.name, "namespace": ns, "uid": string(b.uid)},
 			"status": map[string]any{
-				"tokensUsed":  s.namespaceUsage(sessions.Items, start),
-				"windowStart": metav1.NewTime(start),
+				"tokensUsed":  b.used,
+				"windowStart": metav1.NewTime(b.start),
 			},
 		})
 		if err != nil {
 			return err
 		}
 		obj := &v1.AgentPolicy{}
-		obj.Name, obj.Namespace = p.Name, ns
+		obj.Name, obj.Namespace = b.name, ns
 		if err := s.client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), FieldOwner, client.ForceOwnership); err != nil {
-			return fmt.Errorf("applying status of AgentPolicy %s/%s: %w", ns, p.Name, err)
+			return fmt.Errorf("applying status of AgentPolicy %s/%s: %w", ns, b.name, err)
 		}
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -76,6 +77,11 @@ type Config struct {
 	// WebFetchResolve resolves host names for web_fetch and web_search; nil
 	// uses the system resolver. Tests map names to local servers with it.
 	WebFetchResolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Informers, the manager's cache, keeps each namespace's token budgets and
+	// usage current from AgentSession and AgentPolicy events, so a model call
+	// checks the budgets without listing the namespace's sessions. Without it
+	// every call lists the namespace's policies and sessions.
+	Informers Informers
 }
 
 // Server is the gateway. Create it with New; it is a controller-runtime
@@ -84,6 +90,11 @@ type Server struct {
 	cfg Config
 	// reservations are this replica's outstanding token reservations and rate limiters.
 	reservations *ledger
+	// usage is each namespace's budgets and the tokens counted against them.
+	usage *usageIndex
+	// usageSynced reports whether the informers feeding usage have delivered
+	// what they held at start; nil when there are none (usage is then listed).
+	usageSynced []toolscache.InformerSynced
 	// client reads sessions, pods, providers and policies (the manager's cache)
 	// and writes session status.
 	client client.Client
@@ -127,7 +138,7 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		client:    c,
 		keys:      &secretCache{reader: reader, now: time.Now},
@@ -141,7 +152,14 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 		ready:     make(chan struct{}),
 
 		reservations: newLedger(),
-	}, nil
+		usage:        newUsageIndex(),
+	}
+	if cfg.Informers != nil {
+		if err := s.watchUsage(ctx, cfg.Informers); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // NeedLeaderElection is false: every replica serves runner pods.
@@ -187,6 +205,10 @@ func (s *Server) Start(ctx context.Context) error {
 // Serve is Start on an existing listener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	logger := log.FromContext(ctx).WithName("gateway")
+	// A budget check before the informers delivered every session would count too little.
+	if len(s.usageSynced) > 0 && !toolscache.WaitForCacheSync(ctx.Done(), s.usageSynced...) {
+		return fmt.Errorf("waiting for the token usage of sessions and policies: %w", ctx.Err())
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

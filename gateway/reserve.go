@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
@@ -143,19 +142,8 @@ func setOutput(body map[string]any, output int64) {
 // ledger's lock, so concurrent calls on this replica cannot together pass a
 // budget by more than the provider's usage exceeds a reservation.
 func (s *Server) reserve(ctx context.Context, sess *v1.AgentSession, ss *session, prompt, output int64) (*reservation, string, error) {
-	var policies v1.AgentPolicyList
-	if err := s.client.List(ctx, &policies, client.InNamespace(sess.Namespace)); err != nil {
+	if err := s.refreshUsage(ctx, sess.Namespace); err != nil {
 		return nil, "", err
-	}
-	var sessions v1.AgentSessionList
-	budgeted := false
-	for _, p := range policies.Items {
-		budgeted = budgeted || p.Spec.TokenBudget != nil
-	}
-	if budgeted {
-		if err := s.client.List(ctx, &sessions, client.InNamespace(sess.Namespace)); err != nil {
-			return nil, "", err
-		}
 	}
 	l := s.ledger()
 	l.mu.Lock()
@@ -170,18 +158,20 @@ func (s *Server) reserve(ctx context.Context, sess *v1.AgentSession, ss *session
 			output = min(output, left-prompt)
 		}
 	}
-	for _, p := range policies.Items {
-		b := p.Spec.TokenBudget
-		if b == nil {
-			continue
-		}
-		window := budgetWindow(b)
-		nsUsed := s.namespaceUsage(sessions.Items, s.now().Truncate(window)) + l.namespace[sess.Namespace]
-		if left := b.Tokens - nsUsed; left <= prompt {
-			return nil, fmt.Sprintf("namespace %s has used or reserved %d of its %d-token budget for this %s window (AgentPolicy %s)", sess.Namespace, nsUsed, b.Tokens, window, p.Name), nil
-		} else {
+	var refused string
+	s.usage.check(sess.Namespace, s.now(), func(budgets []budgetUse) {
+		for _, b := range budgets {
+			nsUsed := b.used + l.namespace[sess.Namespace]
+			left := b.tokens - nsUsed
+			if left <= prompt {
+				refused = fmt.Sprintf("namespace %s has used or reserved %d of its %d-token budget for this %s window (AgentPolicy %s)", sess.Namespace, nsUsed, b.tokens, b.window, b.name)
+				return
+			}
 			output = min(output, left-prompt)
 		}
+	})
+	if refused != "" {
+		return nil, refused, nil
 	}
 	r := &reservation{s: s, ss: ss, ns: sess.Namespace, prompt: prompt, output: output}
 	l.session[ss.id.UID] += r.amount()
@@ -217,7 +207,9 @@ func (r *reservation) settle(usage *contract.Usage, charge bool) contract.Usage 
 		r.ss.mu.Lock()
 		r.ss.addTokens(charged)
 		r.s.changed(r.ss)
+		total := r.ss.tokens.Total()
 		r.ss.mu.Unlock()
+		r.s.usage.countedLocally(r.ns, r.ss.id.UID, total)
 	}
 	l.mu.Unlock()
 	if charged.Total() > 0 {

@@ -1,0 +1,120 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/gateway"
+)
+
+// startCachedGateway serves a gateway as cmd/main.go wires it: reads from an informer
+// cache of ns (and the operator's namespace) and token budgets kept from its informers.
+func startCachedGateway(t *testing.T, ns string) *gw {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	informers, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme,
+		DefaultNamespaces: map[string]cache.Config{ns: {}, operatorNS: {}}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme, Cache: &client.CacheOptions{Reader: informers}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(ctx, gateway.Config{
+		OperatorNamespace: operatorNS, StatusInterval: 200 * time.Millisecond, GetCertificate: certs.GetCertificate,
+		ShutdownTimeout: 300 * time.Millisecond, Informers: informers,
+		S3: gateway.S3Config{Endpoint: "http://" + s3.Endpoint, Bucket: bucket, Prefix: "sessions", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, OpTimeout: 3 * time.Second},
+	}, c, env.Client)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cacheDone, done := make(chan error, 1), make(chan error, 1)
+	go func() { cacheDone <- informers.Start(ctx) }()
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; <-cacheDone })
+	return &gw{t: t, addr: ln.Addr().String(), URL: "https://" + srv.Addr(), srv: srv}
+}
+
+// applyUsage writes a session's status.usage as another gateway replica does: server-side
+// apply under the gateway's field manager, straight to the apiserver.
+func applyUsage(t *testing.T, s *v1.AgentSession, total int64) {
+	t.Helper()
+	body := fmt.Sprintf(`{"apiVersion":%q,"kind":"AgentSession","metadata":{"name":%q,"namespace":%q,"uid":%q},"status":{"usage":{"promptTokens":%d,"totalTokens":%d}}}`,
+		v1.GroupVersion.String(), s.Name, s.Namespace, s.UID, total, total)
+	obj := &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace}}
+	if err := env.Client.Status().Patch(context.Background(), obj, client.RawPatch(types.ApplyPatchType, []byte(body)), gateway.FieldOwner, client.ForceOwnership); err != nil {
+		t.Fatalf("applying usage of %s as another replica: %v", s.Name, err)
+	}
+}
+
+// Another replica charged a session of the namespace almost the whole budget and wrote it
+// to status. This replica never served that session; its next call for another session of
+// the namespace must be refused. The budget is large, so this replica's own calls could not
+// spend it while the test waits: only the other replica's write can refuse the call.
+func TestNamespaceBudgetCountsUsageAnotherReplicaWrote(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t)
+	up := newUpstream(t, 30, 12)
+	const budget = 1_000_000
+	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
+		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: 24 * time.Hour}}}}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	g := startCachedGateway(t, f.ns)
+	prov := f.upstreamProvider(up)
+	here := f.session("here", usesProvider(prov))
+	elsewhere := f.session("elsewhere", usesProvider(prov))
+	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(here)))
+
+	if code, body := post(t, g.URL+contract.PathChatCompletions, tok, chatBody("")); code != http.StatusOK {
+		t.Fatalf("first call, with the budget unspent: %d %s", code, body)
+	}
+	applyUsage(t, elsewhere, budget-10)
+	var code int
+	var body string
+	eventually(t, 10*time.Second, "a call to be refused for the usage another replica wrote", func() bool {
+		code, body = post(t, g.URL+contract.PathChatCompletions, tok, chatBody(""))
+		return code != http.StatusOK
+	})
+	if code != http.StatusTooManyRequests || !strings.Contains(body, contract.ErrorCodeBudgetExceeded) || !strings.Contains(body, "AgentPolicy budget") {
+		t.Errorf("call after another replica spent the budget: %d %s, want 429 budget_exceeded naming AgentPolicy budget", code, body)
+	}
+
+	// The budget follows the policy: raised, the same call passes again.
+	fresh := &v1.AgentPolicy{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(policy), fresh); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Spec.TokenBudget.Tokens = 2 * budget
+	if err := env.Client.Update(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a call to pass once the budget is raised", func() bool {
+		code, body = post(t, g.URL+contract.PathChatCompletions, tok, chatBody(""))
+		return code == http.StatusOK
+	})
+}
