@@ -67,16 +67,28 @@ type AgentSessionReconciler struct {
 	// session is deleted (by name, which is all a reconcile of a deleted object has).
 	admissionMu sync.Mutex
 	admitted    map[types.UID]types.NamespacedName
+
+	// lastWritten holds the reconciler's last status write to a session until the cache
+	// shows it (see cacheBehind), or the session is deleted.
+	writtenMu   sync.Mutex
+	lastWritten map[types.UID]written
 }
 
 // forgetDeleted drops the admission record of a deleted session, so the map does not grow
 // with sessions deleted between admission and their pod.
 func (r *AgentSessionReconciler) forgetDeleted(name types.NamespacedName) {
 	r.admissionMu.Lock()
-	defer r.admissionMu.Unlock()
 	for uid, n := range r.admitted {
 		if n == name {
 			delete(r.admitted, uid)
+		}
+	}
+	r.admissionMu.Unlock()
+	r.writtenMu.Lock()
+	defer r.writtenMu.Unlock()
+	for uid, w := range r.lastWritten {
+		if w.name == name {
+			delete(r.lastWritten, uid)
 		}
 	}
 }
@@ -134,6 +146,11 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if !obj.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // owner references delete the pod and policy
 	}
+	if r.cacheBehind(obj) {
+		// The event of the reconciler's own last write wakes it again; the requeue is a
+		// safety net should that event be lost.
+		return ctrl.Result{RequeueAfter: staleAfter}, nil
+	}
 	s := &scope{obj: obj, base: obj.DeepCopy(), now: r.Clock.Now()}
 	if obj.Status.Phase.IsTerminal() {
 		// A terminal session never changes back and never gets a new pod.
@@ -144,7 +161,7 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if reterr == nil || errors.Is(reterr, reconcile.TerminalError(nil)) {
 			s.obj.Status.ObservedGeneration = s.obj.Generation
 		}
-		reterr = errors.Join(reterr, r.patchStatus(ctx, s))
+		reterr = errors.Join(reterr, r.applyStatus(ctx, s))
 	}()
 
 	phases := []phaseFunc{r.reconcileCancel, r.reconcileTimeout, r.reconcileAdmission, r.reconcileContinuation, r.ensureNetworkPolicy, r.ensurePod, r.narrowNetworkPolicy, r.observePod}
@@ -224,8 +241,8 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 	if err := r.List(ctx, &policies, client.InNamespace(s.obj.Namespace)); err != nil {
 		return err
 	}
-	var siblings v1.AgentSessionList
-	if err := r.List(ctx, &siblings, client.InNamespace(s.obj.Namespace)); err != nil {
+	siblings, err := admissionSiblings(ctx, r.Client, s.obj)
+	if err != nil {
 		return err
 	}
 	var secret *metav1.PartialObjectMetadata
@@ -246,18 +263,10 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 	if r.admitted == nil {
 		r.admitted = map[types.UID]types.NamespacedName{}
 	}
-	for i := range siblings.Items {
-		o := &siblings.Items[i]
-		if _, ok := r.admitted[o.UID]; !ok {
-			continue
-		}
-		if o.Status.PodName != "" || o.Status.Phase.IsTerminal() {
-			delete(r.admitted, o.UID) // the cache caught up
-		} else if o.UID != s.obj.UID {
-			o.Status.PodName = podName(o) // admitted, pod on its way: it holds a slot
-		}
+	if siblings, err = r.withAdmitted(ctx, s.obj, siblings); err != nil {
+		return err
 	}
-	a := admitSession(s.obj, provider, secret, policies.Items, siblings.Items, r.Runner.Image)
+	a := admitSession(s.obj, provider, secret, policies.Items, siblings, r.Runner.Image)
 	if _, ok := r.admitted[s.obj.UID]; ok && a.verdict == queue {
 		a.verdict = admit // it holds its slot already
 	}
@@ -645,27 +654,13 @@ func reason(s *v1.AgentSession) string {
 	return ""
 }
 
-// patchStatus writes the status fields this reconcile changed, in one request. The
-// optimistic lock makes a concurrent write by the gateway a conflict (and a retry), never
-// a lost update.
-func (r *AgentSessionReconciler) patchStatus(ctx context.Context, s *scope) error {
-	if equalStatus(s.base.Status, s.obj.Status) {
-		return nil
-	}
-	patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, s.obj, patch, FieldOwner); err != nil {
-		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
-	}
-	return nil
-}
-
 func (r *AgentSessionReconciler) queuedSiblings(ctx context.Context, o client.Object) []reconcile.Request {
 	s, ok := o.(*v1.AgentSession)
 	if !ok || !s.Status.Phase.IsTerminal() {
 		return nil
 	}
 	var list v1.AgentSessionList
-	if err := r.List(ctx, &list, client.InNamespace(s.Namespace)); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingFields{indexAdmission: admissionWaiting}, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "Listing sessions to requeue", "Namespace", s.Namespace)
 		return nil
 	}
@@ -680,7 +675,7 @@ func (r *AgentSessionReconciler) queuedSiblings(ctx context.Context, o client.Ob
 
 func (r *AgentSessionReconciler) sessionsWithoutPod(ctx context.Context, _ client.Object) []reconcile.Request {
 	var list v1.AgentSessionList
-	if err := r.List(ctx, &list); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{indexAdmission: admissionWaiting}, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "Listing sessions to requeue")
 		return nil
 	}
@@ -705,12 +700,15 @@ func (r *AgentSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	if err := AddIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1.AgentSession{}).
+		For(&v1.AgentSession{}, builder.WithPredicates(sessionChangePredicate())).
 		Owns(&corev1.Pod{}, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Owns(&networkingv1.NetworkPolicy{}).
 		// A finished session frees a slot: wake the sessions queued behind it.
-		Watches(&v1.AgentSession{}, handler.EnqueueRequestsFromMapFunc(r.queuedSiblings)).
+		Watches(&v1.AgentSession{}, handler.EnqueueRequestsFromMapFunc(r.queuedSiblings), builder.WithPredicates(phaseChanged())).
 		// A new or changed provider may unblock sessions waiting for it.
 		Watches(&v1.ModelProvider{}, handler.EnqueueRequestsFromMapFunc(r.sessionsWithoutPod)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).

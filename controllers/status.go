@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -66,23 +65,23 @@ func outcomeFromPod(pod *corev1.Pod, now time.Time) podOutcome {
 	o.podReady, o.podReadyReason = metav1.ConditionFalse, "PodPending"
 	o.message = "Waiting for the runner pod to start."
 	for _, cs := range allStatuses(pod) {
-		if t := cs.State.Terminated; t != nil && cs.Name == ContainerCheckout && t.ExitCode == int32(contract.ExitContinuationFailed) {
+		if t := cs.State.Terminated; t != nil && cs.Name == contract.ContainerCheckout && t.ExitCode == int32(contract.ExitContinuationFailed) {
 			o.phase, o.reason = v1.PhaseFailed, v1.ReasonContinuationUnavailable
 			o.message = "Applying the earlier session's patch (spec.continueFrom) failed: " + terminationText(t)
 			return o
 		}
-		if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 && cs.Name == ContainerCheckout {
+		if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 && cs.Name == contract.ContainerCheckout {
 			// The kubelet marks the pod Failed right after; say why now.
 			o.phase, o.reason = v1.PhaseFailed, v1.ReasonCheckoutFailed
 			o.message = "Cloning the repository failed: " + terminationText(cs.State.Terminated)
 			return o
 		}
-		if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 && cs.Name == ContainerSetup {
+		if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 && cs.Name == contract.ContainerSetup {
 			o.phase, o.reason = v1.PhaseFailed, v1.ReasonSetupFailed
 			o.message = "The setup phase could not run: " + terminationText(cs.State.Terminated)
 			return o
 		}
-		if cs.Name == ContainerSetup && cs.State.Running != nil {
+		if cs.Name == contract.ContainerSetup && cs.State.Running != nil {
 			o.message = "Running the setup commands."
 		}
 		w := cs.State.Waiting
@@ -117,7 +116,7 @@ func allStatuses(pod *corev1.Pod) []corev1.ContainerStatus {
 // runner wrote as its termination message.
 func agentTermination(pod *corev1.Pod) (*int32, *metav1.Time, *contract.Summary) {
 	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name != ContainerRunner || cs.State.Terminated == nil {
+		if cs.Name != contract.ContainerRunner || cs.State.Terminated == nil {
 			continue
 		}
 		t := cs.State.Terminated
@@ -149,18 +148,18 @@ func failureReason(pod *corev1.Pod, exitCode *int32, sum *contract.Summary) (str
 		if t.Reason == "OOMKilled" {
 			return v1.ReasonOOMKilled, fmt.Sprintf("Container %s ran out of memory; raise spec.runner.resources.limits.memory.", cs.Name)
 		}
-		if cs.Name == ContainerCheckout && t.ExitCode == int32(contract.ExitContinuationFailed) {
+		if cs.Name == contract.ContainerCheckout && t.ExitCode == int32(contract.ExitContinuationFailed) {
 			return v1.ReasonContinuationUnavailable, "Applying the earlier session's patch (spec.continueFrom) failed: " + terminationText(t)
 		}
-		if cs.Name == ContainerCheckout && t.ExitCode != 0 {
+		if cs.Name == contract.ContainerCheckout && t.ExitCode != 0 {
 			return v1.ReasonCheckoutFailed, "Cloning the repository failed: " + terminationText(t)
 		}
-		if cs.Name == ContainerSetup && t.ExitCode != 0 {
+		if cs.Name == contract.ContainerSetup && t.ExitCode != 0 {
 			// runner setup exits 0 when a command fails (the runner reports it); non-zero is
 			// setup itself failing.
 			return v1.ReasonSetupFailed, "The setup phase could not run: " + terminationText(t)
 		}
-		if cs.Name == ContainerInstall && t.ExitCode != 0 {
+		if cs.Name == contract.ContainerInstall && t.ExitCode != 0 {
 			return v1.ReasonPodFailed, "Installing the runner into the pod failed: " + terminationText(t)
 		}
 	}
@@ -277,26 +276,12 @@ func applyOutcome(s *v1.AgentSession, o podOutcome, now time.Time) {
 	})
 }
 
-// applySummary fills result fields the gateway may not have written (for example when a
-// session ran without a reachable gateway). Values the gateway already wrote win.
+// applySummary records what the runner's termination message says the session ran with:
+// the commit it checked out (which spec.continueFrom builds on), and the model when
+// admission did not record one. The rest of the summary (result summary and diff stats,
+// usage) is the gateway's: it has it from /finish, or its archiver reads it from the pod of
+// a runner that never got there.
 func applySummary(s *v1.AgentSession, sum *contract.Summary) {
-	if s.Status.Result == nil {
-		s.Status.Result = &v1.SessionResult{}
-	}
-	r := s.Status.Result
-	if r.Summary == "" {
-		r.Summary = display.Truncate(sum.Message, 4000)
-	}
-	if r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 {
-		r.FilesChanged, r.Additions, r.Deletions = int32(sum.Diff.FilesChanged), int32(sum.Diff.Additions), int32(sum.Diff.Deletions)
-		r.OmittedFiles = v1.OmittedFilesFrom(sum.Diff.Omitted)
-	}
-	if s.Status.Usage == nil {
-		s.Status.Usage = &v1.Usage{
-			PromptTokens: sum.Usage.PromptTokens, CompletionTokens: sum.Usage.CompletionTokens,
-			CachedTokens: sum.Usage.CachedTokens, TotalTokens: sum.Usage.Total(), ToolCalls: int32(sum.ToolCalls),
-		}
-	}
 	if s.Status.Resolved == nil {
 		s.Status.Resolved = &v1.Resolved{}
 	}
@@ -312,5 +297,3 @@ func applySummary(s *v1.AgentSession, sum *contract.Summary) {
 func cond(s *v1.AgentSession, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(s.Status.Conditions, typ)
 }
-
-func equalStatus(a, b v1.AgentSessionStatus) bool { return apiequality.Semantic.DeepEqual(a, b) }
