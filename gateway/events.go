@@ -263,6 +263,7 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request, id identit
 		// better: the write is retried in the background (flush rescheduled it).
 		log.FromContext(r.Context()).Error(err, "Recording the archive in status; retrying in the background", "AgentSession", id.Session)
 	}
+	s.floorUsageLater(ss, req.Summary.Usage)
 	// The state stays (finished) until it is idle, so this replica refuses a
 	// second finish even before its cache shows status.transcript.
 	writeJSON(w, http.StatusOK, resp)
@@ -307,11 +308,6 @@ func (s *Server) archive(r *http.Request, ss *session, req *contract.FinishReque
 	}
 	if st.Usage == nil {
 		st.Usage = &v1.Usage{}
-	}
-	if st.Usage.TotalTokens == 0 {
-		// Nothing went through the proxy (a runner pointed elsewhere): the runner's count.
-		u := req.Summary.Usage
-		st.Usage.PromptTokens, st.Usage.CompletionTokens, st.Usage.CachedTokens, st.Usage.TotalTokens = u.PromptTokens, u.CompletionTokens, u.CachedTokens, u.Total()
 	}
 	st.Usage.ToolCalls = int32(req.Summary.ToolCalls)
 	st.PendingApprovals = nil

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -147,6 +148,10 @@ type gw struct {
 	srv    *gateway.Server
 	cancel context.CancelFunc
 	done   chan error
+	// client is the replica's apiserver client (env.Client when nil).
+	client client.Client
+	// statusInterval overrides the status coalescing interval (200ms when zero).
+	statusInterval time.Duration
 }
 
 func startGateway(t *testing.T) *gw {
@@ -167,11 +172,11 @@ func (g *gw) serve(ln net.Listener) {
 	srv, err := gateway.New(ctx, gateway.Config{
 		OperatorNamespace:  operatorNS,
 		S3:                 gateway.S3Config{Endpoint: "http://" + s3.Endpoint, Bucket: bucket, Prefix: "sessions", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, OpTimeout: 3 * time.Second},
-		StatusInterval:     200 * time.Millisecond,
+		StatusInterval:     cmp.Or(g.statusInterval, 200*time.Millisecond),
 		ApprovalPollWindow: 2 * time.Second,
 		ShutdownTimeout:    300 * time.Millisecond,
 		GetCertificate:     certs.GetCertificate,
-	}, env.Client, env.Client)
+	}, g.apiClient(), g.apiClient())
 	if err != nil {
 		cancel()
 		g.t.Fatal(err)
@@ -179,6 +184,13 @@ func (g *gw) serve(ln net.Listener) {
 	g.srv, g.cancel, g.done = srv, cancel, make(chan error, 1)
 	go func() { g.done <- srv.Serve(ctx, ln) }()
 	srv.Addr()
+}
+
+func (g *gw) apiClient() client.Client {
+	if g.client != nil {
+		return g.client
+	}
+	return env.Client
 }
 
 func (g *gw) stop() {

@@ -83,11 +83,15 @@ var (
 		Name: "agentry_gateway_status_write_errors_total",
 		Help: "AgentSession status writes that failed (retried).",
 	})
+	statusConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "agentry_gateway_status_conflicts_total",
+		Help: "AgentSession status writes redone because another writer (the reconciler, another replica) wrote in between.",
+	})
 )
 
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, llmDuration, llmErrors, llmTokens,
 		toolDuration, toolErrors, sessionTurns, activeSessions, eventsStored, storeErrors, statusWrites, statusWriteErrors,
 		refusedTotal, eventConflicts, approvalConflicts)
-	metrics.Registry.MustRegister(webRequests, webBytes)
+	metrics.Registry.MustRegister(webRequests, webBytes, statusConflicts)
 }

@@ -41,6 +41,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 		writeOpenAIError(w, http.StatusServiceUnavailable, "loading session state: "+err.Error(), "server_error", "")
 		return
 	}
+	// What other replicas charged and wrote counts against the budgets here too.
+	ss.mu.Lock()
+	ss.observeStored(sess.Status.Usage)
+	ss.mu.Unlock()
 	providerName := sess.Spec.Model.Provider
 	if providerName == "" {
 		providerName = "default"

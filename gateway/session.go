@@ -54,7 +54,16 @@ type session struct {
 	mu      sync.Mutex
 	status  ownedStatus
 	lastSeq int64 // events stored in object storage, contiguous from 1
+	// Token accounting. The count every replica agrees on is status.usage in the API;
+	// each replica only ever adds what it charged itself, so two replicas serving one
+	// session never overwrite each other's calls. stored is status.usage as last read
+	// or written, pending what this replica charged since, and tokens their sum: the
+	// figure the budgets check. rv is the resourceVersion the next status write is
+	// conditioned on, so a write based on a stale stored count fails and is redone.
+	stored  contract.Usage
+	pending contract.Usage
 	tokens  contract.Usage
+	rv      string
 	// writeMu orders status writes so an older snapshot never lands after a newer one.
 	writeMu sync.Mutex
 	// appendMu serialises event batches: segments must not interleave.
@@ -103,9 +112,8 @@ func (s *Server) session(ctx context.Context, id identity) (*session, error) {
 		r.ExitCode = nil
 		ss.status.Result = &r
 	}
-	if u := st.Usage; u != nil {
-		ss.tokens = contract.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CachedTokens: u.CachedTokens}
-	}
+	ss.stored, ss.rv = usageOf(st.Usage), obj.ResourceVersion
+	ss.tokens = ss.stored
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if existing, ok := s.sessions[id.UID]; ok {
@@ -174,11 +182,8 @@ func (s *Server) flush(ctx context.Context, ss *session) error {
 		return nil
 	}
 	ss.dirty = false
-	snapshot, err := ss.status.applyBody()
 	ss.mu.Unlock()
-	if err == nil {
-		err = s.applyStatus(ctx, ss.id, snapshot)
-	}
+	err := s.writeStatus(ctx, ss)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.lastWrite = s.now()
@@ -197,22 +202,84 @@ func (s *Server) flush(ctx context.Context, ss *session) error {
 	return nil
 }
 
-func (s *Server) applyStatus(ctx context.Context, id identity, status json.RawMessage) error {
+// maxStatusConflicts bounds the rereads of one status write. A conflict means someone
+// else wrote the session in between (the reconciler, another replica), which is rare
+// per session, so a handful of tries always suffices unless the apiserver misbehaves.
+const maxStatusConflicts = 5
+
+// writeStatus applies this replica's view, with usage = the stored count + what this
+// replica charged since, conditioned on the resourceVersion that stored count was read
+// at. When another writer got in between, the apiserver refuses the write (409); the
+// stored count is read again and the write redone, so no charge is lost or counted twice.
+// Callers hold writeMu.
+func (s *Server) writeStatus(ctx context.Context, ss *session) error {
+	for try := 1; ; try++ {
+		ss.mu.Lock()
+		sent, base, rv := ss.pending, ss.stored, ss.rv
+		ss.setUsageLocked()
+		snapshot, err := ss.status.applyBody()
+		ss.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		newRV, err := s.applyStatus(ctx, ss.id, rv, snapshot)
+		if err == nil {
+			ss.mu.Lock()
+			ss.stored = maxUsage(ss.stored, base.Add(sent))
+			ss.pending = subUsage(ss.pending, sent)
+			ss.rv = newRV
+			ss.tokens = ss.stored.Add(ss.pending)
+			ss.mu.Unlock()
+			return nil
+		}
+		if !apierrors.IsConflict(err) || try == maxStatusConflicts {
+			return err
+		}
+		statusConflicts.Inc()
+		fresh := &v1.AgentSession{}
+		if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil {
+			return fmt.Errorf("reading %s again after a conflicting write: %w", ss.id.Session, err)
+		}
+		if fresh.UID != ss.id.UID {
+			return apierrors.NewNotFound(v1.GroupVersion.WithResource("agentsessions").GroupResource(), ss.id.Session.Name)
+		}
+		ss.mu.Lock()
+		ss.stored, ss.rv = maxUsage(ss.stored, usageOf(fresh.Status.Usage)), fresh.ResourceVersion
+		ss.tokens = ss.stored.Add(ss.pending)
+		ss.mu.Unlock()
+	}
+}
+
+// applyStatus applies status under the gateway's field manager, conditioned on rv when
+// it is set, and returns the resourceVersion written.
+func (s *Server) applyStatus(ctx context.Context, id identity, rv string, status json.RawMessage) (string, error) {
+	md := map[string]any{"name": id.Session.Name, "namespace": id.Session.Namespace, "uid": string(id.UID)}
+	if rv != "" {
+		md["resourceVersion"] = rv
+	}
 	body, err := json.Marshal(map[string]any{
 		"apiVersion": v1.GroupVersion.String(),
 		"kind":       "AgentSession",
-		"metadata":   map[string]any{"name": id.Session.Name, "namespace": id.Session.Namespace, "uid": string(id.UID)},
+		"metadata":   md,
 		"status":     status,
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	obj := &v1.AgentSession{}
 	obj.Name, obj.Namespace = id.Session.Name, id.Session.Namespace
 	if err := s.client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), FieldOwner, client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying status of %s: %w", id.Session, err)
+		return "", fmt.Errorf("applying status of %s: %w", id.Session, err)
 	}
-	return nil
+	return obj.ResourceVersion, nil
+}
+
+// fresh reads around the cache.
+func (s *Server) fresh() client.Reader {
+	if s.auth.live != nil {
+		return s.auth.live
+	}
+	return s.client
 }
 
 // flushAll writes every pending status update, at shutdown.
@@ -281,13 +348,72 @@ func (ss *session) observe(evs []contract.Event) {
 
 // addTokens records usage counted by the proxy. Callers hold ss.mu.
 func (ss *session) addTokens(u contract.Usage) {
-	ss.tokens = ss.tokens.Add(u)
+	ss.pending = ss.pending.Add(u)
+	ss.tokens = ss.stored.Add(ss.pending)
+	ss.setUsageLocked()
+}
+
+// floorUsageLater makes the finished session's usage at least the runner's own count,
+// field by field, once every live replica has written what it charged (a few status
+// intervals: a call is charged before its answer reaches the runner, so before the
+// finish). The runner's count covers calls that never went through the proxy (a runner
+// pointed elsewhere) and calls whose charge died unwritten with a killed replica. Raising
+// earlier could count a call twice: once here and once when the replica that charged it
+// writes.
+func (s *Server) floorUsageLater(ss *session, runner contract.Usage) {
+	time.AfterFunc(3*s.cfg.StatusInterval, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		fresh := &v1.AgentSession{}
+		if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil || fresh.UID != ss.id.UID {
+			return // deleted, or the apiserver is away: the proxy's count stands
+		}
+		ss.mu.Lock()
+		ss.observeStored(fresh.Status.Usage)
+		if missing := subUsage(maxUsage(ss.tokens, runner), ss.tokens); missing != (contract.Usage{}) {
+			log.Log.WithName("gateway").Info("Raising usage to the runner's count: some calls' charges were never written (a replica died)",
+				"AgentSession", ss.id.Session, "tokens", missing.Total())
+			ss.addTokens(missing)
+			s.changed(ss)
+		}
+		ss.mu.Unlock()
+	})
+}
+
+// observeStored takes in a count read from the API (the cache's copy of the session):
+// other replicas' charges become part of what the budgets check. Usage only grows, so
+// the larger figure is the fresher. Callers hold ss.mu.
+func (ss *session) observeStored(u *v1.Usage) {
+	ss.stored = maxUsage(ss.stored, usageOf(u))
+	ss.tokens = ss.stored.Add(ss.pending)
+}
+
+// setUsageLocked mirrors the count into the status to apply. Callers hold ss.mu.
+func (ss *session) setUsageLocked() {
+	if ss.tokens == (contract.Usage{}) && ss.status.Usage == nil {
+		return
+	}
 	if ss.status.Usage == nil {
 		ss.status.Usage = &v1.Usage{}
 	}
 	us := ss.status.Usage
 	us.PromptTokens, us.CompletionTokens, us.CachedTokens = ss.tokens.PromptTokens, ss.tokens.CompletionTokens, ss.tokens.CachedTokens
 	us.TotalTokens = ss.tokens.Total()
+}
+
+func usageOf(u *v1.Usage) contract.Usage {
+	if u == nil {
+		return contract.Usage{}
+	}
+	return contract.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CachedTokens: u.CachedTokens}
+}
+
+func maxUsage(a, b contract.Usage) contract.Usage {
+	return contract.Usage{PromptTokens: max(a.PromptTokens, b.PromptTokens), CompletionTokens: max(a.CompletionTokens, b.CompletionTokens), CachedTokens: max(a.CachedTokens, b.CachedTokens)}
+}
+
+func subUsage(a, b contract.Usage) contract.Usage {
+	return contract.Usage{PromptTokens: a.PromptTokens - b.PromptTokens, CompletionTokens: a.CompletionTokens - b.CompletionTokens, CachedTokens: a.CachedTokens - b.CachedTokens}
 }
 
 func firstLine(s string) string {

@@ -1,0 +1,279 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/test/scriptedllm"
+	"github.com/agentry-dev/agentry/test/testutil"
+)
+
+// balancer is the agentry-gateway Service at its worst for the replicas: no affinity,
+// each kind of request (model call, event batch, ...) to the next live replica in turn, so
+// one session's calls, events and finish are spread over both.
+type balancer struct {
+	URL      string
+	mu       sync.Mutex
+	replicas []*url.URL
+	down     []bool
+	served   map[string][]int // by path
+	next     map[string]int
+}
+
+func startBalancer(t *testing.T, replicas ...*gw) *balancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &balancer{URL: "https://" + ln.Addr().String(), down: make([]bool, len(replicas)), served: map[string][]int{}, next: map[string]int{}}
+	for _, g := range replicas {
+		u, _ := url.Parse(g.URL)
+		b.replicas = append(b.replicas, u)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(b.pick(pr.In.URL.Path)) },
+		Transport:     gwClient.Transport,
+		FlushInterval: -1,
+		ErrorHandler:  func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
+	}
+	srv := &http.Server{Handler: proxy, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return b
+}
+
+func (b *balancer) pick(path string) *url.URL {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.served[path] == nil {
+		b.served[path] = make([]int, len(b.replicas))
+	}
+	for range b.replicas {
+		i := b.next[path] % len(b.replicas)
+		b.next[path]++
+		if !b.down[i] {
+			b.served[path][i]++
+			return b.replicas[i]
+		}
+	}
+	return b.replicas[0]
+}
+
+// remove takes replica i out of rotation, as endpoints drop a dead pod.
+func (b *balancer) remove(i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down[i] = true
+}
+
+// calls is how many model calls each replica served.
+func (b *balancer) calls() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append(make([]int, len(b.replicas)), b.served[contract.PathChatCompletions]...)[len(b.replicas):]
+}
+
+var errKilled = errors.New("replica killed")
+
+// mortal is a replica's apiserver client that the test cuts as SIGKILL would: whatever
+// the replica had not written by then is never written.
+type mortal struct {
+	client.Client
+	dead atomic.Bool
+}
+
+func (m *mortal) Status() client.SubResourceWriter {
+	return &mortalWriter{SubResourceWriter: m.Client.Status(), dead: &m.dead}
+}
+
+func (m *mortal) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	if m.dead.Load() {
+		return errKilled
+	}
+	return m.Client.Patch(ctx, obj, patch, opts...)
+}
+
+type mortalWriter struct {
+	client.SubResourceWriter
+	dead *atomic.Bool
+}
+
+func (w *mortalWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if w.dead.Load() {
+		return errKilled
+	}
+	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+func (w *mortalWriter) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	if w.dead.Load() {
+		return errKilled
+	}
+	return w.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+// startReplica is one manager replica's gateway, with an apiserver client the test can
+// cut, writing status every statusInterval (200ms when zero).
+func startReplica(t *testing.T, statusInterval time.Duration) (*gw, *mortal) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mortal{Client: env.Client}
+	g := &gw{t: t, addr: ln.Addr().String(), URL: "https://" + ln.Addr().String(), client: m, statusInterval: statusInterval}
+	g.serve(ln)
+	t.Cleanup(g.stop)
+	return g, m
+}
+
+// metered answers the writer's script with a fixed, distinct usage per call, and sums
+// what it answered: the provider's bill.
+type metered struct {
+	w      *writer
+	mu     sync.Mutex
+	billed contract.Usage
+	calls  int
+}
+
+func (m *metered) step(n int, r scriptedllm.Request) scriptedllm.Step {
+	st := m.w.step(n, r)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	u := scriptedllm.Usage{PromptTokens: 1000 + 7*m.calls, CompletionTokens: 50 + m.calls, CachedTokens: m.calls}
+	st.Usage = &u
+	m.billed = m.billed.Add(contract.Usage{PromptTokens: int64(u.PromptTokens), CompletionTokens: int64(u.CompletionTokens), CachedTokens: int64(u.CachedTokens)})
+	return st
+}
+
+func (m *metered) bill() contract.Usage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.billed
+}
+
+// transcriptUsage sums the usage of the model responses the archived transcript records:
+// what the runner received.
+func transcriptUsage(t *testing.T, s *v1.AgentSession, f *fixture) contract.Usage {
+	t.Helper()
+	var sum contract.Usage
+	for _, line := range bytes.Split(objectBytes(t, f.get(s).Status.Transcript.URI), []byte{'\n'}) {
+		if len(line) == 0 {
+			continue
+		}
+		ev, err := contract.DecodeEvent(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == contract.EventModelResponse {
+			sum = sum.Add(ev.ModelResponse.Usage)
+		}
+	}
+	return sum
+}
+
+func usageIs(got *v1.Usage, want contract.Usage) error {
+	if got == nil || got.PromptTokens != want.PromptTokens || got.CompletionTokens != want.CompletionTokens ||
+		got.CachedTokens != want.CachedTokens || got.TotalTokens != want.Total() {
+		return fmt.Errorf("status.usage = %+v, want %+v (total %d)", got, want, want.Total())
+	}
+	return nil
+}
+
+// assertUsage waits until status.usage is want (a replica's last charges are written
+// within a few status intervals), then checks it stays so: nothing is counted twice late.
+func assertUsage(t *testing.T, f *fixture, s *v1.AgentSession, what string, want contract.Usage) {
+	t.Helper()
+	testutil.Within(t, 10*time.Second, "status.usage to be "+what, func() error { return usageIs(f.get(s).Status.Usage, want) })
+	time.Sleep(time.Second) // five status intervals: any late write would have landed
+	if err := usageIs(f.get(s).Status.Usage, want); err != nil {
+		t.Errorf("after a second: %v", err)
+	}
+}
+
+// Two replicas serve one session turn about: every model call, event batch and the finish
+// may land on either. Each replica adds only what it charged, under an optimistic lock, so
+// the session's usage is exactly the provider's bill and the transcript is whole.
+func TestTwoReplicasCountEveryTokenOnceAndKeepTheWholeTranscript(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	m := &metered{w: &writer{files: 8}}
+	f := newFixture(t)
+	f.llm.Generate(m.step)
+	a, _ := startReplica(t, 0)
+	b, _ := startReplica(t, 0)
+	lb := startBalancer(t, a, b)
+	s := f.session("replicas")
+	r := runnerFor(t, s, &gw{URL: lb.URL}, f.tokenFile(f.runnerPod(s)))
+	if code := r.run(context.Background()); code != 0 {
+		t.Fatalf("runner exited %d:\n%s", code, r.stderr.String())
+	}
+	if c := lb.calls(); len(c) != 2 || c[0] < 4 || c[1] < 4 {
+		t.Fatalf("model calls per replica = %v; the test needs both to serve the session", c)
+	}
+	assertCompleteTranscript(t, f, s, r)
+	if m.calls != 9 {
+		t.Errorf("the model answered %d calls, want 9 (8 writes and the answer)", m.calls)
+	}
+	assertUsage(t, f, s, "the provider's bill", m.bill())
+}
+
+// A replica dies (SIGKILL: nothing it had not written is ever written) in the middle of a
+// session both replicas serve. The runner carries on through the other; the finished
+// session's usage is what the model billed for the answers the runner received, and the
+// transcript is whole.
+func TestAReplicaKilledMidSessionLosesNoTokenAndNoEvent(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	atTurn4, killed := make(chan struct{}), make(chan struct{})
+	m := &metered{w: &writer{files: 8, hold: map[int]func(){4: func() { close(atTurn4); <-killed }}}}
+	f := newFixture(t)
+	f.llm.Generate(m.step)
+	// Replica a never gets to write its charges before it dies: everything it counted is
+	// lost with it, the worst case of a SIGKILL.
+	a, aClient := startReplica(t, time.Hour)
+	b, _ := startReplica(t, 0)
+	lb := startBalancer(t, a, b)
+	s := f.session("replica-killed")
+	r := runnerFor(t, s, &gw{URL: lb.URL}, f.tokenFile(f.runnerPod(s)))
+	done := make(chan int, 1)
+	go func() { done <- r.run(context.Background()) }()
+
+	<-atTurn4 // a model call is in flight; replica a has charged calls it never wrote
+	if c := lb.calls(); len(c) != 2 || c[0] < 2 {
+		t.Fatalf("model calls per replica = %v; replica a must have served calls before it dies", c)
+	}
+	aClient.dead.Store(true)
+	lb.remove(0)
+	a.stop()
+	close(killed)
+	if code := <-done; code != 0 {
+		t.Fatalf("runner exited %d:\n%s", code, r.stderr.String())
+	}
+	assertCompleteTranscript(t, f, s, r)
+	received := transcriptUsage(t, s, f)
+	if received.Total() == 0 {
+		t.Fatal("the transcript records no model usage")
+	}
+	assertUsage(t, f, s, "the usage of every answer the runner received", received)
+	if bill := m.bill(); bill.Total() < received.Total() {
+		t.Errorf("the provider billed %d tokens, fewer than the runner received (%d)", bill.Total(), received.Total())
+	}
+}
