@@ -239,6 +239,8 @@ func script(_ int, r scriptedllm.Request) scriptedllm.Step {
 		}
 	case strings.HasPrefix(marker, "[e2e:hang"):
 		return scriptedllm.Hang()
+	case strings.HasPrefix(marker, "[e2e:failover"):
+		return failoverStep(marker, turn)
 	}
 	return scriptedllm.Text("Nothing to do.")
 }
