@@ -83,7 +83,7 @@ func TestSetupPhaseEgressAndFailure(t *testing.T) {
 	}
 	s = create(t, s)
 	pod := waitForPod(t, ctx, s)
-	if got := initContainerNames(pod); !slices.Contains(got, ContainerSetup) {
+	if got := initContainerNames(pod); !slices.Contains(got, contract.ContainerSetup) {
 		t.Fatalf("init containers %v lack setup", got)
 	}
 
@@ -100,8 +100,8 @@ func TestSetupPhaseEgressAndFailure(t *testing.T) {
 	k.update(ctx, pod, func(st *corev1.PodStatus) {
 		st.Phase = corev1.PodPending
 		st.InitContainerStatuses = []corev1.ContainerStatus{
-			terminated(ContainerInstall, 0, "Completed", ""), terminated(ContainerCheckout, 0, "Completed", ""),
-			{Name: ContainerSetup, State: running},
+			terminated(contract.ContainerInstall, 0, "Completed", ""), terminated(contract.ContainerCheckout, 0, "Completed", ""),
+			{Name: contract.ContainerSetup, State: running},
 		}
 	})
 	setup := waitForEgressPhase(t, ctx, s, "setup")
@@ -118,11 +118,11 @@ func TestSetupPhaseEgressAndFailure(t *testing.T) {
 		st.Phase = corev1.PodRunning
 		st.StartTime = &now
 		st.InitContainerStatuses = []corev1.ContainerStatus{
-			terminated(ContainerInstall, 0, "Completed", ""), terminated(ContainerCheckout, 0, "Completed", ""),
-			terminated(ContainerSetup, 0, "Completed", ""),
-			{Name: ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
+			terminated(contract.ContainerInstall, 0, "Completed", ""), terminated(contract.ContainerCheckout, 0, "Completed", ""),
+			terminated(contract.ContainerSetup, 0, "Completed", ""),
+			{Name: contract.ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: ContainerRunner, Ready: true, State: running}}
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: contract.ContainerRunner, Ready: true, State: running}}
 	})
 	agent := waitForEgressPhase(t, ctx, s, contract.EgressPhaseAgent)
 	for _, e := range agent {

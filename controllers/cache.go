@@ -15,7 +15,7 @@ import (
 // NetworkPolicies are cached only when they carry a session label, and managedFields (often
 // the larger part of an object) are dropped from everything cached.
 func CacheOptions() cache.Options {
-	req, err := labels.NewRequirement(LabelSessionUID, selection.Exists, nil)
+	req, err := labels.NewRequirement(contract.LabelSessionUID, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant label key: cannot fail
 	}

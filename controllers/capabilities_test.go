@@ -196,7 +196,7 @@ func TestForeignPodWithTheRunnerNameIsNeitherAdoptedNorDeleted(t *testing.T) {
 	ns := restrictedNamespace(t, ctx)
 	foreign := &corev1.Pod{
 		// Labelled like a runner pod, so the manager's cache holds it too.
-		ObjectMeta: metav1.ObjectMeta{Name: "taken-runner", Namespace: ns, Labels: map[string]string{LabelSessionUID: "someone-else"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "taken-runner", Namespace: ns, Labels: map[string]string{contract.LabelSessionUID: "someone-else"}},
 		Spec: corev1.PodSpec{
 			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},

@@ -9,6 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/testutil"
 )
 
@@ -32,7 +33,7 @@ func TestRunnerPodCarriesTheModelsContextWindow(t *testing.T) {
 		s := testutil.Session("model-"+model+"x", ns).Obj()
 		s.Spec.Model.Provider, s.Spec.Model.Name = provider, model
 		pod := waitForPod(t, ctx, create(t, s))
-		args := containerByName(pod, ContainerRunner).Args
+		args := containerByName(pod, contract.ContainerRunner).Args
 		if i := slices.Index(args, "--context-window"); i < 0 || args[i+1] != want {
 			t.Errorf("model %q: runner args %v, want --context-window %s", model, args, want)
 		}
@@ -40,7 +41,7 @@ func TestRunnerPodCarriesTheModelsContextWindow(t *testing.T) {
 
 	// The default provider declares no window: no compaction flag.
 	s := create(t, testutil.Session("no-window", ns).Obj())
-	if args := containerByName(waitForPod(t, ctx, s), ContainerRunner).Args; slices.Contains(args, "--context-window") {
+	if args := containerByName(waitForPod(t, ctx, s), contract.ContainerRunner).Args; slices.Contains(args, "--context-window") {
 		t.Errorf("runner args %v carry --context-window for a provider without one", args)
 	}
 }

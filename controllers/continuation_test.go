@@ -121,7 +121,7 @@ func TestFollowUpChecksOutTheEarlierBase(t *testing.T) {
 	if got.Status.ContinuedFrom == nil || *got.Status.ContinuedFrom != want {
 		t.Fatalf("status.continuedFrom = %+v, want %+v", got.Status.ContinuedFrom, want)
 	}
-	checkout := containerByName(pod, ContainerCheckout)
+	checkout := containerByName(pod, contract.ContainerCheckout)
 	args := strings.Join(checkout.Args, " ")
 	for _, w := range []string{"--ref " + earlierCommit, "--continuation-from-gateway " + testRunnerConfig.GatewayURL, "--token-file " + tokenDir + "/" + tokenFile} {
 		if !strings.Contains(args, w) {
@@ -134,10 +134,10 @@ func TestFollowUpChecksOutTheEarlierBase(t *testing.T) {
 	if !slices.ContainsFunc(checkout.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "gateway-token" && m.ReadOnly }) {
 		t.Errorf("checkout container lacks the read-only gateway token: %+v", checkout.VolumeMounts)
 	}
-	if agent := containerByName(pod, ContainerAgent); slices.ContainsFunc(agent.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "gateway-token" }) {
+	if agent := containerByName(pod, contract.ContainerAgent); slices.ContainsFunc(agent.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "gateway-token" }) {
 		t.Error("the agent container must never mount the gateway token")
 	}
-	if !slices.Contains(containerByName(pod, ContainerRunner).Args, "--continuation") {
+	if !slices.Contains(containerByName(pod, contract.ContainerRunner).Args, "--continuation") {
 		t.Error("runner args lack --continuation")
 	}
 
@@ -147,7 +147,7 @@ func TestFollowUpChecksOutTheEarlierBase(t *testing.T) {
 	eventually(t, ctx, "plain pod", func() error {
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: podName(plain)}, plainPod)
 	})
-	if c := containerByName(plainPod, ContainerCheckout); slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "gateway-token" }) {
+	if c := containerByName(plainPod, contract.ContainerCheckout); slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "gateway-token" }) {
 		t.Error("a session without continueFrom mounts the gateway token into its checkout")
 	}
 }
@@ -178,7 +178,7 @@ func TestFollowUpPodTrustsTheGatewayAsTheRunnerDoes(t *testing.T) {
 			settings := defaultSettings(t, s)
 			settings.plainHTTPGateway = tc.plain
 			pod := buildRunnerPod(s, tc.cfg(testRunnerConfig), settings)
-			if got := strings.Join(containerByName(pod, ContainerCheckout).Args, " "); got != tc.want {
+			if got := strings.Join(containerByName(pod, contract.ContainerCheckout).Args, " "); got != tc.want {
 				t.Errorf("checkout args:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})

@@ -34,7 +34,7 @@ func TestGatewayCABundleIsCopiedAndKeptCurrent(t *testing.T) {
 	if cm.Data[contract.GatewayCAKey] != testBundle || cm.Labels[contract.LabelGatewayCA] != contract.GatewayCACopy {
 		t.Errorf("copy = %v labels %v", cm.Data, cm.Labels)
 	}
-	runner := containerByName(pod, ContainerRunner)
+	runner := containerByName(pod, contract.ContainerRunner)
 	if !slices.Contains(runner.Args, "--gateway-ca-file") || slices.Contains(runner.Args, "--allow-plain-http-gateway") {
 		t.Errorf("runner args %v: want --gateway-ca-file and no plain HTTP", runner.Args)
 	}
@@ -52,7 +52,7 @@ func TestGatewayCABundleIsCopiedAndKeptCurrent(t *testing.T) {
 	if !projected {
 		t.Error("the runner pod does not mount the CA bundle")
 	}
-	if agent := containerByName(pod, ContainerAgent); agent != nil {
+	if agent := containerByName(pod, contract.ContainerAgent); agent != nil {
 		for _, m := range agent.VolumeMounts {
 			if m.Name == "gateway-token" {
 				t.Error("the agent container mounts the gateway volume")
@@ -164,7 +164,7 @@ func TestPlainHTTPGatewayNeedsTheNamespacesConsent(t *testing.T) {
 	}
 	startManagerWith(t, allowed, plain)
 	pod := waitForPod(t, ctx, create(t, testutil.Session("consented", allowed).Obj()))
-	if args := containerByName(pod, ContainerRunner).Args; !slices.Contains(args, "--allow-plain-http-gateway") || slices.Contains(args, "--gateway-ca-file") {
+	if args := containerByName(pod, contract.ContainerRunner).Args; !slices.Contains(args, "--allow-plain-http-gateway") || slices.Contains(args, "--gateway-ca-file") {
 		t.Errorf("runner args %v: want --allow-plain-http-gateway and no CA file", args)
 	}
 }

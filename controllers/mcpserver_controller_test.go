@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/testutil"
 )
 
@@ -135,7 +136,7 @@ func TestRunnerPodNamesTheMCPServersAndHoldsNoneOfTheirSecrets(t *testing.T) {
 	s.UID = "uid-mcp"
 	s.Spec.MCPServers = []v1.MCPServerReference{{Name: "tracker"}, {Name: "docs"}}
 	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
-	runner := containerByName(pod, ContainerRunner)
+	runner := containerByName(pod, contract.ContainerRunner)
 	if args := strings.Join(runner.Args, " "); !strings.Contains(args, "--mcp-server tracker --mcp-server docs") {
 		t.Errorf("runner args lack the MCP servers: %s", args)
 	}

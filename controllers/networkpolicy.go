@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // NetworkConfig is what the operator decides about runner pods' network.
@@ -184,10 +185,10 @@ func networkPolicyPhase(pod *corev1.Pod) networkPhase {
 	}
 	checkedOut, setupDone := false, false
 	for _, cs := range pod.Status.InitContainerStatuses {
-		if cs.Name == ContainerCheckout && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0 {
+		if cs.Name == contract.ContainerCheckout && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0 {
 			checkedOut = true
 		}
-		if cs.Name == ContainerSetup && cs.State.Terminated != nil {
+		if cs.Name == contract.ContainerSetup && cs.State.Terminated != nil {
 			setupDone = true
 		}
 	}
@@ -299,7 +300,7 @@ func buildSessionNetworkPolicy(s *v1.AgentSession, cfg NetworkConfig, resolved m
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: podName(s), Namespace: s.Namespace, Labels: sessionLabels(s), Annotations: annotations},
 		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{LabelSessionUID: string(s.UID)}},
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{contract.LabelSessionUID: string(s.UID)}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
 			Egress:      rules,
 		},

@@ -9,6 +9,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/testutil"
 )
 
@@ -111,7 +112,7 @@ func TestNetworkPolicyPhaseFromPod(t *testing.T) {
 	terminated := func(name string, code int32) corev1.ContainerStatus {
 		return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}}
 	}
-	running := corev1.ContainerStatus{Name: ContainerCheckout, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
+	running := corev1.ContainerStatus{Name: contract.ContainerCheckout, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
 	cases := map[string]struct {
 		pod  *corev1.Pod
 		want networkPhase
@@ -119,10 +120,10 @@ func TestNetworkPolicyPhaseFromPod(t *testing.T) {
 		"no pod yet":                  {pod: nil, want: phaseCheckout},
 		"pod without statuses":        {pod: &corev1.Pod{}, want: phaseCheckout},
 		"checkout running":            {pod: &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{running}}}, want: phaseCheckout},
-		"checkout failed":             {pod: &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{terminated(ContainerCheckout, 1)}}}, want: phaseCheckout},
-		"checkout succeeded":          {pod: &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{terminated(ContainerCheckout, 0)}}}, want: phaseAgent},
+		"checkout failed":             {pod: &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{terminated(contract.ContainerCheckout, 1)}}}, want: phaseCheckout},
+		"checkout succeeded":          {pod: &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{terminated(contract.ContainerCheckout, 0)}}}, want: phaseAgent},
 		"another init container done": {pod: &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{terminated("other", 0), running}}}, want: phaseCheckout},
-		"a regular container named checkout does not count": {pod: &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{terminated(ContainerCheckout, 0)}}}, want: phaseCheckout},
+		"a regular container named checkout does not count": {pod: &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{terminated(contract.ContainerCheckout, 0)}}}, want: phaseCheckout},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

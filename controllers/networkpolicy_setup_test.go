@@ -120,17 +120,17 @@ func TestSetupNetworkPhaseFromPod(t *testing.T) {
 	run := func(name string) corev1.ContainerStatus {
 		return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
 	}
-	withSetup := corev1.PodSpec{InitContainers: []corev1.Container{{Name: ContainerInstall}, {Name: ContainerCheckout}, {Name: ContainerSetup}, {Name: ContainerAgent}}}
+	withSetup := corev1.PodSpec{InitContainers: []corev1.Container{{Name: contract.ContainerInstall}, {Name: contract.ContainerCheckout}, {Name: contract.ContainerSetup}, {Name: contract.ContainerAgent}}}
 	cases := map[string]struct {
 		statuses []corev1.ContainerStatus
 		want     networkPhase
 	}{
-		"checkout running":                   {[]corev1.ContainerStatus{run(ContainerCheckout)}, phaseCheckout},
-		"checkout done, setup not started":   {[]corev1.ContainerStatus{term(ContainerCheckout, 0)}, phaseSetup},
-		"setup running":                      {[]corev1.ContainerStatus{term(ContainerCheckout, 0), run(ContainerSetup)}, phaseSetup},
-		"setup done":                         {[]corev1.ContainerStatus{term(ContainerCheckout, 0), term(ContainerSetup, 0)}, phaseAgent},
-		"setup could not run: closed anyway": {[]corev1.ContainerStatus{term(ContainerCheckout, 0), term(ContainerSetup, 1)}, phaseAgent},
-		"setup done, checkout status lost":   {[]corev1.ContainerStatus{term(ContainerSetup, 0)}, phaseCheckout},
+		"checkout running":                   {[]corev1.ContainerStatus{run(contract.ContainerCheckout)}, phaseCheckout},
+		"checkout done, setup not started":   {[]corev1.ContainerStatus{term(contract.ContainerCheckout, 0)}, phaseSetup},
+		"setup running":                      {[]corev1.ContainerStatus{term(contract.ContainerCheckout, 0), run(contract.ContainerSetup)}, phaseSetup},
+		"setup done":                         {[]corev1.ContainerStatus{term(contract.ContainerCheckout, 0), term(contract.ContainerSetup, 0)}, phaseAgent},
+		"setup could not run: closed anyway": {[]corev1.ContainerStatus{term(contract.ContainerCheckout, 0), term(contract.ContainerSetup, 1)}, phaseAgent},
+		"setup done, checkout status lost":   {[]corev1.ContainerStatus{term(contract.ContainerSetup, 0)}, phaseCheckout},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

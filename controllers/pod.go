@@ -16,34 +16,13 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 )
 
-// Labels and paths shared by the runner pod and everything that finds it.
+// Labels, paths and users of the runner pod (its shared labels and container names are in
+// contract).
 const (
-	// LabelSession carries the session's name (when it fits in a label value).
-	LabelSession = "agentry.dev/session"
-	// LabelSessionUID carries the session's UID: the link from pod to session the
-	// gateway and the cache rely on.
-	LabelSessionUID = "agentry.dev/session-uid"
-	labelManagedBy  = "app.kubernetes.io/managed-by"
-	labelName       = "app.kubernetes.io/name"
-	managedBy       = "agentry"
-	runnerName      = "agentry-runner"
-
-	// GatewayAudience is the audience of the token the runner presents to the gateway.
-	GatewayAudience = "agentry-gateway"
-
-	// Container names.
-	ContainerInstall  = "install-runner"
-	ContainerCheckout = "checkout"
-	// ContainerSetup runs spec.setup.commands (an init container between checkout and the
-	// agent), the only container that gets the spec.setup.env Secrets.
-	ContainerSetup = "setup"
-	// ContainerAgent runs the agent's tools (the executor) in the session's image: the
-	// untrusted side, holding no credential. It is a sidecar (an init container that keeps
-	// running), so it is up before the runner starts and is stopped when the runner ends.
-	ContainerAgent = "agent"
-	// ContainerRunner runs the loop: the trusted side, holding the gateway token. Its exit
-	// code and termination message are the session's result.
-	ContainerRunner = "runner"
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	labelName      = "app.kubernetes.io/name"
+	managedBy      = "agentry"
+	runnerName     = "agentry-runner"
 
 	// The trusted runner and the agent's code run under different UIDs; they share the
 	// fsGroup, so the runner can read the workspace (mounted read-only there) and the agent
@@ -100,12 +79,12 @@ func podName(s *v1.AgentSession) string {
 // sessionLabels link a child object to its session.
 func sessionLabels(s *v1.AgentSession) map[string]string {
 	l := map[string]string{
-		labelManagedBy:  managedBy,
-		labelName:       runnerName,
-		LabelSessionUID: string(s.UID),
+		labelManagedBy:           managedBy,
+		labelName:                runnerName,
+		contract.LabelSessionUID: string(s.UID),
 	}
 	if len(s.Name) <= 63 {
-		l[LabelSession] = s.Name
+		l[contract.LabelSession] = s.Name
 	}
 	return l
 }
@@ -233,7 +212,7 @@ func runnerVolumes(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) [
 // when the gateway serves HTTPS, the CA bundle to verify it with.
 func gatewaySources(cfg RunnerConfig) []corev1.VolumeProjection {
 	sources := []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-		Audience:          GatewayAudience,
+		Audience:          contract.GatewayAudience,
 		ExpirationSeconds: ptr.To(cfg.TokenExpirationSeconds),
 		Path:              tokenFile,
 	}}}
@@ -250,7 +229,7 @@ func gatewaySources(cfg RunnerConfig) []corev1.VolumeProjection {
 // can run any Linux image the user picks (the pattern Tekton uses for its entrypoint).
 func installContainer(cfg RunnerConfig) corev1.Container {
 	return corev1.Container{
-		Name:                     ContainerInstall,
+		Name:                     contract.ContainerInstall,
 		Image:                    cfg.Image,
 		ImagePullPolicy:          cfg.ImagePullPolicy,
 		Command:                  []string{"cp", runnerBinInImage, agentryBinPath + "/runner"},
@@ -262,7 +241,7 @@ func installContainer(cfg RunnerConfig) corev1.Container {
 }
 
 func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) corev1.Container {
-	args := []string{"checkout", "--repo", s.Spec.Repository.URL, "--dir", workspacePath}
+	args := []string{contract.RunnerCmdCheckout, flagArg(contract.FlagCheckoutRepo), s.Spec.Repository.URL, flagArg(contract.FlagCheckoutDir), workspacePath}
 	mounts := []corev1.VolumeMount{
 		{Name: "workspace", MountPath: workspacePath},
 		{Name: "home", MountPath: homePath},
@@ -272,19 +251,19 @@ func checkoutContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSetting
 		// A follow-up starts at the earlier session's base commit with its patch applied
 		// here, before setup and the agent: checkout runs no repository code, so it may
 		// hold the gateway token for the one request that fetches the patch.
-		args = append(args, "--ref", c.Commit, "--continuation-from-gateway", strings.TrimSuffix(cfg.GatewayURL, "/"),
-			"--token-file", tokenDir+"/"+tokenFile)
+		args = append(args, flagArg(contract.FlagRef), c.Commit, flagArg(contract.FlagCheckoutFromGateway), strings.TrimSuffix(cfg.GatewayURL, "/"),
+			flagArg(contract.FlagCheckoutGatewayTokenFile), tokenDir+"/"+tokenFile)
 		args = append(args, gatewayTrustArgs(cfg, settings)...)
 		mounts = append(mounts, corev1.VolumeMount{Name: "gateway-token", MountPath: tokenDir, ReadOnly: true})
 	} else if s.Spec.Repository.Ref != "" {
-		args = append(args, "--ref", s.Spec.Repository.Ref)
+		args = append(args, flagArg(contract.FlagRef), s.Spec.Repository.Ref)
 	}
 	if s.Spec.Repository.CredentialsSecretRef != nil {
-		args = append(args, "--credentials-dir", gitCredsPath)
+		args = append(args, flagArg(contract.FlagCheckoutCredentialsDir), gitCredsPath)
 		mounts = append(mounts, corev1.VolumeMount{Name: "git-credentials", MountPath: gitCredsPath, ReadOnly: true})
 	}
 	return corev1.Container{
-		Name:                     ContainerCheckout,
+		Name:                     contract.ContainerCheckout,
 		Image:                    cfg.Image,
 		ImagePullPolicy:          cfg.ImagePullPolicy,
 		Command:                  []string{runnerBinInImage},
@@ -319,9 +298,9 @@ func agentContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 	if image == cfg.Image {
 		pull = cfg.ImagePullPolicy
 	}
-	args := []string{"executor", "--socket", executorSocket, "--workspace", workspacePath}
+	args := []string{contract.RunnerCmdExecutor, flagArg(contract.FlagExecutorSocket), executorSocket, flagArg(contract.FlagWorkspace), workspacePath}
 	return corev1.Container{
-		Name:            ContainerAgent,
+		Name:            contract.ContainerAgent,
 		Image:           image,
 		ImagePullPolicy: pull,
 		// A sidecar: started before the runner, stopped by the kubelet once the runner has
@@ -352,77 +331,73 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 		tools = append(tools, string(t))
 	}
 	args := []string{
-		"run",
-		"--workspace", workspacePath,
-		"--executor", executorSocket,
-		"--task", spec.Task,
-		"--session", s.Namespace + "/" + s.Name,
-		"--tools", strings.Join(tools, ","),
-		"--approval-bash", string(spec.Approval.Bash),
-		"--approval-writes", string(spec.Approval.Writes),
-		"--max-turns", strconv.Itoa(int(spec.Limits.MaxTurns)),
-		"--max-tokens", strconv.FormatInt(spec.Limits.MaxTokens, 10),
+		contract.RunnerCmdRun,
+		flagArg(contract.FlagWorkspace), workspacePath,
+		flagArg(contract.FlagRunExecutor), executorSocket,
+		flagArg(contract.FlagRunTask), spec.Task,
+		flagArg(contract.FlagRunSession), s.Namespace + "/" + s.Name,
+		flagArg(contract.FlagRunTools), strings.Join(tools, ","),
+		flagArg(contract.FlagRunApprovalBash), string(spec.Approval.Bash),
+		flagArg(contract.FlagRunApprovalWrites), string(spec.Approval.Writes),
+		flagArg(contract.FlagRunMaxTurns), strconv.Itoa(int(spec.Limits.MaxTurns)),
+		flagArg(contract.FlagRunMaxTokens), strconv.FormatInt(spec.Limits.MaxTokens, 10),
 		// The gateway is the runner's model endpoint; the projected token is its key. The
 		// kubelet rotates the token file, and the runner re-reads it before every request.
-		"--base-url", strings.TrimSuffix(cfg.GatewayURL, "/") + "/v1",
-		"--api-key-file", tokenDir + "/" + tokenFile,
+		flagArg(contract.FlagRunBaseURL), strings.TrimSuffix(cfg.GatewayURL, "/") + "/v1",
+		flagArg(contract.FlagRunAPIKeyFile), tokenDir + "/" + tokenFile,
 		// The same token authenticates the transcript stream and approval requests.
-		"--gateway", strings.TrimSuffix(cfg.GatewayURL, "/"),
-		"--gateway-spool-dir", tmpPath + "/agentry-gateway-spool",
+		flagArg(contract.FlagRunGateway), strings.TrimSuffix(cfg.GatewayURL, "/"),
+		flagArg(contract.FlagRunGatewaySpoolDir), tmpPath + "/agentry-gateway-spool",
 	}
-	if cfg.GatewayCAConfigMap != "" {
-		// Only this bundle is trusted for the gateway; the kubelet refreshes it on rotation
-		// and the runner re-reads it for every new connection.
-		args = append(args, "--gateway-ca-file", tokenDir+"/"+gatewayCAFile)
-	} else if settings.plainHTTPGateway {
-		args = append(args, "--allow-plain-http-gateway")
-	}
+	// Only the mounted bundle is trusted for the gateway; the kubelet refreshes it on
+	// rotation and the runner re-reads it for every new connection.
+	args = append(args, gatewayTrustArgs(cfg, settings)...)
 	if t := spec.Approval.Timeout; t != nil {
 		// The gateway applies onTimeout at the expiry; the runner falls back to the same
 		// decision only if the gateway stays unreachable that long.
-		args = append(args, "--approval-timeout", t.Duration.String())
+		args = append(args, flagArg(contract.FlagRunApprovalTimeout), t.Duration.String())
 	}
 	if spec.Approval.OnTimeout != "" {
-		args = append(args, "--approval-on-timeout", string(spec.Approval.OnTimeout))
+		args = append(args, flagArg(contract.FlagRunApprovalOnTimeout), string(spec.Approval.OnTimeout))
 	}
 	if spec.Model.Name != "" {
-		args = append(args, "--model", spec.Model.Name)
+		args = append(args, flagArg(contract.FlagRunModel), spec.Model.Name)
 	}
 	if spec.Model.Temperature != "" {
-		args = append(args, "--temperature", spec.Model.Temperature)
+		args = append(args, flagArg(contract.FlagRunTemperature), spec.Model.Temperature)
 	}
 	if spec.Model.MaxOutputTokens != nil {
-		args = append(args, "--max-output-tokens", strconv.Itoa(int(*spec.Model.MaxOutputTokens)))
+		args = append(args, flagArg(contract.FlagRunMaxOutputTokens), strconv.Itoa(int(*spec.Model.MaxOutputTokens)))
 	}
 	if spec.Limits.Timeout != nil {
-		args = append(args, "--timeout", spec.Limits.Timeout.Duration.String())
+		args = append(args, flagArg(contract.FlagTimeout), spec.Limits.Timeout.Duration.String())
 	}
 	if settings.contextWindow > 0 {
-		args = append(args, "--context-window", strconv.FormatInt(settings.contextWindow, 10))
+		args = append(args, flagArg(contract.FlagRunContextWindow), strconv.FormatInt(settings.contextWindow, 10))
 	}
 	for _, in := range settings.instructions {
 		b, _ := json.Marshal(in) // two strings always marshal
-		args = append(args, "--instruction", string(b))
+		args = append(args, flagArg(contract.FlagRunInstruction), string(b))
 	}
 	if s.Status.ContinuedFrom != nil {
 		// The earlier session's history, fetched from the gateway with the same token.
-		args = append(args, "--continuation")
+		args = append(args, flagArg(contract.FlagRunContinuation))
 	}
 	for _, p := range spec.Approval.AllowCommands {
-		args = append(args, "--allow-command", p)
+		args = append(args, flagArg(contract.FlagRunAllowCommand), p)
 	}
 	for _, p := range spec.Approval.DenyCommands {
-		args = append(args, "--deny-command", p)
+		args = append(args, flagArg(contract.FlagRunDenyCommand), p)
 	}
 	// The runner lists and calls these servers' tools through the gateway, which holds
 	// their credentials; the pod gets only the names.
 	for _, m := range spec.MCPServers {
-		args = append(args, "--mcp-server", m.Name)
+		args = append(args, flagArg(contract.FlagRunMCPServer), m.Name)
 	}
 	sc := restrictedContainerSecurity()
 	sc.RunAsUser, sc.RunAsGroup = ptr.To[int64](runnerUID), ptr.To[int64](runnerUID)
 	return corev1.Container{
-		Name:            ContainerRunner,
+		Name:            contract.ContainerRunner,
 		Image:           cfg.Image,
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Command:         []string{runnerBinInImage},
@@ -449,13 +424,16 @@ func runnerContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings)
 // bundle, or plain HTTP where the namespace allows it.
 func gatewayTrustArgs(cfg RunnerConfig, settings podSettings) []string {
 	if cfg.GatewayCAConfigMap != "" {
-		return []string{"--gateway-ca-file", tokenDir + "/" + gatewayCAFile}
+		return []string{flagArg(contract.FlagGatewayCAFile), tokenDir + "/" + gatewayCAFile}
 	}
 	if settings.plainHTTPGateway {
-		return []string{"--allow-plain-http-gateway"}
+		return []string{flagArg(contract.FlagAllowPlainHTTPGateway)}
 	}
 	return nil
 }
+
+// flagArg is a runner flag on its command line.
+func flagArg(name string) string { return "--" + name }
 
 // modelContextWindow is the model's context window from its ModelProvider: the per-model
 // entry, else the provider's; 0 when unknown. An entry under 1,024 tokens is ignored, as

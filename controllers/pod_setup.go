@@ -39,7 +39,7 @@ func withSetup(pod *corev1.Pod, s *v1.AgentSession, cfg RunnerConfig, settings p
 	}})
 	var inits []corev1.Container
 	for _, c := range pod.Spec.InitContainers {
-		if c.Name == ContainerAgent {
+		if c.Name == contract.ContainerAgent {
 			inits = append(inits, setupContainer(s, cfg, settings))
 		}
 		inits = append(inits, c)
@@ -47,10 +47,10 @@ func withSetup(pod *corev1.Pod, s *v1.AgentSession, cfg RunnerConfig, settings p
 	pod.Spec.InitContainers = inits
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		if c.Name != ContainerRunner {
+		if c.Name != contract.ContainerRunner {
 			continue
 		}
-		c.Args = append(c.Args, "--setup-result", setupResultPath)
+		c.Args = append(c.Args, flagArg(contract.FlagRunSetupResult), setupResultPath)
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: setupVolume, MountPath: setupDir, ReadOnly: true})
 	}
 }
@@ -64,13 +64,14 @@ func setupContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 	if setup.Timeout != nil {
 		timeout = setup.Timeout.Duration
 	}
-	args := []string{"setup", "--workspace", workspacePath, "--result", setupResultPath, "--timeout", timeout.String()}
+	args := []string{contract.RunnerCmdSetup, flagArg(contract.FlagWorkspace), workspacePath, flagArg(contract.FlagSetupResult), setupResultPath,
+		flagArg(contract.FlagTimeout), timeout.String()}
 	env := []corev1.EnvVar{
 		{Name: "HOME", Value: homePath},
 		{Name: "TMPDIR", Value: tmpPath},
 	}
 	for _, e := range setup.Env {
-		args = append(args, "--secret-env", e.Name)
+		args = append(args, flagArg(contract.FlagSetupSecretEnv), e.Name)
 		env = append(env, corev1.EnvVar{Name: e.Name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: e.SecretKeyRef.Name},
 			Key:                  e.SecretKeyRef.Key,
@@ -79,10 +80,10 @@ func setupContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 	if len(setup.Env) > 0 {
 		// Everything the agent container mounts writable: a command that stores a setup
 		// Secret there fails setup instead of handing it to the agent.
-		args = append(args, "--check-dir", workspacePath, "--check-dir", homePath, "--check-dir", tmpPath)
+		args = append(args, flagArg(contract.FlagSetupCheckDir), workspacePath, flagArg(contract.FlagSetupCheckDir), homePath, flagArg(contract.FlagSetupCheckDir), tmpPath)
 	}
 	for _, c := range setup.Commands {
-		args = append(args, "--command", c)
+		args = append(args, flagArg(contract.FlagSetupCommand), c)
 	}
 	image := agentImage(s, cfg)
 	pull := corev1.PullIfNotPresent
@@ -90,7 +91,7 @@ func setupContainer(s *v1.AgentSession, cfg RunnerConfig, settings podSettings) 
 		pull = cfg.ImagePullPolicy
 	}
 	return corev1.Container{
-		Name:                     ContainerSetup,
+		Name:                     contract.ContainerSetup,
 		Image:                    image,
 		ImagePullPolicy:          pull,
 		Command:                  []string{agentryBinPath + "/runner"},
@@ -116,7 +117,7 @@ func setupMessage(sum *contract.Summary) string {
 // hasSetupContainer reports whether a runner pod has the setup phase.
 func hasSetupContainer(pod *corev1.Pod) bool {
 	for _, c := range pod.Spec.InitContainers {
-		if c.Name == ContainerSetup {
+		if c.Name == contract.ContainerSetup {
 			return true
 		}
 	}

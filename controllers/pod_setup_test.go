@@ -35,7 +35,7 @@ func initContainerNames(p *corev1.Pod) []string {
 func TestSetupContainerOnlyWhenTheSessionHasSetup(t *testing.T) {
 	plain := testutil.Session("fix", "team-a").UID("uid-1").Obj()
 	pod := buildRunnerPod(plain, testRunnerConfig, defaultSettings(t, plain))
-	if got := initContainerNames(pod); slices.Contains(got, ContainerSetup) {
+	if got := initContainerNames(pod); slices.Contains(got, contract.ContainerSetup) {
 		t.Errorf("a session without spec.setup has a setup container: %v", got)
 	}
 	for _, v := range pod.Spec.Volumes {
@@ -43,17 +43,17 @@ func TestSetupContainerOnlyWhenTheSessionHasSetup(t *testing.T) {
 			t.Error("a session without spec.setup has the setup volume")
 		}
 	}
-	if slices.Contains(containerByName(pod, ContainerRunner).Args, "--setup-result") {
+	if slices.Contains(containerByName(pod, contract.ContainerRunner).Args, "--setup-result") {
 		t.Error("the runner is told to read a setup result that nothing writes")
 	}
 
 	s := setupSession()
 	pod = buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
-	want := []string{ContainerInstall, ContainerCheckout, ContainerSetup, ContainerAgent}
+	want := []string{contract.ContainerInstall, contract.ContainerCheckout, contract.ContainerSetup, contract.ContainerAgent}
 	if got := initContainerNames(pod); !slices.Equal(got, want) {
 		t.Fatalf("init containers %v, want %v (setup after checkout, before the agent)", got, want)
 	}
-	setup := containerByName(pod, ContainerSetup)
+	setup := containerByName(pod, contract.ContainerSetup)
 	if setup.Image != "golang:1.26" || setup.Command[0] != "/agentry/bin/runner" || setup.RestartPolicy != nil {
 		t.Errorf("setup runs %s %v (restartPolicy %v); want the toolchain image, the copied runner, run to completion", setup.Image, setup.Command, setup.RestartPolicy)
 	}
@@ -61,10 +61,10 @@ func TestSetupContainerOnlyWhenTheSessionHasSetup(t *testing.T) {
 	if got := strings.Join(setup.Args, " "); got != wantArgs {
 		t.Errorf("setup args\n got %q\nwant %q", got, wantArgs)
 	}
-	if agent := containerByName(pod, ContainerAgent); !setup.Resources.Limits.Memory().Equal(*agent.Resources.Limits.Memory()) {
+	if agent := containerByName(pod, contract.ContainerAgent); !setup.Resources.Limits.Memory().Equal(*agent.Resources.Limits.Memory()) {
 		t.Errorf("setup resources %+v, want the agent's %+v", setup.Resources, agent.Resources)
 	}
-	runner := containerByName(pod, ContainerRunner)
+	runner := containerByName(pod, contract.ContainerRunner)
 	if !strings.Contains(strings.Join(runner.Args, " "), "--setup-result /agentry/setup/result.json") {
 		t.Errorf("runner args lack --setup-result: %v", runner.Args)
 	}
@@ -87,7 +87,7 @@ func TestSetupSecretsReachOnlyTheSetupContainer(t *testing.T) {
 			t.Errorf("container %s has envFrom %+v", c.Name, c.EnvFrom)
 		}
 		switch c.Name {
-		case ContainerSetup:
+		case contract.ContainerSetup:
 			if !slices.Equal(fromSecret, []string{"GOPROXY_TOKEN"}) {
 				t.Errorf("setup env from Secrets = %v, want GOPROXY_TOKEN", fromSecret)
 			}
@@ -108,8 +108,8 @@ func TestSetupSecretsReachOnlyTheSetupContainer(t *testing.T) {
 				continue
 			}
 			switch c.Name {
-			case ContainerSetup:
-			case ContainerRunner:
+			case contract.ContainerSetup:
+			case contract.ContainerRunner:
 				if !m.ReadOnly {
 					t.Error("the runner mounts the setup volume writable")
 				}
@@ -132,7 +132,7 @@ func TestSetupTimeoutDefaultsToTenMinutes(t *testing.T) {
 	s := setupSession()
 	s.Spec.Setup.Timeout = nil
 	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
-	if got := strings.Join(containerByName(pod, ContainerSetup).Args, " "); !strings.Contains(got, "--timeout 10m0s") {
+	if got := strings.Join(containerByName(pod, contract.ContainerSetup).Args, " "); !strings.Contains(got, "--timeout 10m0s") {
 		t.Errorf("setup args %q lack the default timeout", got)
 	}
 }
@@ -150,29 +150,29 @@ func TestSetupFailuresEndTheSessionSetupFailed(t *testing.T) {
 	}{
 		"a command failed: the runner reports it with the output tail": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerCheckout, 0, "Completed", ""), terminated(ContainerSetup, 0, "Completed", "")},
-				ContainerStatuses: []corev1.ContainerStatus{terminated(ContainerRunner, int32(contract.ExitSetupFailed), "Error", failed)}},
+				terminated(contract.ContainerCheckout, 0, "Completed", ""), terminated(contract.ContainerSetup, 0, "Completed", "")},
+				ContainerStatuses: []corev1.ContainerStatus{terminated(contract.ContainerRunner, int32(contract.ExitSetupFailed), "Error", failed)}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonSetupFailed,
 			wantInMsg: []string{"`npm ci` exited 1", "npm ERR! 404 left-pad not found"},
 		},
 		"exit code 8 without a termination message": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed,
-				ContainerStatuses: []corev1.ContainerStatus{terminated(ContainerRunner, int32(contract.ExitSetupFailed), "Error", "")}},
+				ContainerStatuses: []corev1.ContainerStatus{terminated(contract.ContainerRunner, int32(contract.ExitSetupFailed), "Error", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonSetupFailed, wantInMsg: []string{"spec.setup command failed"},
 		},
 		"setup running": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerCheckout, 0, "Completed", ""), {Name: ContainerSetup, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
+				terminated(contract.ContainerCheckout, 0, "Completed", ""), {Name: contract.ContainerSetup, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
 			wantPhase: v1.PhasePending, wantReason: v1.ReasonPending, wantInMsg: []string{"Running the setup commands."},
 		},
 		"runner setup itself failed (pod still pending)": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerCheckout, 0, "Completed", ""), terminated(ContainerSetup, 1, "Error", "runner: writing the setup result: disk full")}},
+				terminated(contract.ContainerCheckout, 0, "Completed", ""), terminated(contract.ContainerSetup, 1, "Error", "runner: writing the setup result: disk full")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonSetupFailed, wantInMsg: []string{"could not run", "writing the setup result"},
 		},
 		"runner setup itself failed (pod failed)": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerCheckout, 0, "Completed", ""), terminated(ContainerSetup, 2, "Error", "runner: unknown flag")}},
+				terminated(contract.ContainerCheckout, 0, "Completed", ""), terminated(contract.ContainerSetup, 2, "Error", "runner: unknown flag")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonSetupFailed, wantInMsg: []string{"could not run", "exit code 2"},
 		},
 	}

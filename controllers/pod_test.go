@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/test/testutil"
 )
 
@@ -64,12 +65,12 @@ func TestRunnerPodIsRestrictedAndHoldsNoSecret(t *testing.T) {
 			}
 		}
 		for _, m := range c.VolumeMounts {
-			if m.Name == "git-credentials" && c.Name != ContainerCheckout {
+			if m.Name == "git-credentials" && c.Name != contract.ContainerCheckout {
 				t.Errorf("git credentials mounted into %s; only the checkout container may see them", c.Name)
 			}
 		}
 	}
-	if m := containerByName(pod, ContainerCheckout).VolumeMounts; !hasMount(m, "git-credentials") {
+	if m := containerByName(pod, contract.ContainerCheckout).VolumeMounts; !hasMount(m, "git-credentials") {
 		t.Error("checkout container lacks the git credentials it needs")
 	}
 
@@ -86,10 +87,10 @@ func TestRunnerPodIsRestrictedAndHoldsNoSecret(t *testing.T) {
 			t.Errorf("unexpected secret volume %s", v.Secret.SecretName)
 		}
 	}
-	if token == nil || token.Audience != GatewayAudience || ptr.Deref(token.ExpirationSeconds, 0) != 3600 {
-		t.Errorf("projected gateway token = %+v, want audience %s and 3600s expiry", token, GatewayAudience)
+	if token == nil || token.Audience != contract.GatewayAudience || ptr.Deref(token.ExpirationSeconds, 0) != 3600 {
+		t.Errorf("projected gateway token = %+v, want audience %s and 3600s expiry", token, contract.GatewayAudience)
 	}
-	if !hasMount(containerByName(pod, ContainerRunner).VolumeMounts, "gateway-token") {
+	if !hasMount(containerByName(pod, contract.ContainerRunner).VolumeMounts, "gateway-token") {
 		t.Error("runner container cannot read its gateway token")
 	}
 }
@@ -102,7 +103,7 @@ func TestAgentContainerHoldsNothingOfTheRunner(t *testing.T) {
 	s.Spec.Repository.CredentialsSecretRef = &corev1.LocalObjectReference{Name: "git-creds"}
 	pod := buildRunnerPod(s, testRunnerConfig, defaultSettings(t, s))
 
-	agent, runner := containerByName(pod, ContainerAgent), containerByName(pod, ContainerRunner)
+	agent, runner := containerByName(pod, contract.ContainerAgent), containerByName(pod, contract.ContainerRunner)
 	for _, m := range agent.VolumeMounts {
 		if m.Name == "gateway-token" || m.Name == "git-credentials" || m.Name == "runner-tmp" {
 			t.Errorf("agent container mounts %s", m.Name)
@@ -165,7 +166,7 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{
 		"app.kubernetes.io/managed-by": "agentry", "app.kubernetes.io/name": "agentry-runner",
-		LabelSession: "fix", LabelSessionUID: "uid-1",
+		contract.LabelSession: "fix", contract.LabelSessionUID: "uid-1",
 	}, pod.Labels); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
@@ -176,7 +177,7 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 		t.Errorf("scheduling settings not copied: %+v", pod.Spec)
 	}
 
-	agent := containerByName(pod, ContainerAgent)
+	agent := containerByName(pod, contract.ContainerAgent)
 	if agent.Image != "golang:1.26" {
 		t.Errorf("agent image = %s, want the toolchain image", agent.Image)
 	}
@@ -186,7 +187,7 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 	if !agent.Resources.Limits.Memory().Equal(resource.MustParse("4Gi")) {
 		t.Errorf("agent resources = %+v", agent.Resources)
 	}
-	args := strings.Join(containerByName(pod, ContainerRunner).Args, " ")
+	args := strings.Join(containerByName(pod, contract.ContainerRunner).Args, " ")
 	for _, want := range []string{
 		"--task Make TestFoo deterministic.", "--tools read_file,grep,bash", "--max-turns 60", "--max-tokens 2000000",
 		"--timeout 45m0s", "--temperature 0.2", "--model gpt-4.1", "--approval-bash Ask", "--allow-command go test *",
@@ -198,8 +199,8 @@ func TestRunnerPodCarriesTheSessionSettings(t *testing.T) {
 			t.Errorf("runner args lack %q: %s", want, args)
 		}
 	}
-	install := containerByName(pod, ContainerInstall)
-	checkout := containerByName(pod, ContainerCheckout)
+	install := containerByName(pod, contract.ContainerInstall)
+	checkout := containerByName(pod, contract.ContainerCheckout)
 	if install.Image != testRunnerConfig.Image || checkout.Image != testRunnerConfig.Image {
 		t.Errorf("init containers must use the runner image, got %s and %s", install.Image, checkout.Image)
 	}
@@ -218,7 +219,7 @@ func TestPodNameIsDeterministicAndFits(t *testing.T) {
 	if len(podName(a)) > 63 || podName(a) == podName(b) {
 		t.Errorf("long names: %q and %q (want distinct, at most 63 characters)", podName(a), podName(b))
 	}
-	if _, ok := sessionLabels(a)[LabelSession]; ok {
+	if _, ok := sessionLabels(a)[contract.LabelSession]; ok {
 		t.Error("a 200-character name cannot be a label value")
 	}
 }
@@ -241,7 +242,7 @@ func TestRunnerPodVolumesAreBounded(t *testing.T) {
 			t.Errorf("emptyDir %s sizeLimit = %s, want %s", v.Name, v.EmptyDir.SizeLimit.String(), w)
 		}
 	}
-	agent := containerByName(pod, ContainerAgent)
+	agent := containerByName(pod, contract.ContainerAgent)
 	if agent.Resources.Limits.Memory().IsZero() || agent.Resources.Requests.Cpu().IsZero() {
 		t.Errorf("agent container has no default resources: %+v", agent.Resources)
 	}
@@ -276,12 +277,12 @@ func TestContextWindowComesFromTheModelProvider(t *testing.T) {
 func TestRunnerGetsTheContextWindowWhenKnown(t *testing.T) {
 	s := testutil.Session("fix", "team-a").UID("uid-1").Obj()
 	settings := defaultSettings(t, s)
-	args := containerByName(buildRunnerPod(s, testRunnerConfig, settings), ContainerRunner).Args
+	args := containerByName(buildRunnerPod(s, testRunnerConfig, settings), contract.ContainerRunner).Args
 	if slices.Contains(args, "--context-window") {
 		t.Errorf("runner args carry --context-window without a known window: %v", args)
 	}
 	settings.contextWindow = 200_000
-	args = containerByName(buildRunnerPod(s, testRunnerConfig, settings), ContainerRunner).Args
+	args = containerByName(buildRunnerPod(s, testRunnerConfig, settings), contract.ContainerRunner).Args
 	if i := slices.Index(args, "--context-window"); i < 0 || args[i+1] != "200000" {
 		t.Errorf("runner args lack --context-window 200000: %v", args)
 	}

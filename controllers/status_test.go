@@ -56,28 +56,28 @@ func TestOutcomeFromPod(t *testing.T) {
 		},
 		"succeeded with summary": {
 			pod: corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerRunner, 0, "Completed", okSummary)}},
+				terminated(contract.ContainerRunner, 0, "Completed", okSummary)}},
 			wantPhase: v1.PhaseSucceeded, wantReason: v1.ReasonCompleted, wantInMsg: "Fixed the race in watch.go.",
 		},
 		"turn limit": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerRunner, int32(contract.ExitLimitReached), "Error", "")}},
+				terminated(contract.ContainerRunner, int32(contract.ExitLimitReached), "Error", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonLimitReached, wantInMsg: "maxTurns",
 		},
 		"budget": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerRunner, int32(contract.ExitBudgetExceeded), "Error", "")}},
+				terminated(contract.ContainerRunner, int32(contract.ExitBudgetExceeded), "Error", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonBudgetExceeded,
 		},
 		"provider refused": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerRunner, int32(contract.ExitModelError), "Error",
+				terminated(contract.ContainerRunner, int32(contract.ExitModelError), "Error",
 					summaryJSON(t, contract.Summary{Outcome: contract.OutcomeModelError, Message: "401 Unauthorized: invalid api key"}))}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonProviderError, wantInMsg: "invalid api key",
 		},
 		"oom": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerRunner, 137, "OOMKilled", "")}},
+				terminated(contract.ContainerRunner, 137, "OOMKilled", "")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonOOMKilled, wantInMsg: "resources.limits.memory",
 		},
 		"evicted": {
@@ -90,40 +90,40 @@ func TestOutcomeFromPod(t *testing.T) {
 		},
 		"clone failed, pod not yet failed": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerInstall, 0, "Completed", ""),
-				terminated(ContainerCheckout, 128, "Error", "authentication required for https://git.example.com/org/repo.git")}},
+				terminated(contract.ContainerInstall, 0, "Completed", ""),
+				terminated(contract.ContainerCheckout, 128, "Error", "authentication required for https://git.example.com/org/repo.git")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonCheckoutFailed, wantInMsg: "authentication required",
 		},
 		"follow-up patch refused, pod not yet failed": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerInstall, 0, "Completed", ""),
-				terminated(ContainerCheckout, 9, "Error", `applying the patch of session first: .git/hooks/pre-commit: writing inside .git is not allowed`)}},
+				terminated(contract.ContainerInstall, 0, "Completed", ""),
+				terminated(contract.ContainerCheckout, 9, "Error", `applying the patch of session first: .git/hooks/pre-commit: writing inside .git is not allowed`)}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonContinuationUnavailable, wantInMsg: "spec.continueFrom",
 		},
 		"follow-up patch refused, pod failed": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerCheckout, 9, "Error", "the patch does not apply")}},
+				terminated(contract.ContainerCheckout, 9, "Error", "the patch does not apply")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonContinuationUnavailable, wantInMsg: "does not apply",
 		},
 		"invalid image": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-				waiting(ContainerAgent, "InvalidImageName", `couldn't parse image name "Golang:1.26"`)}},
+				waiting(contract.ContainerAgent, "InvalidImageName", `couldn't parse image name "Golang:1.26"`)}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonImagePullFailed, wantInMsg: "Golang:1.26",
 		},
 		"image pull back-off, within grace": {
 			pod: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-				waiting(ContainerAgent, "ImagePullBackOff", "Back-off pulling image")}},
+				waiting(contract.ContainerAgent, "ImagePullBackOff", "Back-off pulling image")}},
 			wantPhase: v1.PhasePending, wantReason: v1.ReasonPending,
 		},
 		"image pull back-off, past grace": {
 			created: longAgo,
 			pod: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
-				waiting(ContainerAgent, "ImagePullBackOff", "Back-off pulling image")}},
+				waiting(contract.ContainerAgent, "ImagePullBackOff", "Back-off pulling image")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonImagePullFailed,
 		},
 		"unknown exit code": {
 			pod: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
-				terminated(ContainerRunner, 42, "Error", "panic: boom")}},
+				terminated(contract.ContainerRunner, 42, "Error", "panic: boom")}},
 			wantPhase: v1.PhaseFailed, wantReason: v1.ReasonRunnerError, wantInMsg: "42",
 		},
 	}

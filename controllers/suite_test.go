@@ -219,10 +219,10 @@ func (k kubelet) run(ctx context.Context, pod *corev1.Pod, started time.Time) {
 		st.StartTime = &metav1.Time{Time: started}
 		running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Time{Time: started}}}
 		st.InitContainerStatuses = []corev1.ContainerStatus{
-			terminated(ContainerInstall, 0, "Completed", ""), terminated(ContainerCheckout, 0, "Completed", ""),
-			{Name: ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
+			terminated(contract.ContainerInstall, 0, "Completed", ""), terminated(contract.ContainerCheckout, 0, "Completed", ""),
+			{Name: contract.ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: ContainerRunner, Ready: true, State: running}}
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: contract.ContainerRunner, Ready: true, State: running}}
 	})
 }
 
@@ -235,7 +235,7 @@ func (k kubelet) exit(ctx context.Context, pod *corev1.Pod, code int32, reason, 
 		if st.StartTime == nil {
 			st.StartTime = &metav1.Time{Time: time.Now()}
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{terminated(ContainerRunner, code, reason, message)}
+		st.ContainerStatuses = []corev1.ContainerStatus{terminated(contract.ContainerRunner, code, reason, message)}
 		st.ContainerStatuses[0].State.Terminated.FinishedAt = metav1.Now()
 	})
 }

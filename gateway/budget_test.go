@@ -118,9 +118,9 @@ func kubeletRun(t *testing.T, pod *corev1.Pod) {
 		st.Phase, st.StartTime = corev1.PodRunning, &now
 		// The runner starts only after the init containers: the controller then narrows the
 		// session's egress to the agent phase, which the gateway waits for.
-		st.InitContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerCheckout,
+		st.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.ContainerCheckout,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", FinishedAt: now}}}}
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerRunner, Ready: true,
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: contract.ContainerRunner, Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}
 	})
 }
@@ -131,7 +131,7 @@ func kubeletExit(t *testing.T, pod *corev1.Pod, code int32, message string) {
 		if code != 0 {
 			st.Phase = corev1.PodFailed
 		}
-		st.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerRunner, State: corev1.ContainerState{
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: contract.ContainerRunner, State: corev1.ContainerState{
 			Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: "Error", Message: message, FinishedAt: metav1.Now()}}}}
 	})
 }

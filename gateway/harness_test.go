@@ -267,9 +267,9 @@ func (f *fixture) pod(name string, labelUID types.UID, owner *v1.AgentSession) *
 	f.t.Helper()
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns, Labels: map[string]string{}},
 		Spec: corev1.PodSpec{ServiceAccountName: "default", AutomountServiceAccountToken: ptr.To(false),
-			Containers: []corev1.Container{{Name: "agent", Image: "runner"}}}}
+			Containers: []corev1.Container{{Name: contract.ContainerAgent, Image: "runner"}}}}
 	if labelUID != "" {
-		p.Labels["agentry.dev/session-uid"] = string(labelUID)
+		p.Labels[contract.LabelSessionUID] = string(labelUID)
 	}
 	if owner != nil {
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1.GroupVersion.String(), Kind: "AgentSession", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true)}}

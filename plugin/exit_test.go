@@ -2,13 +2,8 @@ package plugin
 
 import (
 	"context"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,41 +29,6 @@ func TestDocsCarryTheExitCodeTable(t *testing.T) {
 		if !strings.Contains(string(b), table) {
 			t.Errorf("%s does not carry the exit-code table as the code defines it:\n%s", f, table)
 		}
-	}
-}
-
-// The controller names the runner pod's containers; the plugin must stream the right one.
-// The value is read from the controller's source rather than imported: the kubectl plugin
-// binary stays free of the manager's dependencies.
-func TestRunnerContainerIsTheControllers(t *testing.T) {
-	files, err := filepath.Glob("../controllers/*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := ""
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if vs, ok := n.(*ast.ValueSpec); ok {
-				for i, id := range vs.Names {
-					if id.Name == "ContainerRunner" && i < len(vs.Values) {
-						if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
-							found, _ = strconv.Unquote(lit.Value)
-						}
-					}
-				}
-			}
-			return true
-		})
-	}
-	if found != runnerContainer {
-		t.Errorf("--follow streams container %q, controllers.ContainerRunner is %q", runnerContainer, found)
 	}
 }
 

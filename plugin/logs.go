@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/display"
 )
 
@@ -100,7 +101,7 @@ func archived(s *v1.AgentSession) bool {
 func streamRunnerLog(ctx context.Context, cs kubernetes.Interface, c client.Client, s *v1.AgentSession, follow bool, out io.Writer) error {
 	pod := s.Status.PodName
 	for attempt := 1; ; attempt++ {
-		stream, err := cs.CoreV1().Pods(s.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: runnerContainer, Follow: follow}).Stream(ctx)
+		stream, err := cs.CoreV1().Pods(s.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: contract.ContainerRunner, Follow: follow}).Stream(ctx)
 		if err == nil {
 			defer stream.Close()
 			r := bufio.NewReaderSize(stream, 4096)
@@ -122,7 +123,7 @@ func streamRunnerLog(ctx context.Context, cs kubernetes.Interface, c client.Clie
 			if apierrors.IsNotFound(err) {
 				return err
 			}
-			return fmt.Errorf("reading the log of container %s in pod %s: %w", runnerContainer, pod, err)
+			return fmt.Errorf("reading the log of container %s in pod %s: %w", contract.ContainerRunner, pod, err)
 		}
 		fresh := &v1.AgentSession{}
 		if gerr := c.Get(ctx, client.ObjectKeyFromObject(s), fresh); gerr == nil && fresh.Status.Phase.IsTerminal() {

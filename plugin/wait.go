@@ -21,12 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/display"
 )
-
-// runnerContainer is the runner pod's container that runs the loop and logs its steps
-// (controllers.ContainerRunner; a test pins the two together).
-const runnerContainer = "runner"
 
 const (
 	// maxResyncFailures bounds consecutive failed reads before waiting gives up (exit 1).
@@ -287,7 +284,7 @@ func (w *waiter) followLogs(ctx context.Context, s *v1.AgentSession) {
 		return
 	}
 	logCtx, cancel := context.WithCancel(ctx)
-	stream, err := w.logs.CoreV1().Pods(s.Namespace).GetLogs(s.Status.PodName, &corev1.PodLogOptions{Container: runnerContainer, Follow: true}).Stream(logCtx)
+	stream, err := w.logs.CoreV1().Pods(s.Namespace).GetLogs(s.Status.PodName, &corev1.PodLogOptions{Container: contract.ContainerRunner, Follow: true}).Stream(logCtx)
 	if err != nil {
 		cancel()
 		// A container not started yet is a Bad Request; try again on the next change.

@@ -17,7 +17,6 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
-	"github.com/agentry-dev/agentry/controllers"
 )
 
 // benchSession is one simulated runner's session: its object, its pod and the token the
@@ -134,10 +133,10 @@ func runPod(ctx context.Context, c client.Client, pod *corev1.Pod) error {
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.StartTime = &now
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{
-		done(controllers.ContainerInstall), done(controllers.ContainerCheckout),
-		{Name: controllers.ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
+		done(contract.ContainerInstall), done(contract.ContainerCheckout),
+		{Name: contract.ContainerAgent, Ready: true, Started: ptr.To(true), State: running},
 	}
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: controllers.ContainerRunner, Ready: true, Started: ptr.To(true), State: running}}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: contract.ContainerRunner, Ready: true, Started: ptr.To(true), State: running}}
 	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}
 	if err := c.Status().Update(ctx, pod); err != nil {
 		return fmt.Errorf("writing the status of pod %s as the kubelet: %w", pod.Name, err)

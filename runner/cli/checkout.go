@@ -24,7 +24,7 @@ func checkoutCommand(std IO, code *contract.ExitCode) *cobra.Command {
 	var repo, ref, dir, credsDir string
 	var cont continuationFlags
 	cmd := &cobra.Command{
-		Use:   "checkout --repo URL --dir DIR [--ref REF] [--credentials-dir DIR]",
+		Use:   contract.RunnerCmdCheckout + " --repo URL --dir DIR [--ref REF] [--credentials-dir DIR]",
 		Short: "Clone a repository into a directory (the pod's checkout step)",
 		Long: `Clone a repository into a directory and check out a branch, tag or commit, without a
 git binary. The checkout is exactly the commit: symlinks keep their committed targets,
@@ -64,14 +64,14 @@ working tree, exactly or not at all. Nothing is committed.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&repo, "repo", "", "repository URL or local directory")
-	cmd.Flags().StringVar(&ref, "ref", "", "branch, tag or commit (default: the remote's default branch)")
-	cmd.Flags().StringVar(&dir, "dir", "", "directory to clone into (empty or absent)")
-	cmd.Flags().StringVar(&credsDir, "credentials-dir", "", "directory holding git credentials (a mounted Secret)")
-	cmd.Flags().StringVar(&cont.gateway, "continuation-from-gateway", "", "apply the archived patch of the session this one continues, fetched from the session gateway at this URL")
-	cmd.Flags().StringVar(&cont.tokenFile, "token-file", "", "with --continuation-from-gateway: the gateway token (the pod's projected token)")
-	cmd.Flags().StringVar(&cont.caFile, "gateway-ca-file", "", "with --continuation-from-gateway: trust only the CAs in this PEM bundle for the gateway")
-	cmd.Flags().BoolVar(&cont.allowPlain, "allow-plain-http-gateway", false, "with --continuation-from-gateway: accept an http:// gateway URL, sending the token unencrypted")
+	cmd.Flags().StringVar(&repo, contract.FlagCheckoutRepo, "", "repository URL or local directory")
+	cmd.Flags().StringVar(&ref, contract.FlagRef, "", "branch, tag or commit (default: the remote's default branch)")
+	cmd.Flags().StringVar(&dir, contract.FlagCheckoutDir, "", "directory to clone into (empty or absent)")
+	cmd.Flags().StringVar(&credsDir, contract.FlagCheckoutCredentialsDir, "", "directory holding git credentials (a mounted Secret)")
+	cmd.Flags().StringVar(&cont.gateway, contract.FlagCheckoutFromGateway, "", "apply the archived patch of the session this one continues, fetched from the session gateway at this URL")
+	cmd.Flags().StringVar(&cont.tokenFile, contract.FlagCheckoutGatewayTokenFile, "", "with --continuation-from-gateway: the gateway token (the pod's projected token)")
+	cmd.Flags().StringVar(&cont.caFile, contract.FlagGatewayCAFile, "", "with --continuation-from-gateway: trust only the CAs in this PEM bundle for the gateway")
+	cmd.Flags().BoolVar(&cont.allowPlain, contract.FlagAllowPlainHTTPGateway, false, "with --continuation-from-gateway: accept an http:// gateway URL, sending the token unencrypted")
 	return cmd
 }
 

@@ -152,7 +152,7 @@ func runCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Com
 	o := &options{}
 	all := tools.All(tools.Env{}).Names()
 	cmd := &cobra.Command{
-		Use:   "run --task TEXT (--repo DIR|URL | --workspace DIR) [flags]",
+		Use:   contract.RunnerCmdRun + " --task TEXT (--repo DIR|URL | --workspace DIR) [flags]",
 		Short: "Run one agent session over a repository",
 		Long: `Run one agent session: clone (or reuse) a repository, let the model work on the task with
 the tools, then write the transcript, the patch and a summary.
@@ -172,7 +172,7 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
     --base-url http://agentry-gateway.agentry-system:8080/v1 --api-key-file /var/run/secrets/agentry/token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("temperature") {
+			if cmd.Flags().Changed(contract.FlagRunTemperature) {
 				t := o.temperature
 				return execute(ctx, std, o, &t, code)
 			}
@@ -189,26 +189,26 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.SortFlags = false
 	f.StringVar(&o.repo, "repo", "", "repository to clone: a URL or a local directory (committed state at --ref)")
 	f.StringVar(&o.ref, "ref", "", "branch, tag or commit to check out (default: the remote's default branch)")
-	f.StringVar(&o.task, "task", "", "the task for the model")
+	f.StringVar(&o.task, contract.FlagRunTask, "", "the task for the model")
 	f.StringVar(&o.taskFile, "task-file", "", "read the task from a file (- for stdin)")
-	f.StringVar(&o.workspace, "workspace", "", "working directory; an existing git checkout there is used as is (the pod case), otherwise --repo is cloned into it (default: a new temporary directory)")
-	f.StringVar(&o.session, "session", env("AGENTRY_SESSION", ""), "session name recorded in the transcript (default: generated; env AGENTRY_SESSION)")
-	f.StringVar(&o.model, "model", env("AGENTRY_MODEL", "gpt-4.1"), "model name (env AGENTRY_MODEL)")
-	f.StringVar(&o.baseURL, "base-url", env("OPENAI_BASE_URL", "https://api.openai.com/v1"), "OpenAI-compatible API base URL (env OPENAI_BASE_URL)")
-	f.StringVar(&o.apiKeyFile, "api-key-file", "", "read the API key from this file before every request (a rotated token); overrides OPENAI_API_KEY")
-	f.Float32Var(&o.temperature, "temperature", 0, "sampling temperature (default: the provider's)")
-	f.IntVar(&o.maxOutputTokens, "max-output-tokens", 0, "max_completion_tokens per model call (0: provider default)")
-	f.IntVar(&o.maxTurns, "max-turns", 60, "stop after this many model turns (0: unlimited)")
-	f.Int64Var(&o.maxTokens, "max-tokens", 2_000_000, "stop once prompt+completion tokens reach this total (0: unlimited)")
-	f.Int64Var(&o.contextWindow, "context-window", 0, "the model's context window in tokens: older turns are replaced by a model-written summary when a prompt approaches it (0: unknown, no compaction)")
+	f.StringVar(&o.workspace, contract.FlagWorkspace, "", "working directory; an existing git checkout there is used as is (the pod case), otherwise --repo is cloned into it (default: a new temporary directory)")
+	f.StringVar(&o.session, contract.FlagRunSession, env("AGENTRY_SESSION", ""), "session name recorded in the transcript (default: generated; env AGENTRY_SESSION)")
+	f.StringVar(&o.model, contract.FlagRunModel, env("AGENTRY_MODEL", "gpt-4.1"), "model name (env AGENTRY_MODEL)")
+	f.StringVar(&o.baseURL, contract.FlagRunBaseURL, env("OPENAI_BASE_URL", "https://api.openai.com/v1"), "OpenAI-compatible API base URL (env OPENAI_BASE_URL)")
+	f.StringVar(&o.apiKeyFile, contract.FlagRunAPIKeyFile, "", "read the API key from this file before every request (a rotated token); overrides OPENAI_API_KEY")
+	f.Float32Var(&o.temperature, contract.FlagRunTemperature, 0, "sampling temperature (default: the provider's)")
+	f.IntVar(&o.maxOutputTokens, contract.FlagRunMaxOutputTokens, 0, "max_completion_tokens per model call (0: provider default)")
+	f.IntVar(&o.maxTurns, contract.FlagRunMaxTurns, 60, "stop after this many model turns (0: unlimited)")
+	f.Int64Var(&o.maxTokens, contract.FlagRunMaxTokens, 2_000_000, "stop once prompt+completion tokens reach this total (0: unlimited)")
+	f.Int64Var(&o.contextWindow, contract.FlagRunContextWindow, 0, "the model's context window in tokens: older turns are replaced by a model-written summary when a prompt approaches it (0: unknown, no compaction)")
 	f.Float64Var(&o.compactAt, "compact-at", 0.8, "with --context-window: compact when the next prompt would exceed this share of the window")
-	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "wall-clock limit for the session (0: none)")
+	f.DurationVar(&o.timeout, contract.FlagTimeout, 30*time.Minute, "wall-clock limit for the session (0: none)")
 	f.BoolVar(&o.stream, "stream", true, "stream responses (SSE with usage)")
-	f.StringSliceVar(&o.tools, "tools", all, "tools offered to the model, comma-separated")
-	f.StringVar(&o.approvalBash, "approval-bash", "Ask", "bash commands: Allow, Ask or Deny")
-	f.StringVar(&o.approvalWrites, "approval-writes", "Allow", "file writes and edits: Allow, Ask or Deny")
-	f.StringArrayVar(&o.allowCommands, "allow-command", nil, "always allow bash commands matching this pattern (* is a wildcard; simple commands only); repeatable")
-	f.StringArrayVar(&o.denyCommands, "deny-command", nil, "always deny bash commands matching this pattern; wins over --allow-command; repeatable")
+	f.StringSliceVar(&o.tools, contract.FlagRunTools, all, "tools offered to the model, comma-separated")
+	f.StringVar(&o.approvalBash, contract.FlagRunApprovalBash, "Ask", "bash commands: Allow, Ask or Deny")
+	f.StringVar(&o.approvalWrites, contract.FlagRunApprovalWrites, "Allow", "file writes and edits: Allow, Ask or Deny")
+	f.StringArrayVar(&o.allowCommands, contract.FlagRunAllowCommand, nil, "always allow bash commands matching this pattern (* is a wildcard; simple commands only); repeatable")
+	f.StringArrayVar(&o.denyCommands, contract.FlagRunDenyCommand, nil, "always deny bash commands matching this pattern; wins over --allow-command; repeatable")
 	f.BoolVarP(&o.yes, "yes", "y", false, "answer yes to every Ask approval")
 	f.DurationVar(&o.bashTimeout, "bash-timeout", 2*time.Minute, "default timeout of one bash command")
 	f.DurationVar(&o.bashMaxTimeout, "bash-max-timeout", 10*time.Minute, "longest timeout the model may request for one bash command")
@@ -219,22 +219,22 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.s3.Prefix, "s3-prefix", "", "S3 key prefix (default: sessions/<session>)")
 	f.StringVar(&o.s3.Region, "s3-region", env("AWS_REGION", ""), "S3 region")
 	f.BoolVar(&o.s3.Insecure, "s3-insecure", false, "use plain HTTP for a host:port S3 endpoint")
-	f.StringVar(&o.gateway, "gateway", env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
-	f.StringVar(&o.gatewayCAFile, "gateway-ca-file", "", "with --gateway: trust only the CAs in this PEM bundle for the gateway (and for --base-url on the gateway's host); re-read for every new connection, so a rotated bundle is picked up")
-	f.BoolVar(&o.allowPlainHTTPGateway, "allow-plain-http-gateway", false, "with --gateway: accept http:// gateway and --base-url URLs, sending the token unencrypted (refused by default)")
-	f.BoolVar(&o.continuation, "continuation", false, "with --gateway: start with the history of the session this one continues (spec.continueFrom), fetched from the gateway")
-	f.StringVar(&o.gatewaySpool, "gateway-spool-dir", "", "where events not yet acknowledged by the gateway are kept (default: <transcript-dir>/gateway-spool)")
-	f.DurationVar(&o.approvalTimeout, "approval-timeout", 0, "with --gateway: decide by --approval-on-timeout when the gateway cannot be reached for this long while waiting for an approval (0: wait for the gateway)")
-	f.StringVar(&o.approvalOnTimeout, "approval-on-timeout", "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
+	f.StringVar(&o.gateway, contract.FlagRunGateway, env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
+	f.StringVar(&o.gatewayCAFile, contract.FlagGatewayCAFile, "", "with --gateway: trust only the CAs in this PEM bundle for the gateway (and for --base-url on the gateway's host); re-read for every new connection, so a rotated bundle is picked up")
+	f.BoolVar(&o.allowPlainHTTPGateway, contract.FlagAllowPlainHTTPGateway, false, "with --gateway: accept http:// gateway and --base-url URLs, sending the token unencrypted (refused by default)")
+	f.BoolVar(&o.continuation, contract.FlagRunContinuation, false, "with --gateway: start with the history of the session this one continues (spec.continueFrom), fetched from the gateway")
+	f.StringVar(&o.gatewaySpool, contract.FlagRunGatewaySpoolDir, "", "where events not yet acknowledged by the gateway are kept (default: <transcript-dir>/gateway-spool)")
+	f.DurationVar(&o.approvalTimeout, contract.FlagRunApprovalTimeout, 0, "with --gateway: decide by --approval-on-timeout when the gateway cannot be reached for this long while waiting for an approval (0: wait for the gateway)")
+	f.StringVar(&o.approvalOnTimeout, contract.FlagRunApprovalOnTimeout, "Deny", "with --gateway: the decision (Allow or Deny) when --approval-timeout elapses")
 	f.StringVar(&o.terminationPath, "termination-message-path", "", "write the JSON summary (≤4 KiB) here (default: /dev/termination-log when it exists)")
 	f.StringVar(&o.systemPromptFile, "system-prompt-file", "", "replace the built-in system prompt with this file's content")
 	f.StringArrayVar(&o.instructionsFiles, "instructions-file", nil, "add this file's content to the system prompt as the session's instructions (after the repository's AGENTS.md); repeatable")
-	f.StringArrayVar(&o.instructions, "instruction", nil, `add instructions as JSON {"source": "...", "text": "..."}; a source starting with "AgentPolicy " goes before the repository's AGENTS.md (the pod form); repeatable`)
-	f.StringArrayVar(&o.mcpServers, "mcp-server", nil, "with --gateway: offer the tools of this MCPServer, reached through the gateway, as mcp__NAME__TOOL; repeatable")
-	f.StringVar(&o.executor, "executor", "", "Unix socket of a running `runner executor` to run tools through (a pod's agent container); by default the runner starts one as a child process without its secrets")
+	f.StringArrayVar(&o.instructions, contract.FlagRunInstruction, nil, `add instructions as JSON {"source": "...", "text": "..."}; a source starting with "AgentPolicy " goes before the repository's AGENTS.md (the pod form); repeatable`)
+	f.StringArrayVar(&o.mcpServers, contract.FlagRunMCPServer, nil, "with --gateway: offer the tools of this MCPServer, reached through the gateway, as mcp__NAME__TOOL; repeatable")
+	f.StringVar(&o.executor, contract.FlagRunExecutor, "", "Unix socket of a running `runner executor` to run tools through (a pod's agent container); by default the runner starts one as a child process without its secrets")
 	f.BoolVar(&o.noNamespaces, "no-executor-namespaces", false, "start the local tool executor without new user/PID/mount namespaces (as on kernels that refuse them)")
 	_ = f.MarkHidden("no-executor-namespaces")
-	f.StringVar(&o.setupResult, "setup-result", "", "the results `runner setup` wrote: recorded as setup events; a failed command ends the session SetupFailed without calling the model")
+	f.StringVar(&o.setupResult, contract.FlagRunSetupResult, "", "the results `runner setup` wrote: recorded as setup events; a failed command ends the session SetupFailed without calling the model")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
 	return cmd
 }

@@ -25,7 +25,7 @@ func executorCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobr
 	var mountProc bool
 	var bash tools.BashConfig
 	cmd := &cobra.Command{
-		Use:   "executor --socket PATH --workspace DIR",
+		Use:   contract.RunnerCmdExecutor + " --socket PATH --workspace DIR",
 		Short: "Run the runner's tool calls on the agent's side of the trust boundary",
 		Long: `Serve tool calls (file tools, grep, glob, bash, git status and diff) over a Unix socket
 for a runner in another container or process. It holds no credential; every process a
@@ -67,8 +67,8 @@ is the agent container's only process.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&socket, "socket", "", "Unix socket to listen on")
-	f.StringVar(&dir, "workspace", "", "the workspace the tools act on")
+	f.StringVar(&socket, contract.FlagExecutorSocket, "", "Unix socket to listen on")
+	f.StringVar(&dir, contract.FlagWorkspace, "", "the workspace the tools act on")
 	f.DurationVar(&bash.DefaultTimeout, "bash-timeout", 2*time.Minute, "default timeout of one bash command")
 	f.DurationVar(&bash.MaxTimeout, "bash-max-timeout", 10*time.Minute, "longest timeout the model may request for one bash command")
 	f.BoolVar(&mountProc, "mount-proc", false, "mount a new /proc first (the runner passes it when it starts the executor in new namespaces)")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // NetworkPolicy is enforced on the dev node (kube-router's firewall beside the bridge CNI), and
@@ -42,7 +44,7 @@ func TestEgressPoliciesAreEnforced(t *testing.T) {
 		"egress-target": "httpd -p " + repoPort + " -h /tmp && httpd -p " + blockedPort + " -h /tmp && exec httpd -f -p " + egressPort + " -h /tmp",
 		"egress-client": "exec sleep 3600",
 	}
-	labels := map[string]string{"egress-dns": "k8s-app: kube-dns", "egress-target": "app: egress-target", "egress-client": "agentry-e2e/egress: client, agentry.dev/session-uid: e2e-egress-client"} // the manager admits runner pods only
+	labels := map[string]string{"egress-dns": "k8s-app: kube-dns", "egress-target": "app: egress-target", "egress-client": "agentry-e2e/egress: client, " + contract.LabelSessionUID + ": e2e-egress-client"} // the manager admits runner pods only
 	for name, script := range servers {
 		sysctls := ""
 		if name == "egress-dns" {
@@ -196,13 +198,13 @@ func TestSessionNetworkPolicyIsEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocked := hostListener(t)
-	if reachFrom(t, pod, "agent", blocked) {
+	if reachFrom(t, pod, contract.ContainerAgent, blocked) {
 		t.Errorf("the session pod reached %s, a port on the host its NetworkPolicy does not allow", blocked)
 	}
-	if !reachFrom(t, pod, "agent", gw.Host) {
+	if !reachFrom(t, pod, contract.ContainerAgent, gw.Host) {
 		t.Errorf("the session pod cannot reach the gateway %s", gw.Host)
 	}
-	if got := reachFrom(t, pod, "agent", repo.Host); got == agentShape {
+	if got := reachFrom(t, pod, contract.ContainerAgent, repo.Host); got == agentShape {
 		t.Errorf("repository %s reachable = %v with the policy in the %s shape", repo.Host, got, map[bool]string{true: "agent", false: "checkout"}[agentShape])
 	}
 	t.Logf("session NetworkPolicy in the %s shape", map[bool]string{true: "agent", false: "checkout"}[agentShape])
@@ -225,16 +227,16 @@ func TestSessionNetworkPolicyIsEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	for reachFrom(t, pod, "agent", repo.Host) {
+	for reachFrom(t, pod, contract.ContainerAgent, repo.Host) {
 		if time.Since(start) > time.Minute {
 			t.Fatalf("repository %s still reachable a minute after the policy was narrowed", repo.Host)
 		}
 	}
 	reportTiming(t, "session NetworkPolicy narrowed until the repository is refused", time.Since(start))
-	if !reachFrom(t, pod, "agent", gw.Host) {
+	if !reachFrom(t, pod, contract.ContainerAgent, gw.Host) {
 		t.Errorf("agent shape: the session pod cannot reach the gateway %s", gw.Host)
 	}
-	if reachFrom(t, pod, "agent", blocked) {
+	if reachFrom(t, pod, contract.ContainerAgent, blocked) {
 		t.Errorf("agent shape: the session pod reached %s", blocked)
 	}
 }
