@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -57,29 +58,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, id identit
 		writeError(w, http.StatusForbidden, "session %s already finished: its transcript is archived", id.Session)
 		return
 	}
-	// The segments, not this replica's memory, are the truth: another replica
-	// may have stored events since (every replica serves every session).
-	segs, err := s.store.segments(ctx, id)
-	if err != nil {
-		storeErrors.Inc()
-		writeError(w, http.StatusServiceUnavailable, "object storage unavailable; keep the batch and retry: %v", err)
-		return
-	}
-	if stored := lastContiguous(segs); stored > last {
-		last = stored
-		ss.mu.Lock()
-		ss.lastSeq = max(ss.lastSeq, last)
-		ss.mu.Unlock()
-	}
-	if len(batch.Events) == 0 {
-		writeJSON(w, http.StatusOK, contract.EventAck{LastSeq: last})
-		return
-	}
-	if batch.Events[0].Seq > last+1 {
-		writeJSON(w, http.StatusConflict, contract.GatewayError{Error: fmt.Sprintf("events %d to %d are missing before this batch; resend from lastSeq+1", last+1, batch.Events[0].Seq-1), LastSeq: last})
-		return
-	}
-
 	lines := make([][]byte, len(batch.Events))
 	for i := range batch.Events {
 		if lines[i], err = json.Marshal(&batch.Events[i]); err != nil {
@@ -87,45 +65,128 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, id identit
 			return
 		}
 	}
-	n := 0 // events already stored, a prefix of the batch
-	for n < len(batch.Events) && batch.Events[n].Seq <= last {
-		n++
-	}
-	if n > 0 {
-		if seq, err := s.checkResent(ctx, segs, batch.Events[:n], lines[:n]); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "reading stored events to compare a re-sent batch: %v", err)
-			return
-		} else if seq > 0 {
-			s.recordConflict(ctx, id, seq, lines[:n])
-			writeJSON(w, http.StatusConflict, contract.GatewayError{Error: fmt.Sprintf("event seq %d differs from the event already stored under that seq; stored events are never replaced", seq), LastSeq: last})
-			return
-		}
-	}
-	fresh := batch.Events[n:]
-	if len(fresh) > 0 {
-		var buf bytes.Buffer
-		for _, line := range lines[n:] {
-			buf.Write(line)
-			buf.WriteByte('\n')
-		}
-		last = fresh[len(fresh)-1].Seq
-		key := s.store.sessionKey(id, segmentName(fresh[0].Seq, last))
-		if err := s.store.put(ctx, key, buf.Bytes(), "application/x-ndjson"); err != nil {
-			storeErrors.Inc()
-			log.FromContext(ctx).Error(err, "Storing transcript segment", "AgentSession", id.Session)
-			writeError(w, http.StatusServiceUnavailable, "object storage unavailable; keep the batch and retry: %v", err)
-			return
-		}
-		eventsStored.Add(float64(len(fresh)))
+	o := s.appendEvents(ctx, ss, batch.Events, lines, last)
+	if o.status != 0 {
+		writeJSON(w, o.status, contract.GatewayError{Error: o.msg, LastSeq: o.last})
+		return
 	}
 	ss.mu.Lock()
-	ss.lastSeq = max(ss.lastSeq, last)
-	if len(fresh) > 0 {
-		ss.observe(fresh)
+	ss.lastSeq = max(ss.lastSeq, o.last)
+	if len(o.fresh) > 0 {
+		eventsStored.Add(float64(len(o.fresh)))
+		ss.observe(o.fresh)
 		s.changed(ss)
 	}
 	ss.mu.Unlock()
-	writeJSON(w, http.StatusOK, contract.EventAck{LastSeq: last})
+	writeJSON(w, http.StatusOK, contract.EventAck{LastSeq: o.last})
+}
+
+// appendOutcome is how a batch ended: stored or found stored up to last (fresh are the
+// events this call stored), or refused with status.
+type appendOutcome struct {
+	last   int64
+	fresh  []contract.Event
+	status int
+	msg    string
+}
+
+// appendAttempts bounds how often one batch re-reads the stored segments because another
+// replica stored a segment where this one was about to.
+const appendAttempts = 3
+
+// appendEvents stores evs (encoded as lines) after the last stored event. last is this
+// replica's view of it, which another replica may have moved on since.
+//
+// A batch that directly follows that view is stored with one conditional PUT under its
+// first seq: if another replica stored a segment there (the runner's earlier try of the
+// same batch, or a longer one), the PUT is refused and nothing is replaced. Every other
+// batch (a gap, a re-send, or that refused PUT) is checked against a listing of the stored
+// segments first.
+func (s *Server) appendEvents(ctx context.Context, ss *session, evs []contract.Event, lines [][]byte, last int64) appendOutcome {
+	conditional := s.store.conditionalPuts(ctx)
+	if conditional && len(evs) > 0 && evs[0].Seq == last+1 {
+		end := evs[len(evs)-1].Seq
+		err := s.store.putSegment(ctx, ss.id, evs[0].Seq, end, joinLines(lines), true)
+		if err == nil {
+			return appendOutcome{last: end, fresh: evs}
+		}
+		if !errors.Is(err, errSegmentExists) {
+			return storeFailure(ctx, ss.id, err)
+		}
+	}
+	for range appendAttempts {
+		if o, again := s.appendAfterListing(ctx, ss, evs, lines, last, conditional); !again {
+			return o
+		}
+	}
+	return appendOutcome{status: http.StatusServiceUnavailable, msg: "other requests keep storing this session's events at the same place; keep the batch and retry"}
+}
+
+// appendAfterListing is appendEvents from the stored segments: it acknowledges what is
+// stored already if it is identical, refuses a gap or a different event, and stores the
+// rest. again is true when another replica stored a segment where this one was to go.
+func (s *Server) appendAfterListing(ctx context.Context, ss *session, evs []contract.Event, lines [][]byte, last int64, conditional bool) (o appendOutcome, again bool) {
+	id := ss.id
+	segs, err := s.store.segments(ctx, id)
+	if err != nil {
+		return storeFailure(ctx, id, err), false
+	}
+	if stored := lastContiguous(segs); stored > last {
+		last = stored
+		ss.mu.Lock()
+		ss.lastSeq = max(ss.lastSeq, last)
+		ss.mu.Unlock()
+	}
+	if len(evs) == 0 {
+		return appendOutcome{last: last}, false
+	}
+	if evs[0].Seq > last+1 {
+		return appendOutcome{last: last, status: http.StatusConflict, msg: fmt.Sprintf("events %d to %d are missing before this batch; resend from lastSeq+1", last+1, evs[0].Seq-1)}, false
+	}
+	n := 0 // events already stored, a prefix of the batch
+	for n < len(evs) && evs[n].Seq <= last {
+		n++
+	}
+	if n > 0 {
+		if seq, err := s.checkResent(ctx, segs, evs[:n], lines[:n]); err != nil {
+			return appendOutcome{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("reading stored events to compare a re-sent batch: %v", err)}, false
+		} else if seq > 0 {
+			s.recordConflict(ctx, id, seq, lines[:n])
+			return appendOutcome{last: last, status: http.StatusConflict, msg: fmt.Sprintf("event seq %d differs from the event already stored under that seq; stored events are never replaced", seq)}, false
+		}
+	}
+	fresh := evs[n:]
+	if len(fresh) == 0 {
+		return appendOutcome{last: last}, false
+	}
+	end := fresh[len(fresh)-1].Seq
+	if err := s.store.putSegment(ctx, id, fresh[0].Seq, end, joinLines(lines[n:]), conditional); err != nil {
+		if errors.Is(err, errSegmentExists) {
+			return appendOutcome{}, true
+		}
+		return storeFailure(ctx, id, err), false
+	}
+	return appendOutcome{last: end, fresh: fresh}, false
+}
+
+// storeFailure answers an object storage error: the runner keeps the batch and retries.
+func storeFailure(ctx context.Context, id identity, err error) appendOutcome {
+	storeErrors.Inc()
+	log.FromContext(ctx).Error(err, "Storing transcript segment", "AgentSession", id.Session)
+	return appendOutcome{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("object storage unavailable; keep the batch and retry: %v", err)}
+}
+
+func joinLines(lines [][]byte) []byte {
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	buf := make([]byte, 0, n)
+	for _, l := range lines {
+		buf = append(buf, l...)
+		buf = append(buf, '\n')
+	}
+	return buf
 }
 
 // checkResent compares re-sent events (encoded as they would be stored) with

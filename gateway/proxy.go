@@ -287,29 +287,3 @@ func (s *Server) providerKey(ctx context.Context, p *v1.ModelProvider) (string, 
 	}
 	return strings.TrimSpace(string(v)), nil
 }
-
-// namespaceUsage sums the tokens of sessions active in the window: the larger
-// of what their status says and what this replica counted but not yet wrote.
-func (s *Server) namespaceUsage(items []v1.AgentSession, start time.Time) int64 {
-	var total int64
-	for i := range items {
-		it := &items[i]
-		if it.Status.CompletionTime != nil && it.Status.CompletionTime.Time.Before(start) {
-			continue
-		}
-		var n int64
-		if it.Status.Usage != nil {
-			n = it.Status.Usage.TotalTokens
-		}
-		s.mu.Lock()
-		ss := s.sessions[it.UID]
-		s.mu.Unlock()
-		if ss != nil {
-			ss.mu.Lock()
-			n = max(n, ss.tokens.Total())
-			ss.mu.Unlock()
-		}
-		total += n
-	}
-	return total
-}

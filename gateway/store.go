@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,7 +17,9 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -58,6 +61,10 @@ type store struct {
 	bucket  string
 	prefix  string
 	timeout time.Duration
+
+	// whether the object store honours If-None-Match on PUT, once known
+	condMu          sync.Mutex
+	cond, condKnown bool
 }
 
 func newStore(ctx context.Context, cfg S3Config) (*store, error) {
@@ -131,8 +138,90 @@ func (st *store) put(ctx context.Context, key string, b []byte, contentType stri
 	return nil
 }
 
-func segmentName(first, last int64) string {
+// segmentName is the object of a batch, named by its first seq only: two replicas that
+// store a batch at the same place (a runner's retry that landed elsewhere, re-batched with
+// newer events) write the same key, and the conditional PUT lets only the first one in. Its
+// last seq is in the object's metadata, and is the next segment's first minus one.
+func segmentName(first int64) string {
+	return fmt.Sprintf("%s/%012d.jsonl", segmentsDir, first)
+}
+
+// legacySegmentName is how segments were named before: by first and last seq.
+func legacySegmentName(first, last int64) string {
 	return fmt.Sprintf("%s/%012d-%012d.jsonl", segmentsDir, first, last)
+}
+
+// lastSeqMeta is the user metadata that records a segment's last seq.
+const lastSeqMeta = "Last-Seq"
+
+// errSegmentExists is a segment PUT refused because a segment is stored under its key.
+var errSegmentExists = errors.New("a transcript segment is already stored under that key")
+
+// putSegment stores a batch as the segment that starts at first. Where the object store
+// honours If-None-Match (conditionalPuts), it never replaces a stored segment: it returns
+// errSegmentExists instead.
+func (st *store) putSegment(ctx context.Context, id identity, first, last int64, b []byte, conditional bool) error {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	key := st.sessionKey(id, segmentName(first))
+	opts := minio.PutObjectOptions{ContentType: "application/x-ndjson", DisableMultipart: true,
+		UserMetadata: map[string]string{lastSeqMeta: strconv.FormatInt(last, 10)}}
+	if conditional {
+		opts.SetMatchETagExcept("*")
+	}
+	if _, err := st.c.PutObject(ctx, st.bucket, key, bytes.NewReader(b), int64(len(b)), opts); err != nil {
+		if minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
+			return errSegmentExists
+		}
+		return fmt.Errorf("storing %s: %w", st.uri(key), err)
+	}
+	return nil
+}
+
+// conditionalPuts says whether the object store refuses a PUT with If-None-Match: "*" over
+// an existing object (versitygw and S3 do), found out once by trying it. Until it is known
+// (the store unreachable), and for a store that ignores the header, it is false: every
+// batch is then checked against a listing of the stored segments first.
+func (st *store) conditionalPuts(ctx context.Context) bool {
+	st.condMu.Lock()
+	defer st.condMu.Unlock()
+	if st.condKnown {
+		return st.cond
+	}
+	cond, err := st.probeConditionalPut(ctx)
+	if err != nil {
+		return false
+	}
+	st.cond, st.condKnown = cond, true
+	return cond
+}
+
+func (st *store) probeConditionalPut(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	key := path.Join(st.prefix, ".conditional-put-probe", hex.EncodeToString(nonce[:]))
+	put := func(conditional bool) error {
+		opts := minio.PutObjectOptions{DisableMultipart: true}
+		if conditional {
+			opts.SetMatchETagExcept("*")
+		}
+		_, err := st.c.PutObject(ctx, st.bucket, key, bytes.NewReader(nil), 0, opts)
+		return err
+	}
+	if err := put(false); err != nil {
+		return false, fmt.Errorf("probing conditional PUTs at %s: %w", st.uri(key), err)
+	}
+	defer func() { _ = st.c.RemoveObject(ctx, st.bucket, key, minio.RemoveObjectOptions{}) }()
+	err := put(true)
+	if err == nil {
+		return false, nil
+	}
+	if minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
+		return true, nil
+	}
+	return false, fmt.Errorf("probing conditional PUTs at %s: %w", st.uri(key), err)
 }
 
 // segment is a stored batch, by its key's sequence range.
@@ -141,6 +230,8 @@ type segment struct {
 	first, last int64
 }
 
+// segments lists a session's stored segments in order. A segment named by its first seq
+// alone ends where the next one starts; the last one's end is read from its metadata.
 func (st *store) segments(ctx context.Context, id identity) ([]segment, error) {
 	ctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
@@ -150,15 +241,65 @@ func (st *store) segments(ctx context.Context, id identity) ([]segment, error) {
 		if obj.Err != nil {
 			return nil, fmt.Errorf("listing %s: %w", st.uri(prefix), obj.Err)
 		}
-		var seg segment
-		if _, err := fmt.Sscanf(path.Base(obj.Key), "%012d-%012d.jsonl", &seg.first, &seg.last); err != nil {
+		if seg, ok := parseSegment(obj.Key[len(prefix):]); ok {
+			seg.key = obj.Key
+			out = append(out, seg)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].first < out[j].first })
+	for i := range out {
+		if out[i].last >= 0 {
 			continue
 		}
-		seg.key = obj.Key
-		out = append(out, seg)
+		if i+1 < len(out) {
+			out[i].last = max(out[i].first, out[i+1].first) - 1
+			continue
+		}
+		last, err := st.segmentLast(ctx, out[i].key)
+		if err != nil {
+			return nil, err
+		}
+		out[i].last = last
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].first < out[j].first })
 	return out, nil
+}
+
+// parseSegment reads a segment's range from its name; last is -1 when the name holds
+// only the first seq.
+func parseSegment(name string) (segment, bool) {
+	var seg segment
+	if _, err := fmt.Sscanf(name, "%012d-%012d.jsonl", &seg.first, &seg.last); err == nil && segmentsDir+"/"+name == legacySegmentName(seg.first, seg.last) {
+		return seg, true
+	}
+	if _, err := fmt.Sscanf(name, "%012d.jsonl", &seg.first); err == nil && segmentsDir+"/"+name == segmentName(seg.first) {
+		seg.last = -1
+		return seg, true
+	}
+	return segment{}, false
+}
+
+// segmentLast is a segment's last seq: from its metadata, or, without it, its last event.
+func (st *store) segmentLast(ctx context.Context, key string) (int64, error) {
+	info, err := st.c.StatObject(ctx, st.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("reading the metadata of %s: %w", st.uri(key), err)
+	}
+	if v, ok := info.UserMetadata[lastSeqMeta]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	b, err := st.get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	var last int64
+	for _, line := range bytes.Split(b, []byte{'\n'}) {
+		if ev, err := contract.DecodeEvent(line); err == nil {
+			last = max(last, ev.Seq)
+		}
+	}
+	return last, nil
 }
 
 // lastSeq is the highest sequence number stored contiguously from 1.
