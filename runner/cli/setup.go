@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/runner/procgroup"
 	"github.com/agentry-dev/agentry/runner/transcript"
 )
 
@@ -42,7 +43,7 @@ type setupOptions struct {
 func setupCommand(ctx context.Context, std IO, code *contract.ExitCode) *cobra.Command {
 	o := &setupOptions{}
 	cmd := &cobra.Command{
-		Use:   "setup --workspace DIR --result FILE [--timeout D] [--secret-env NAME]... --command CMD...",
+		Use:   contract.RunnerCmdSetup + " --workspace DIR --result FILE [--timeout D] [--secret-env NAME]... --command CMD...",
 		Short: "Run setup commands before the agent (the pod's setup step)",
 		Long: `Run each --command with sh -c in the workspace, one after another, stopping at the first
 that fails or when --timeout elapses (the command's whole process group is killed). Each
@@ -69,12 +70,12 @@ setup itself could not run.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.workspace, "workspace", "", "directory the commands run in")
-	f.StringVar(&o.result, "result", "", "file the JSON results are written to")
-	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on all the commands together")
-	f.StringArrayVar(&o.secretEnv, "secret-env", nil, "environment variable whose value is redacted from the output; repeatable")
-	f.StringArrayVar(&o.commands, "command", nil, "a command, run with sh -c; repeatable, run in order")
-	f.StringArrayVar(&o.checkDirs, "check-dir", nil, "after the commands, a directory the agent will see that must hold no --secret-env value (in any file, raw, base64 or hex); a file that does is removed and setup fails; repeatable (default: --workspace)")
+	f.StringVar(&o.workspace, contract.FlagWorkspace, "", "directory the commands run in")
+	f.StringVar(&o.result, contract.FlagSetupResult, "", "file the JSON results are written to")
+	f.DurationVar(&o.timeout, contract.FlagTimeout, 10*time.Minute, "bound on all the commands together")
+	f.StringArrayVar(&o.secretEnv, contract.FlagSetupSecretEnv, nil, "environment variable whose value is redacted from the output; repeatable")
+	f.StringArrayVar(&o.commands, contract.FlagSetupCommand, nil, "a command, run with sh -c; repeatable, run in order")
+	f.StringArrayVar(&o.checkDirs, contract.FlagSetupCheckDir, nil, "after the commands, a directory the agent will see that must hold no --secret-env value (in any file, raw, base64 or hex); a file that does is removed and setup fails; repeatable (default: --workspace)")
 	return cmd
 }
 
@@ -124,15 +125,8 @@ func runSetupCommand(ctx context.Context, dir, command string, margin int) contr
 	cmd.Dir = dir
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = out, out
-	// The command's children die with it: nothing started in setup outlives it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
-	err := cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	err := procgroup.Run(cmd) // the command's children die with it: nothing started in setup outlives it
 	r := contract.Setup{Command: command, DurationMS: time.Since(start).Milliseconds()}
 	var exitErr *exec.ExitError
 	switch {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentry-dev/agentry/runner/procgroup"
 	"github.com/agentry-dev/agentry/runner/workspace"
 )
 
@@ -40,8 +41,9 @@ var SecretEnv = []string{
 
 // Bash runs a shell command in the workspace.
 type Bash struct {
-	WS     *workspace.Root
-	Config BashConfig
+	typed[bashArgs] // Schema is Bash's own: it depends on the shell and the timeouts
+	WS              *workspace.Root
+	Config          BashConfig
 }
 
 func (*Bash) Name() string { return "bash" }
@@ -74,7 +76,7 @@ func (t *Bash) Schema() json.RawMessage {
 	return schemaOf[bashArgs](bounds{
 		"command":         {maxLength: MaxCommandBytes, description: "The command line, run with " + t.shell() + " -c"},
 		"timeout_seconds": {min: 1, max: int(max.Seconds()), description: fmt.Sprintf("Kill the command after this many seconds. Default %d", int(def.Seconds()))},
-	})()
+	})
 }
 
 func (t *Bash) timeouts() (def, max time.Duration) {
@@ -112,19 +114,14 @@ func (a *bashArgs) check() error {
 	return nil
 }
 
-func (*Bash) Args() any { return &bashArgs{} }
-
 func (t *Bash) Describe(args json.RawMessage) string { return describeArg(args, "command") }
 
 // Command extracts the command line for approval patterns.
 func (t *Bash) Command(args json.RawMessage) string { return describeArg(args, "command") }
 
 func (t *Bash) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a bashArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := a.check(); err != nil {
+	a, err := parse[bashArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	timeout, maxTimeout := t.timeouts()
@@ -142,20 +139,10 @@ func (t *Bash) Execute(ctx context.Context, raw json.RawMessage) (string, error)
 	cmd.Stdin = nil
 	out := newCapped(or(t.Config.OutputBytes, 32<<10))
 	cmd.Stdout, cmd.Stderr = out, out
-	// A process group lets the timeout kill the command's children too; a
-	// backgrounded grandchild holding the pipe would otherwise keep Wait
-	// blocked, which WaitDelay bounds.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
 
 	start := time.Now()
-	err := cmd.Run()
+	err = procgroup.Run(cmd) // the timeout kills the command's children too
 	elapsed := time.Since(start)
-	// Kill stragglers that detached from the shell but stayed in the group.
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
 	if ctx.Err() != nil {
 		return "", context.Cause(ctx)
 	}

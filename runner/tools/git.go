@@ -13,7 +13,10 @@ import (
 var errNoRepo = errors.New("the workspace is not a git repository; git_status and git_diff are unavailable")
 
 // GitStatus lists changed files.
-type GitStatus struct{ Repo *gitrepo.Repo }
+type GitStatus struct {
+	typed[noArgs]
+	Repo *gitrepo.Repo
+}
 
 func (*GitStatus) Name() string                    { return "git_status" }
 func (*GitStatus) Kind() Kind                      { return KindRead }
@@ -21,24 +24,16 @@ func (*GitStatus) Describe(json.RawMessage) string { return "" }
 
 type noArgs struct{}
 
-var statusSchema = schemaOf[noArgs](nil)
-
-func (*GitStatus) Description() string     { return doc("git_status") }
-func (*GitStatus) Schema() json.RawMessage { return statusSchema() }
+func (*GitStatus) Description() string { return doc("git_status") }
 
 type diffArgs struct {
 	Path string `json:"path,omitempty" jsonschema:"Limit the diff to this file or directory"`
 }
 
-var diffSchema = schemaOf[diffArgs](nil)
-
-func (*GitDiff) Description() string     { return doc("git_diff") }
-func (*GitDiff) Schema() json.RawMessage { return diffSchema() }
-
-func (*GitStatus) Args() any { return &noArgs{} }
+func (*GitDiff) Description() string { return doc("git_diff") }
 
 func (t *GitStatus) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	if err := decode(t, raw, &noArgs{}); err != nil {
+	if _, err := parse[noArgs](t, raw); err != nil {
 		return "", err
 	}
 	if t.Repo == nil {
@@ -56,6 +51,7 @@ func (t *GitStatus) Execute(_ context.Context, raw json.RawMessage) (string, err
 
 // GitDiff shows the session's changes as a patch.
 type GitDiff struct {
+	typed[diffArgs]
 	Repo *gitrepo.Repo
 	// MaxBytes bounds the output; 0 means 64 KiB.
 	MaxBytes int
@@ -63,7 +59,6 @@ type GitDiff struct {
 
 func (*GitDiff) Name() string { return "git_diff" }
 func (*GitDiff) Kind() Kind   { return KindRead }
-func (*GitDiff) Args() any    { return &diffArgs{} }
 
 func (t *GitDiff) Describe(args json.RawMessage) string { return describeArg(args, "path") }
 
@@ -71,8 +66,8 @@ func (t *GitDiff) Execute(_ context.Context, raw json.RawMessage) (string, error
 	if t.Repo == nil {
 		return "", errNoRepo
 	}
-	var a diffArgs
-	if err := decode(t, raw, &a); err != nil {
+	a, err := parse[diffArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	var paths []string

@@ -12,6 +12,7 @@ import (
 
 // Grep searches file contents with a regular expression.
 type Grep struct {
+	typed[grepArgs]
 	WS *workspace.Root
 	// MaxResults is the default cap on matches; 0 means 200.
 	MaxResults int
@@ -28,12 +29,10 @@ type grepArgs struct {
 	MaxResults int    `json:"max_results,omitempty" jsonschema:"Stop after this many matching lines. Default 200"`
 }
 
-var grepSchema = schemaOf[grepArgs](bounds{"max_results": {min: 1, max: 2000}})
+func (grepArgs) bounds() bounds     { return bounds{"max_results": {min: 1, max: 2000}} }
+func (a *grepArgs) missing() string { return missing("pattern", a.Pattern) }
 
-func (*Grep) Description() string     { return doc("grep") }
-func (*Grep) Schema() json.RawMessage { return grepSchema() }
-
-func (*Grep) Args() any { return &grepArgs{} }
+func (*Grep) Description() string { return doc("grep") }
 
 func (t *Grep) Describe(args json.RawMessage) string {
 	s := fmt.Sprintf("/%s/", describeArg(args, "pattern"))
@@ -47,11 +46,8 @@ func (t *Grep) Describe(args json.RawMessage) string {
 }
 
 func (t *Grep) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a grepArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "pattern", a.Pattern); err != nil {
+	a, err := parse[grepArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	limit := or(t.MaxResults, 200)

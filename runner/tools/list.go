@@ -13,6 +13,7 @@ import (
 
 // ListDir lists one directory.
 type ListDir struct {
+	typed[listArgs]
 	WS *workspace.Root
 	// MaxEntries bounds the listing; 0 means 500.
 	MaxEntries int
@@ -32,15 +33,11 @@ type listArgs struct {
 	Path string `json:"path,omitempty" jsonschema:"Directory relative to the workspace root. Default: the root"`
 }
 
-var listSchema = schemaOf[listArgs](nil)
-
-func (*ListDir) Description() string     { return doc("list_dir") }
-func (*ListDir) Schema() json.RawMessage { return listSchema() }
-func (*ListDir) Args() any               { return &listArgs{} }
+func (*ListDir) Description() string { return doc("list_dir") }
 
 func (t *ListDir) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	var a listArgs
-	if err := decode(t, raw, &a); err != nil {
+	a, err := parse[listArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	fi, rel, err := t.WS.Stat(a.Path)
@@ -111,6 +108,7 @@ func humanBytes(n int64) string {
 
 // Glob finds files by path pattern.
 type Glob struct {
+	typed[globArgs]
 	WS *workspace.Root
 	// MaxResults bounds the output; 0 means 500.
 	MaxResults int
@@ -124,21 +122,15 @@ type globArgs struct {
 	Path    string `json:"path,omitempty" jsonschema:"Directory to search from, relative to the workspace root. Default: the root"`
 }
 
-var globSchema = schemaOf[globArgs](nil)
+func (a *globArgs) missing() string { return missing("pattern", a.Pattern) }
 
-func (*Glob) Description() string     { return doc("glob") }
-func (*Glob) Schema() json.RawMessage { return globSchema() }
-
-func (*Glob) Args() any { return &globArgs{} }
+func (*Glob) Description() string { return doc("glob") }
 
 func (t *Glob) Describe(args json.RawMessage) string { return describeArg(args, "pattern") }
 
 func (t *Glob) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a globArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "pattern", a.Pattern); err != nil {
+	a, err := parse[globArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	base, err := t.WS.Rel(a.Path)

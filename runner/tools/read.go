@@ -16,6 +16,7 @@ import (
 
 // ReadFile returns a file's lines with line numbers, a window at a time.
 type ReadFile struct {
+	typed[readArgs]
 	WS *workspace.Root
 	// MaxLines is the default and maximum window; 0 means 2000.
 	MaxLines int
@@ -36,19 +37,14 @@ type readArgs struct {
 	Limit  int    `json:"limit,omitempty" jsonschema:"Maximum number of lines to return. Default 2000"`
 }
 
-var readSchema = schemaOf[readArgs](bounds{"offset": {min: 1}, "limit": {min: 1}})
+func (readArgs) bounds() bounds     { return bounds{"offset": {min: 1}, "limit": {min: 1}} }
+func (a *readArgs) missing() string { return missing("path", a.Path) }
 
-func (*ReadFile) Description() string     { return doc("read_file") }
-func (*ReadFile) Schema() json.RawMessage { return readSchema() }
-
-func (*ReadFile) Args() any { return &readArgs{} }
+func (*ReadFile) Description() string { return doc("read_file") }
 
 func (t *ReadFile) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	var a readArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "path", a.Path); err != nil {
+	a, err := parse[readArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	maxLines := or(t.MaxLines, 2000)

@@ -28,7 +28,7 @@ func Canonical(t Tool, raw json.RawMessage) (json.RawMessage, error) {
 	if err := decode(t, raw, v); err != nil {
 		return nil, err
 	}
-	if c, ok := v.(interface{ check() error }); ok {
+	if c, ok := v.(checked); ok {
 		if err := c.check(); err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -128,12 +129,48 @@ func All(env Env) Set {
 	}
 }
 
-func required(tool, field, value string) error {
-	if value == "" {
-		return fmt.Errorf("%s: %q is required", tool, field)
+// typed is the part of a tool that follows from its argument struct A: a new A to decode
+// a call into, and the schema generated from A. Each tool type embeds it.
+type typed[A any] struct{}
+
+func (typed[A]) Args() any               { return new(A) }
+func (typed[A]) Schema() json.RawMessage { return schemaFor[A]() }
+
+// parse decodes a call's arguments strictly into a new A and checks them (see checked and
+// requirer), so that the tool runs exactly the value Canonical approved.
+func parse[A any](t Tool, raw json.RawMessage) (*A, error) {
+	a := new(A)
+	if err := decode(t, raw, a); err != nil {
+		return nil, err
 	}
-	return nil
+	if c, ok := any(a).(checked); ok {
+		if err := c.check(); err != nil {
+			return nil, err
+		}
+	}
+	if r, ok := any(a).(requirer); ok {
+		if field := r.missing(); field != "" {
+			return nil, fmt.Errorf("%s: %q is required", t.Name(), field)
+		}
+	}
+	return a, nil
 }
+
+// missing returns field when its value is empty, for requirer methods.
+func missing(field, value string) string {
+	if value == "" {
+		return field
+	}
+	return ""
+}
+
+// checked arguments are refused already by Canonical, before anyone approves the call,
+// when check fails.
+type checked interface{ check() error }
+
+// requirer arguments name a required argument the call left empty; the call is approved
+// (or not) as sent and fails when it runs.
+type requirer interface{ missing() string }
 
 // describeArg reads one string field for Describe, which must never fail. The
 // loop passes canonical arguments (see Canonical), so the field it reads is the
@@ -163,6 +200,26 @@ func doc(name string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// bounded argument structs have bounds their tags cannot say.
+type bounded interface{ bounds() bounds }
+
+// schemas caches schemaFor: reflect.Type of the argument struct → json.RawMessage.
+var schemas sync.Map
+
+// schemaFor is the schema of the argument struct A with A's bounds, computed once.
+func schemaFor[A any]() json.RawMessage {
+	key := reflect.TypeFor[A]()
+	if s, ok := schemas.Load(key); ok {
+		return s.(json.RawMessage)
+	}
+	var b bounds
+	if bb, ok := any(*new(A)).(bounded); ok {
+		b = bb.bounds()
+	}
+	s, _ := schemas.LoadOrStore(key, schemaOf[A](b))
+	return s.(json.RawMessage)
+}
+
 // bound is what struct tags cannot say about one argument: numeric bounds, a length
 // limit, a type override (a pointer field is still a required string) or a description
 // computed at run time.
@@ -173,45 +230,43 @@ type bound struct {
 
 type bounds map[string]bound
 
-// schemaOf returns the JSON schema of the argument struct T, computed once: properties from
-// its json tags in field order, descriptions from its jsonschema tags, required = the fields
-// without omitempty, no additional properties; then b applied.
-func schemaOf[T any](b bounds) func() json.RawMessage {
-	return sync.OnceValue(func() json.RawMessage {
-		s, err := jsonschema.For[T](nil)
-		if err != nil {
-			panic(fmt.Sprintf("tools: schema of %T: %v", *new(T), err)) // argument structs are fixed
+// schemaOf returns the JSON schema of the argument struct T: properties from its json tags
+// in field order, descriptions from its jsonschema tags, required = the fields without
+// omitempty, no additional properties; then b applied.
+func schemaOf[T any](b bounds) json.RawMessage {
+	s, err := jsonschema.For[T](nil)
+	if err != nil {
+		panic(fmt.Sprintf("tools: schema of %T: %v", *new(T), err)) // argument structs are fixed
+	}
+	if s.Properties == nil {
+		s.Properties = map[string]*jsonschema.Schema{} // "properties": {} even with no arguments
+	}
+	for name, c := range b {
+		p, ok := s.Properties[name]
+		if !ok {
+			panic(fmt.Sprintf("tools: %T has no argument %q", *new(T), name))
 		}
-		if s.Properties == nil {
-			s.Properties = map[string]*jsonschema.Schema{} // "properties": {} even with no arguments
+		if c.typ != "" {
+			p.Type, p.Types = c.typ, nil
 		}
-		for name, c := range b {
-			p, ok := s.Properties[name]
-			if !ok {
-				panic(fmt.Sprintf("tools: %T has no argument %q", *new(T), name))
-			}
-			if c.typ != "" {
-				p.Type, p.Types = c.typ, nil
-			}
-			if c.min != 0 {
-				p.Minimum = ptrFloat(c.min)
-			}
-			if c.max != 0 {
-				p.Maximum = ptrFloat(c.max)
-			}
-			if c.maxLength != 0 {
-				p.MaxLength = &c.maxLength
-			}
-			if c.description != "" {
-				p.Description = c.description
-			}
+		if c.min != 0 {
+			p.Minimum = ptrFloat(c.min)
 		}
-		out, err := json.Marshal(s)
-		if err != nil {
-			panic(fmt.Sprintf("tools: schema of %T: %v", *new(T), err))
+		if c.max != 0 {
+			p.Maximum = ptrFloat(c.max)
 		}
-		return out
-	})
+		if c.maxLength != 0 {
+			p.MaxLength = &c.maxLength
+		}
+		if c.description != "" {
+			p.Description = c.description
+		}
+	}
+	out, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("tools: schema of %T: %v", *new(T), err))
+	}
+	return out
 }
 
 func ptrFloat(n int) *float64 { f := float64(n); return &f }

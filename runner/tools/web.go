@@ -36,54 +36,52 @@ func Web(gw *gatewayclient.Client) Set {
 }
 
 // WebFetch fetches one page through the gateway.
-type WebFetch struct{ GW *gatewayclient.Client }
+type WebFetch struct {
+	typed[webFetchArgs]
+	GW *gatewayclient.Client
+}
 
 type webFetchArgs struct {
 	URL string `json:"url" jsonschema:"The http or https URL of the page"`
 }
 
-var webFetchSchema = schemaOf[webFetchArgs](bounds{"url": {maxLength: 2048}})
+func (webFetchArgs) bounds() bounds     { return bounds{"url": {maxLength: 2048}} }
+func (a *webFetchArgs) missing() string { return missing("url", a.URL) }
 
 func (*WebFetch) Name() string                         { return "web_fetch" }
 func (*WebFetch) Kind() Kind                           { return KindRead }
 func (*WebFetch) Description() string                  { return doc("web_fetch") }
-func (*WebFetch) Schema() json.RawMessage              { return webFetchSchema() }
-func (*WebFetch) Args() any                            { return &webFetchArgs{} }
 func (*WebFetch) Describe(args json.RawMessage) string { return describeArg(args, "url") }
 
 func (t *WebFetch) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a webFetchArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "url", a.URL); err != nil {
+	a, err := parse[webFetchArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	return webCall(ctx, t.GW, contract.PathWebFetch, contract.WebFetchRequest{URL: a.URL})
 }
 
 // WebSearch queries the configured search endpoint through the gateway.
-type WebSearch struct{ GW *gatewayclient.Client }
+type WebSearch struct {
+	typed[webSearchArgs]
+	GW *gatewayclient.Client
+}
 
 type webSearchArgs struct {
 	Query string `json:"query" jsonschema:"Search terms"`
 }
 
-var webSearchSchema = schemaOf[webSearchArgs](bounds{"query": {maxLength: 1024}})
+func (webSearchArgs) bounds() bounds     { return bounds{"query": {maxLength: 1024}} }
+func (a *webSearchArgs) missing() string { return missing("query", strings.TrimSpace(a.Query)) }
 
 func (*WebSearch) Name() string                         { return "web_search" }
 func (*WebSearch) Kind() Kind                           { return KindRead }
 func (*WebSearch) Description() string                  { return doc("web_search") }
-func (*WebSearch) Schema() json.RawMessage              { return webSearchSchema() }
-func (*WebSearch) Args() any                            { return &webSearchArgs{} }
 func (*WebSearch) Describe(args json.RawMessage) string { return describeArg(args, "query") }
 
 func (t *WebSearch) Execute(ctx context.Context, raw json.RawMessage) (string, error) {
-	var a webSearchArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "query", strings.TrimSpace(a.Query)); err != nil {
+	a, err := parse[webSearchArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	return webCall(ctx, t.GW, contract.PathWebSearch, contract.WebSearchRequest{Query: a.Query})

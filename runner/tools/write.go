@@ -17,7 +17,10 @@ import (
 const maxWriteBytes = 10 << 20
 
 // WriteFile creates or replaces a file.
-type WriteFile struct{ WS *workspace.Root }
+type WriteFile struct {
+	typed[writeArgs]
+	WS *workspace.Root
+}
 
 func (*WriteFile) Name() string { return "write_file" }
 func (*WriteFile) Kind() Kind   { return KindWrite }
@@ -28,12 +31,10 @@ type writeArgs struct {
 	Content *string `json:"content" jsonschema:"The complete new content of the file"`
 }
 
-var writeSchema = schemaOf[writeArgs](bounds{"content": {typ: "string"}})
+func (writeArgs) bounds() bounds     { return bounds{"content": {typ: "string"}} }
+func (a *writeArgs) missing() string { return missing("path", a.Path) }
 
-func (*WriteFile) Description() string     { return doc("write_file") }
-func (*WriteFile) Schema() json.RawMessage { return writeSchema() }
-
-func (*WriteFile) Args() any { return &writeArgs{} }
+func (*WriteFile) Description() string { return doc("write_file") }
 
 func (t *WriteFile) Describe(args json.RawMessage) string {
 	var a writeArgs
@@ -44,11 +45,8 @@ func (t *WriteFile) Describe(args json.RawMessage) string {
 }
 
 func (t *WriteFile) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	var a writeArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "path", a.Path); err != nil {
+	a, err := parse[writeArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	if a.Content == nil {
@@ -83,7 +81,10 @@ func countLines(s string) int {
 
 // EditFile replaces an exact string that occurs exactly once (or every
 // occurrence, when asked).
-type EditFile struct{ WS *workspace.Root }
+type EditFile struct {
+	typed[editArgs]
+	WS *workspace.Root
+}
 
 func (*EditFile) Name() string { return "edit_file" }
 func (*EditFile) Kind() Kind   { return KindWrite }
@@ -97,19 +98,13 @@ type editArgs struct {
 	ReplaceAll bool   `json:"replace_all,omitempty" jsonschema:"Replace every occurrence instead of requiring exactly one. Default false"`
 }
 
-var editSchema = schemaOf[editArgs](nil)
+func (a *editArgs) missing() string { return missing("path", a.Path) }
 
-func (*EditFile) Description() string     { return doc("edit_file") }
-func (*EditFile) Schema() json.RawMessage { return editSchema() }
-
-func (*EditFile) Args() any { return &editArgs{} }
+func (*EditFile) Description() string { return doc("edit_file") }
 
 func (t *EditFile) Execute(_ context.Context, raw json.RawMessage) (string, error) {
-	var a editArgs
-	if err := decode(t, raw, &a); err != nil {
-		return "", err
-	}
-	if err := required(t.Name(), "path", a.Path); err != nil {
+	a, err := parse[editArgs](t, raw)
+	if err != nil {
 		return "", err
 	}
 	if a.OldString == "" {
