@@ -19,6 +19,7 @@ import (
 // long-polls and is repeated until a decision arrives; the gateway applies the
 // session's approval.onTimeout when it expires.
 type Gateway struct {
+	// GW reaches the gateway with the pod's token.
 	GW *gatewayclient.Client
 	// Timeout is a local backstop: when no answer (not even "pending") can be
 	// had for this long, for example because the gateway is unreachable,
