@@ -93,6 +93,16 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 			}
 		}
 		if pending == nil {
+			// Listed by another replica (the runner's poll moved here): the same entry,
+			// the same deadline.
+			for _, p := range sess.Status.PendingApprovals {
+				if p.ID == req.ID && p.Digest == digest {
+					ss.status.PendingApprovals = append(ss.status.PendingApprovals, p)
+					pending = &ss.status.PendingApprovals[len(ss.status.PendingApprovals)-1]
+				}
+			}
+		}
+		if pending == nil {
 			if len(ss.status.PendingApprovals) >= 16 {
 				ss.mu.Unlock()
 				writeError(w, http.StatusTooManyRequests, "too many pending approvals")

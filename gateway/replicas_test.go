@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -275,5 +277,71 @@ func TestAReplicaKilledMidSessionLosesNoTokenAndNoEvent(t *testing.T) {
 	assertUsage(t, f, s, "the usage of every answer the runner received", received)
 	if bill := m.bill(); bill.Total() < received.Total() {
 		t.Errorf("the provider billed %d tokens, fewer than the runner received (%d)", bill.Total(), received.Total())
+	}
+}
+
+// A runner's approval poll moves from one replica to another (the first one's poll window
+// ended, or it died) and the user decides on the second. The second answers with the same
+// entry and deadline the first listed, and the first, writing its view of the session
+// later, does not list the decided call again.
+func TestAnApprovalDecidedOnAnotherReplicaIsNotListedAgain(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t)
+	a, _ := startReplica(t, 0)
+	b, _ := startReplica(t, 0)
+	s := f.session("approval-moves", func(s *v1.AgentSession) {
+		s.Spec.Approval = v1.ApprovalPolicy{Bash: v1.ApprovalAsk, Timeout: &metav1.Duration{Duration: time.Minute}}
+	})
+	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(s)))
+	if code, body := post(t, b.URL+contract.PathEvents, tok, batchOf(event(1, "one"))); code != http.StatusOK {
+		t.Fatalf("events to b: %d %s", code, body)
+	}
+	ask := `{"id":"call_1","tool":"bash","class":"bash","summary":"go test ./...","command":"go test ./..."}`
+	code, body := post(t, a.URL+contract.PathApprovals, tok, ask) // lists it, then its poll window ends
+	var first contract.ApprovalAnswer
+	if err := json.Unmarshal([]byte(body), &first); code != http.StatusOK || err != nil || !first.Pending || first.ExpiresAt == nil {
+		t.Fatalf("asking a: %d %s", code, body)
+	}
+	listed := f.get(s).Status.PendingApprovals
+	if len(listed) != 1 {
+		t.Fatalf("status.pendingApprovals = %+v, want the call", listed)
+	}
+
+	answered := make(chan contract.ApprovalAnswer, 1)
+	go func() {
+		_, body := post(t, b.URL+contract.PathApprovals, tok, ask)
+		var ans contract.ApprovalAnswer
+		_ = json.Unmarshal([]byte(body), &ans)
+		answered <- ans
+	}()
+	time.Sleep(500 * time.Millisecond) // b is polling
+	if now := f.get(s).Status.PendingApprovals; len(now) != 1 || !now[0].ExpiresAt.Equal(listed[0].ExpiresAt) {
+		t.Errorf("while b polls, status.pendingApprovals = %+v; want a's entry and deadline %s", now, listed[0].ExpiresAt)
+	}
+	decide := fmt.Sprintf(`{"spec":{"approvals":[{"id":"call_1","digest":%q,"decision":"Allow","decidedBy":"alice"}]}}`, listed[0].Digest)
+	if err := env.Client.Patch(ctx, s, rawMerge(decide)); err != nil {
+		t.Fatal(err)
+	}
+	if ans := <-answered; ans.Decision != contract.DecisionAllow {
+		t.Fatalf("b answered %+v, want Allow", ans)
+	}
+	if got := f.get(s).Status.PendingApprovals; len(got) != 0 {
+		t.Fatalf("status.pendingApprovals = %+v after the decision", got)
+	}
+
+	// a still holds the call as pending in its view; an event makes it write that view.
+	if code, body := post(t, a.URL+contract.PathEvents, tok, batchOf(event(2, "two"))); code != http.StatusOK {
+		t.Fatalf("events to a: %d %s", code, body)
+	}
+	testutil.Within(t, 10*time.Second, "a to write the session", func() error {
+		if p := f.get(s).Status.Progress; p == nil || p.Message != "Error: two" {
+			return fmt.Errorf("progress %+v", p)
+		}
+		return nil
+	})
+	if got := f.get(s).Status.PendingApprovals; len(got) != 0 {
+		t.Errorf("a listed the decided call again: status.pendingApprovals = %+v", got)
 	}
 }

@@ -246,7 +246,49 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 		ss.mu.Lock()
 		ss.stored, ss.rv = maxUsage(ss.stored, usageOf(fresh.Status.Usage)), fresh.ResourceVersion
 		ss.tokens = ss.stored.Add(ss.pending)
+		ss.takeIn(fresh)
 		ss.mu.Unlock()
+	}
+}
+
+// takeIn merges what another replica wrote into this replica's view before it is applied
+// again whole, so a replica that served the session earlier never puts back what another
+// has since changed: pending approvals the other listed are kept and those decided in
+// spec.approvals dropped, and an archive the other recorded is adopted (the session is
+// then finished here too). Callers hold ss.mu.
+func (ss *session) takeIn(fresh *v1.AgentSession) {
+	decided := map[string]bool{}
+	for _, d := range fresh.Spec.Approvals {
+		decided[d.ID] = true
+	}
+	seen := map[string]bool{}
+	var pending []v1.PendingApproval
+	for _, list := range [][]v1.PendingApproval{ss.status.PendingApprovals, fresh.Status.PendingApprovals} {
+		for _, p := range list {
+			if !decided[p.ID] && !seen[p.ID] {
+				seen[p.ID] = true
+				pending = append(pending, p)
+			}
+		}
+	}
+	ss.status.PendingApprovals = pending
+	st := fresh.Status
+	if st.Transcript != nil && ss.status.Transcript == nil {
+		ss.finished = true
+		ss.status.Transcript, ss.status.Patch = st.Transcript, st.Patch
+		if st.Result != nil {
+			r := *st.Result
+			r.ExitCode = nil // the reconciler's
+			ss.status.Result = &r
+		}
+		if c := meta.FindStatusCondition(st.Conditions, v1.ConditionArchived); c != nil {
+			meta.SetStatusCondition(&ss.status.Conditions, *c)
+		}
+		ss.status.PendingApprovals = nil
+	}
+	if p := st.Progress; p != nil && p.LastActivityTime != nil && (ss.status.Progress == nil || ss.status.Progress.LastActivityTime == nil ||
+		ss.status.Progress.LastActivityTime.Before(p.LastActivityTime)) {
+		ss.status.Progress = p.DeepCopy()
 	}
 }
 
