@@ -26,8 +26,6 @@ import (
 const (
 	extraPodName = "authentication.kubernetes.io/pod-name"
 	extraPodUID  = "authentication.kubernetes.io/pod-uid"
-	// labelSessionUID is the runner pod's link to its session (controllers.LabelSessionUID).
-	labelSessionUID = "agentry.dev/session-uid"
 )
 
 // identity is who a request acts for: one session, through its runner pod.
@@ -87,15 +85,19 @@ type authenticator struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedIdentity
+	// refreshing holds the tokens being reviewed again in the background.
+	refreshing map[[32]byte]bool
 }
 
 type cachedIdentity struct {
-	id      identity
-	expires time.Time
+	id       identity
+	reviewed time.Time
+	expires  time.Time
 }
 
 func newAuthenticator(c client.Client, live client.Reader) *authenticator {
-	return &authenticator{c: c, live: live, ttl: 30 * time.Second, now: time.Now, cache: map[[32]byte]cachedIdentity{}}
+	return &authenticator{c: c, live: live, ttl: 30 * time.Second, now: time.Now,
+		cache: map[[32]byte]cachedIdentity{}, refreshing: map[[32]byte]bool{}}
 }
 
 func bearer(r *http.Request) string {
@@ -116,6 +118,12 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (identit
 	// The cache saves only the TokenReview: admit checks the pod and the session
 	// on every request, so a deleted pod or an ended session stops at once.
 	if c, ok := a.cache[key]; ok && now.Before(c.expires) {
+		// Half-way to expiry the token is reviewed again in the background, so a busy
+		// session's requests never wait for a TokenReview, and no answer is older than ttl.
+		if now.Sub(c.reviewed) >= a.ttl/2 && !a.refreshing[key] {
+			a.refreshing[key] = true
+			go a.refresh(key, token)
+		}
 		a.mu.Unlock()
 		return c.id, nil
 	}
@@ -133,9 +141,29 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (identit
 			}
 		}
 	}
-	a.cache[key] = cachedIdentity{id: id, expires: now.Add(a.ttl)}
+	a.cache[key] = cachedIdentity{id: id, reviewed: now, expires: now.Add(a.ttl)}
 	a.mu.Unlock()
 	return id, nil
+}
+
+// refresh reviews a cached token again. A token that no longer authenticates (or whose
+// pod is gone) is dropped, so the next request is reviewed and refused; when the
+// apiserver cannot answer, the entry lives until it expires.
+func (a *authenticator) refresh(key [32]byte, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := a.now()
+	id, err := a.review(ctx, token)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.refreshing, key)
+	var ae *authError
+	switch _, cached := a.cache[key]; {
+	case err == nil && cached: // forgetPod may have dropped it meanwhile: it stays dropped
+		a.cache[key] = cachedIdentity{id: id, reviewed: now, expires: now.Add(a.ttl)}
+	case errors.As(err, &ae):
+		delete(a.cache, key)
+	}
 }
 
 func (a *authenticator) review(ctx context.Context, token string) (identity, error) {
@@ -177,14 +205,14 @@ func (a *authenticator) review(ctx context.Context, token string) (identity, err
 			owner, ownerUID = &types.NamespacedName{Namespace: ns, Name: ref.Name}, ref.UID
 		}
 	}
-	label := pod.Labels[labelSessionUID]
+	label := pod.Labels[contract.LabelSessionUID]
 	if owner == nil || label == "" {
 		return identity{}, forbidden("pod %s/%s is not an Agentry runner pod", ns, podName)
 	}
 	// The label is how the reconciler finds the pod; the owner reference is set
 	// by whoever created it. A pod acts for a session only when both agree.
 	if types.UID(label) != ownerUID {
-		return identity{}, forbidden("pod %s/%s: label %s=%s does not match its controller AgentSession %s (%s)", ns, podName, labelSessionUID, label, owner.Name, ownerUID)
+		return identity{}, forbidden("pod %s/%s: label %s=%s does not match its controller AgentSession %s (%s)", ns, podName, contract.LabelSessionUID, label, owner.Name, ownerUID)
 	}
 	sess := &v1.AgentSession{}
 	if err := a.get(ctx, *owner, sess); err != nil {

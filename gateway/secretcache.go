@@ -18,12 +18,17 @@ const secretTTL = 10 * time.Second
 // secretCache reuses Secret reads for secretTTL. It keeps only the Secrets the gateway asked
 // for (the providers' key Secrets), not every Secret of the namespace as an informer would;
 // a failed read is not kept, so a Secret created after a miss is seen at the next call.
+//
+// One read per Secret is in flight at a time, and a Secret in use is read again in the
+// background once half its TTL has passed: under load the apiserver answers in seconds,
+// and a call must not wait for it (nor every call that arrives meanwhile read it too).
 type secretCache struct {
 	reader client.Reader
 	now    func() time.Time
 
-	mu      sync.Mutex
-	entries map[types.NamespacedName]cachedSecret
+	mu       sync.Mutex
+	entries  map[types.NamespacedName]cachedSecret
+	inflight map[types.NamespacedName]*secretRead
 }
 
 type cachedSecret struct {
@@ -31,26 +36,68 @@ type cachedSecret struct {
 	fetched time.Time
 }
 
+// secretRead is one read of a Secret; done is closed when data and err are set.
+type secretRead struct {
+	done chan struct{}
+	data map[string][]byte
+	err  error
+}
+
+// secretReadTimeout bounds one read, which outlives the call that started it.
+const secretReadTimeout = 30 * time.Second
+
 // get returns the Secret's data, from the cache when it is fresh.
 func (c *secretCache) get(ctx context.Context, key types.NamespacedName) (map[string][]byte, error) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
-	c.mu.Unlock()
 	if ok && now.Sub(e.fetched) < secretTTL {
+		if now.Sub(e.fetched) >= secretTTL/2 {
+			c.readLocked(key, now)
+		}
+		c.mu.Unlock()
 		return e.data, nil
 	}
-	sec := &corev1.Secret{}
-	if err := c.reader.Get(ctx, key, sec); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.entries == nil {
-		c.entries = map[types.NamespacedName]cachedSecret{}
-	}
-	c.entries[key] = cachedSecret{data: sec.Data, fetched: now}
+	rd := c.readLocked(key, now)
 	c.mu.Unlock()
-	return sec.Data, nil
+	select {
+	case <-rd.done:
+		return rd.data, rd.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readLocked starts a read of key, or returns the one in flight. Callers hold mu.
+func (c *secretCache) readLocked(key types.NamespacedName, now time.Time) *secretRead {
+	if rd := c.inflight[key]; rd != nil {
+		return rd
+	}
+	if c.inflight == nil {
+		c.inflight = map[types.NamespacedName]*secretRead{}
+	}
+	rd := &secretRead{done: make(chan struct{})}
+	c.inflight[key] = rd
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), secretReadTimeout)
+		defer cancel()
+		sec := &corev1.Secret{}
+		err := c.reader.Get(ctx, key, sec)
+		c.mu.Lock()
+		delete(c.inflight, key)
+		if err == nil {
+			if c.entries == nil {
+				c.entries = map[types.NamespacedName]cachedSecret{}
+			}
+			// Aged from when the read began: what it returns is at least that fresh.
+			c.entries[key] = cachedSecret{data: sec.Data, fetched: now}
+			rd.data = sec.Data
+		}
+		rd.err = err
+		c.mu.Unlock()
+		close(rd.done)
+	}()
+	return rd
 }
 
 // Get reads Secrets through the cache and anything else from the reader, so code written
