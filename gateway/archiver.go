@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,12 +19,17 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // Archiver archives sessions whose runner never finished (killed, evicted,
 // OOM, cancelled): once the reconciler marks the session terminal, it
 // consolidates the acknowledged segments into transcript.jsonl and a
-// summary.json, and records them in status like a normal finish. It runs on
+// summary.json, and records them in status like a normal finish. What the
+// runner's termination message says that the gateway never heard (a runner
+// that could not reach /finish: its final message, diff stats, usage) goes
+// into status too, under the gateway's field manager: those fields are the
+// gateway's alone. It runs on
 // the leader only; a replica's gateway finishing the same session concurrently
 // writes the same objects.
 type Archiver struct {
@@ -66,6 +74,10 @@ func (a *Archiver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	runnerSum, err := a.runnerSummary(ctx, sess)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	transcript, events, err := s.store.consolidate(ctx, id)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -94,6 +106,9 @@ func (a *Archiver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		return ctrl.Result{}, err
 	}
 	ss.mu.Lock()
+	if runnerSum != nil {
+		fillFromSummary(ss, runnerSum)
+	}
 	ss.status.Transcript = &v1.ArtifactRef{URI: tRef.URI, SizeBytes: tRef.SizeBytes, SHA256: tRef.SHA256, Events: events}
 	ss.status.PendingApprovals = nil
 	setArchived(&ss.status, metav1.ConditionTrue, v1.ReasonUploaded,
@@ -105,4 +120,64 @@ func (a *Archiver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	}
 	s.forget(id.UID)
 	return ctrl.Result{}, nil
+}
+
+// runnerSummary reads the summary the runner left as its termination message, when the
+// session's own pod (the UID the reconciler recorded, never another pod of that name) is
+// still there and has one.
+func (a *Archiver) runnerSummary(ctx context.Context, sess *v1.AgentSession) (*contract.Summary, error) {
+	if sess.Status.PodName == "" || sess.Status.PodUID == "" {
+		return nil, nil
+	}
+	pod := &corev1.Pod{}
+	key := client.ObjectKey{Namespace: sess.Namespace, Name: sess.Status.PodName}
+	if err := a.Gateway.client.Get(ctx, key, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading the runner pod %s for its termination message: %w", key, err)
+	}
+	if string(pod.UID) != sess.Status.PodUID {
+		return nil, nil
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name != contract.ContainerRunner || cs.State.Terminated == nil {
+			continue
+		}
+		var sum contract.Summary
+		if err := json.Unmarshal([]byte(cs.State.Terminated.Message), &sum); err != nil || sum.Outcome == "" {
+			return nil, nil //nolint:nilerr // no summary (the runner died before writing one) is no error
+		}
+		return &sum, nil
+	}
+	return nil, nil
+}
+
+// fillFromSummary fills the result and usage the gateway has not recorded from the runner's
+// own summary. The session is terminal and past the archiver's grace, so every live
+// replica has written what it charged: tokens are raised to the runner's count only where
+// it is higher (calls that never went through the proxy, or whose charge died with a
+// replica), as at /finish. Callers hold ss.mu.
+func fillFromSummary(ss *session, sum *contract.Summary) {
+	st := &ss.status
+	if st.Result == nil {
+		st.Result = &v1.SessionResult{}
+	}
+	r := st.Result
+	if r.Summary == "" {
+		r.Summary = display.Truncate(sum.Message, 4000)
+	}
+	if r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 {
+		r.FilesChanged, r.Additions, r.Deletions = int32(sum.Diff.FilesChanged), int32(sum.Diff.Additions), int32(sum.Diff.Deletions)
+		r.OmittedFiles = v1.OmittedFilesFrom(sum.Diff.Omitted)
+	}
+	if r.Summary == "" && r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 && len(r.OmittedFiles) == 0 {
+		st.Result = nil // never apply an empty object (see applyBody)
+	}
+	if missing := subUsage(maxUsage(ss.tokens, sum.Usage), ss.tokens); missing != (contract.Usage{}) {
+		ss.addTokens(missing)
+	}
+	if st.Usage != nil && st.Usage.ToolCalls == 0 {
+		st.Usage.ToolCalls = int32(sum.ToolCalls)
+	}
 }

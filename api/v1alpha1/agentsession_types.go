@@ -613,17 +613,19 @@ type ApprovalDecision struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// AgentSessionStatus is what Agentry observed. Who writes what today:
-//   - the reconciler (merge patch, field manager agentry-controller): phase, the Succeeded and
-//     PodReady conditions, observedGeneration, podName, podUID, startTime, completionTime,
-//     resolved.model and resolved.image at admission, and, from the runner's termination
-//     message, result.exitCode and whatever of result, usage and resolved.commitSHA the
-//     gateway has not written yet;
-//   - the session gateway (server-side apply, field manager agentry-gateway): progress,
-//     usage, pendingApprovals, result, transcript, patch and the Archived condition.
+// AgentSessionStatus is what Agentry observed. Every field has one writer, each writing by
+// server-side apply under its own field manager, with disjoint field sets:
+//   - the reconciler (agentry-controller): phase, the Succeeded and PodReady conditions,
+//     observedGeneration, podName, podUID, startTime, completionTime, resolved (model and
+//     image at admission, commitSHA from the runner's termination message), result.exitCode
+//     and continuedFrom;
+//   - the session gateway (agentry-gateway): progress, usage, pendingApprovals, result but
+//     its exitCode, transcript, patch and the Archived condition (its archiver fills result
+//     and usage from the termination message of a runner that never reached the gateway);
+//   - the delivery controller (agentry-delivery): delivery and the Delivered condition;
+//   - the notification controller (agentry-notify): notifications.
 //
-// result, usage and resolved are thus written by both sides; giving each field one owner
-// is open work.
+// docs/sessions.md ("Who writes status") says when each is written.
 type AgentSessionStatus struct {
 	// phase is a one-word summary of the session's state.
 	// +optional

@@ -1,0 +1,202 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/controllers"
+	"github.com/agentry-dev/agentry/gateway"
+	"github.com/agentry-dev/agentry/test/scriptedllm"
+)
+
+// TestFinishedSessionStatusHasTwoOwners runs a session through the manager as deployed (the
+// reconciler, the gateway and its archiver) and a real runner, and reads who wrote the
+// finished session's status: exactly the reconciler and the gateway, each by server-side
+// apply, each owning its own fields and none of the other's.
+func TestFinishedSessionStatusHasTwoOwners(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t,
+		scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "greeting.txt", "content": "hello\n"}}),
+		scriptedllm.Text("Added greeting.txt."),
+	)
+	g := startOperator(t, f.ns)
+	s := f.session("owners")
+	pod := &corev1.Pod{}
+	eventually(t, 20*time.Second, "the reconciler to create the runner pod", func() bool {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "owners-runner"}, pod) == nil
+	})
+	kubeletRun(t, pod)
+	termination := filepath.Join(t.TempDir(), "termination-log")
+	r := runnerFor(t, s, g, f.tokenFile(pod), "--termination-message-path", termination)
+	if code := r.run(ctx); code != 0 {
+		t.Fatalf("runner exited %d:\n%s", code, r.stderr.String())
+	}
+	msg, err := os.ReadFile(termination)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeletExit(t, pod, 0, string(msg))
+	got := waitFinishedAndArchived(t, f, s, v1.PhaseSucceeded)
+	if got.Status.Result == nil || got.Status.Result.Summary != "Added greeting.txt." || got.Status.Result.ExitCode == nil || got.Status.Usage == nil {
+		t.Fatalf("status = %+v", got.Status)
+	}
+
+	owners := statusOwners(t, got)
+	if keys := sortedKeys(owners); strings.Join(keys, ",") != "agentry-controller/Apply,agentry-gateway/Apply" {
+		t.Fatalf("status written by %v, want agentry-controller/Apply and agentry-gateway/Apply", keys)
+	}
+	assertDisjoint(t, owners)
+	assertOwns(t, owners, "agentry-controller/Apply", "phase", "conditions[Succeeded]", "conditions[PodReady]", "observedGeneration",
+		"podName", "podUID", "startTime", "completionTime", "result.exitCode", "resolved.model", "resolved.image", "resolved.commitSHA")
+	assertOwns(t, owners, string(gateway.FieldOwner)+"/Apply", "progress.turn", "usage.totalTokens", "usage.toolCalls", "result.summary",
+		"result.filesChanged", "transcript.uri", "patch.sha256", "conditions[Archived]")
+}
+
+// TestArchiverRecordsTheRunnersOwnSummary: a runner that never reached the gateway's
+// /finish still leaves its summary as the pod's termination message; the archiver records
+// its final message, diff stats and usage under the gateway's field manager (the
+// reconciler, which reads the pod, writes none of them).
+func TestArchiverRecordsTheRunnersOwnSummary(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t)
+	startOperator(t, f.ns)
+	s := f.session("unreported")
+	pod := &corev1.Pod{}
+	eventually(t, 20*time.Second, "the reconciler to create the runner pod", func() bool {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "unreported-runner"}, pod) == nil
+	})
+	kubeletRun(t, pod)
+	sum, err := contract.Summary{
+		Outcome: contract.OutcomeCompleted, Message: "Fixed the flaky test.", ToolCalls: 5,
+		Usage: contract.Usage{PromptTokens: 900, CompletionTokens: 100},
+		Diff:  contract.DiffStats{FilesChanged: 2, Additions: 7, Deletions: 3}, BaseCommit: strings.Repeat("c", 40),
+	}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeletExit(t, pod, 0, string(sum))
+	got := waitFinishedAndArchived(t, f, s, v1.PhaseSucceeded)
+
+	res, u := got.Status.Result, got.Status.Usage
+	if res == nil || res.Summary != "Fixed the flaky test." || res.FilesChanged != 2 || res.Additions != 7 || res.Deletions != 3 ||
+		res.ExitCode == nil || *res.ExitCode != 0 {
+		t.Errorf("result = %+v, want the runner's summary and diff stats, exit code 0", res)
+	}
+	if u == nil || u.TotalTokens != 1000 || u.PromptTokens != 900 || u.ToolCalls != 5 {
+		t.Errorf("usage = %+v, want the runner's 1000 tokens and 5 tool calls", u)
+	}
+	if r := got.Status.Resolved; r == nil || r.CommitSHA != strings.Repeat("c", 40) {
+		t.Errorf("resolved = %+v, want the runner's base commit", r)
+	}
+	owners := statusOwners(t, got)
+	assertDisjoint(t, owners)
+	assertOwns(t, owners, string(gateway.FieldOwner)+"/Apply", "result.summary", "result.filesChanged", "usage.totalTokens", "usage.toolCalls", "transcript.uri", "conditions[Archived]")
+	assertOwns(t, owners, string(controllers.FieldOwner)+"/Apply", "result.exitCode", "resolved.commitSHA")
+}
+
+func waitFinishedAndArchived(t *testing.T, f *fixture, s *v1.AgentSession, phase v1.SessionPhase) *v1.AgentSession {
+	t.Helper()
+	var got *v1.AgentSession
+	eventually(t, 30*time.Second, fmt.Sprintf("the session to end %s and be archived", phase), func() bool {
+		got = f.get(s)
+		a := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionArchived)
+		return got.Status.Phase == phase && a != nil && a.Status == metav1.ConditionTrue
+	})
+	return got
+}
+
+func assertOwns(t *testing.T, owners map[string]map[string]bool, manager string, fields ...string) {
+	t.Helper()
+	for _, f := range fields {
+		if !owners[manager][f] {
+			t.Errorf("%s does not own status.%s; it owns %v", manager, f, sortedKeys(owners[manager]))
+		}
+	}
+}
+
+// statusOwners returns, for each manager/operation that wrote the status subresource, the
+// status fields it owns, as paths such as "phase", "result.exitCode" and
+// "conditions[Succeeded]".
+func statusOwners(t *testing.T, s *v1.AgentSession) map[string]map[string]bool {
+	t.Helper()
+	out := map[string]map[string]bool{}
+	for _, e := range s.ManagedFields {
+		if e.Subresource != "status" || e.FieldsV1 == nil {
+			continue
+		}
+		var tree map[string]any
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &tree); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := tree["f:status"].(map[string]any)
+		key := e.Manager + "/" + string(e.Operation)
+		if out[key] == nil {
+			out[key] = map[string]bool{}
+		}
+		statusLeaves(st, "", out[key])
+	}
+	return out
+}
+
+// statusLeaves collects the owned leaves of a managedFields tree; an entry of a list map
+// (a condition) counts as one leaf named by its key.
+func statusLeaves(node map[string]any, prefix string, into map[string]bool) {
+	for k, v := range node {
+		if k == "." {
+			continue
+		}
+		if strings.HasPrefix(k, "k:") {
+			var key map[string]any
+			_ = json.Unmarshal([]byte(strings.TrimPrefix(k, "k:")), &key)
+			into[strings.TrimSuffix(prefix, ".")+fmt.Sprintf("[%v]", key["type"])] = true
+			continue
+		}
+		name := strings.TrimPrefix(k, "f:")
+		child, _ := v.(map[string]any)
+		if len(child) == 0 || (len(child) == 1 && child["."] != nil) {
+			into[prefix+name] = true
+			continue
+		}
+		statusLeaves(child, prefix+name+".", into)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func assertDisjoint(t *testing.T, owners map[string]map[string]bool) {
+	t.Helper()
+	seen := map[string]string{}
+	for _, m := range sortedKeys(owners) {
+		for f := range owners[m] {
+			if other, ok := seen[f]; ok {
+				t.Errorf("status.%s is owned by both %s and %s", f, other, m)
+			}
+			seen[f] = m
+		}
+	}
+}
