@@ -219,6 +219,7 @@ Exit codes: 0 completed, 1 runner error, 2 usage, 3 max turns, 4 token budget,
 	f.StringVar(&o.s3.Prefix, "s3-prefix", "", "S3 key prefix (default: sessions/<session>)")
 	f.StringVar(&o.s3.Region, "s3-region", env("AWS_REGION", ""), "S3 region")
 	f.BoolVar(&o.s3.Insecure, "s3-insecure", false, "use plain HTTP for a host:port S3 endpoint")
+	f.StringVar(&o.s3.CAFile, "s3-ca-file", "", "trust only the CAs in this PEM bundle for an https S3 endpoint (an object store with a private CA)")
 	f.StringVar(&o.gateway, contract.FlagRunGateway, env("AGENTRY_GATEWAY_URL", ""), "send the transcript to the Agentry session gateway at this URL and ask it for approvals; the --api-key-file token is the bearer (env AGENTRY_GATEWAY_URL)")
 	f.StringVar(&o.gatewayCAFile, contract.FlagGatewayCAFile, "", "with --gateway: trust only the CAs in this PEM bundle for the gateway (and for --base-url on the gateway's host); re-read for every new connection, so a rotated bundle is picked up")
 	f.BoolVar(&o.allowPlainHTTPGateway, contract.FlagAllowPlainHTTPGateway, false, "with --gateway: accept http:// gateway and --base-url URLs, sending the token unencrypted (refused by default)")
@@ -434,7 +435,7 @@ func (s *session) buildSinks(ctx context.Context) error {
 	s.progress.describe = describer(s.tools)
 	sinks := []transcript.Sink{s.progress, s.dirSink}
 	if o.s3.Bucket != "" || o.s3.Endpoint != "" {
-		o.s3.AccessKey, o.s3.SecretKey, o.s3.SessionToken = std.Getenv("AWS_ACCESS_KEY_ID"), std.Getenv("AWS_SECRET_ACCESS_KEY"), std.Getenv("AWS_SESSION_TOKEN")
+		o.s3.CredentialsFromEnv(std.Getenv)
 		if o.s3.Prefix == "" {
 			o.s3.Prefix = "sessions/" + o.session
 		}

@@ -9,31 +9,19 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"net/url"
 	"os"
 	"path"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/objectstore"
 )
 
-// S3Config locates the bucket. Credentials come from the caller (the CLI reads
-// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment), never flags.
-type S3Config struct {
-	// Endpoint is host:port or a URL; an http:// URL disables TLS.
-	Endpoint     string
-	Bucket       string
-	Prefix       string
-	Region       string
-	AccessKey    string
-	SecretKey    string
-	SessionToken string
-	// Insecure uses plain HTTP for a bare host:port endpoint.
-	Insecure bool
-}
+// S3Config locates the bucket. Credentials come from the caller (the CLI reads them from
+// the environment: objectstore.Config.CredentialsFromEnv), never flags.
+type S3Config = objectstore.Config
 
 // S3 stores the session in a bucket, following the same layout the gateway
 // uses: each acknowledged batch is a segment object under
@@ -54,24 +42,14 @@ type S3 struct {
 // NewS3 connects and checks the bucket exists, so a typo fails the session
 // before any model tokens are spent. spoolDir holds the local copy.
 func NewS3(ctx context.Context, cfg S3Config, spoolDir string) (*S3, error) {
-	endpoint, secure := cfg.Endpoint, !cfg.Insecure
-	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
-		endpoint, secure = u.Host, u.Scheme == "https"
-	}
-	if endpoint == "" || cfg.Bucket == "" {
-		return nil, errors.New("S3 sink needs an endpoint and a bucket")
+	client, err := objectstore.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("S3 sink: %w", err)
 	}
 	if cfg.AccessKey == "" || cfg.SecretKey == "" {
-		return nil, errors.New("S3 sink needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+		return nil, errors.New("S3 sink needs credentials: set " + objectstore.EnvAccessKey + " and " + objectstore.EnvSecretKey)
 	}
-	client, err := minio.New(endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
-		Secure: secure,
-		Region: cfg.Region,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("configuring S3 client for %s: %w", endpoint, err)
-	}
+	endpoint, _ := cfg.Host()
 	ok, err := client.BucketExists(ctx, cfg.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("checking S3 bucket %q at %s: %w", cfg.Bucket, endpoint, err)

@@ -20,7 +20,7 @@ import (
 
 // Server is a running versitygw.
 type Server struct {
-	// Endpoint is host:port, plain HTTP on loopback.
+	// Endpoint is host:port on loopback: plain HTTP, or HTTPS when started by StartTLS.
 	Endpoint  string
 	AccessKey string
 	SecretKey string
@@ -32,6 +32,9 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan error
 	logf *os.File
+
+	// certFile and keyFile, when set, make the server speak HTTPS.
+	certFile, keyFile string
 }
 
 // Binary returns the versitygw binary: $AGENTRY_VERSITYGW, or bin/versitygw.
@@ -44,7 +47,11 @@ func Binary() string {
 }
 
 // Start starts versitygw on a free loopback port, backed by dir (created if missing).
-func Start(dir string) (*Server, error) {
+func Start(dir string) (*Server, error) { return StartTLS(dir, "", "") }
+
+// StartTLS is Start serving HTTPS with the certificate and key in certFile and keyFile
+// (PEM); with both empty it serves plain HTTP.
+func StartTLS(dir, certFile, keyFile string) (*Server, error) {
 	bin := Binary()
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("versitygw not found at %s: run 'make setup' first: %w", bin, err)
@@ -63,6 +70,8 @@ func Start(dir string) (*Server, error) {
 		Dir:       dir,
 		bin:       bin,
 		port:      port,
+		certFile:  certFile,
+		keyFile:   keyFile,
 	}
 	return s, s.start()
 }
@@ -73,7 +82,11 @@ func (s *Server) start() error {
 		return err
 	}
 	s.logf = logf
-	s.cmd = exec.Command(s.bin, "--port", s.Endpoint, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "posix", s.Dir)
+	args := []string{"--port", s.Endpoint, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet"}
+	if s.certFile != "" {
+		args = append(args, "--cert", s.certFile, "--key", s.keyFile)
+	}
+	s.cmd = exec.Command(s.bin, append(args, "posix", s.Dir)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	// Its own process group, so a test's interrupt does not race our orderly stop.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
