@@ -1,7 +1,8 @@
 # Agentry — build, test and install.
 
 # Versions of the tools and test components, all built from source into bin/.
-K8S_VERSION ?= 1.37.2
+# The Kubernetes release is the one go.mod's client libraries come from (hack/lib.sh says how).
+K8S_VERSION ?= $(shell bash -c 'source hack/lib.sh && echo "$${K8S_VERSION}"')
 ETCD_VERSION ?= 3.6.16
 VERSITYGW_VERSION ?= 1.8.0
 CONTROLLER_TOOLS_VERSION ?= v0.23.0

@@ -7,16 +7,15 @@
 # every dependency and the four builds share one compile. Skips whatever is already built.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-1.37.2}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${ROOT}/bin/k8s/${K8S_VERSION}-linux-amd64"
-WORK="${ROOT}/bin/.build/kubernetes-cluster-${K8S_VERSION}"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+OUT="${REPO_ROOT}/bin/k8s/${K8S_VERSION}-linux-amd64"
+WORK="${REPO_ROOT}/bin/.build/kubernetes-cluster-${K8S_VERSION}"
 COMPONENTS=(kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 log() { printf '[cluster-binaries] %s\n' "$*" >&2; }
 
 # kube-apiserver and etcd come from the envtest script; reuse it rather than duplicate it.
-K8S_VERSION="${K8S_VERSION}" "${ROOT}/hack/build-control-plane.sh"
+K8S_VERSION="${K8S_VERSION}" "${REPO_ROOT}/hack/build-control-plane.sh"
 
 missing=()
 for c in "${COMPONENTS[@]}"; do
@@ -29,22 +28,8 @@ fi
 
 mkdir -p "${WORK}" "${OUT}"
 log "building ${missing[*]} v${K8S_VERSION} from source (about 5 minutes on 2 cores once kube-apiserver is built, 12 cold)"
-gomod="$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
-# k8s.io/kubernetes refers to its staging modules by relative path; point each at its published
-# v0.x release so the module builds outside the kubernetes tree.
-staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/.*#\1#p' "${gomod}")"
 if [[ ! -f "${WORK}/go.sum" ]]; then
-  {
-    echo "module agentry.dev/build/kubernetes-cluster"
-    echo
-    echo "go 1.26"
-    echo
-    echo "require k8s.io/kubernetes v${K8S_VERSION}"
-    echo
-    for m in ${staging}; do
-      echo "replace ${m} => ${m} v0.${K8S_VERSION#1.}"
-    done
-  } > "${WORK}/go.mod"
+  write_staging_gomod "${WORK}" agentry.dev/build/kubernetes-cluster
   {
     echo "//go:build tools"
     echo

@@ -5,11 +5,10 @@
 # so we compile the same release from source. Skips whatever is already built.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-1.37.2}"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${ROOT}/bin/k8s/${K8S_VERSION}-linux-amd64"
-WORK="${ROOT}/bin/.build"
+OUT="${REPO_ROOT}/bin/k8s/${K8S_VERSION}-linux-amd64"
+WORK="${REPO_ROOT}/bin/.build"
 mkdir -p "${OUT}" "${WORK}"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
@@ -22,23 +21,7 @@ build_apiserver() {
   local dir="${WORK}/kubernetes-${K8S_VERSION}"
   mkdir -p "${dir}"
   log "building kube-apiserver v${K8S_VERSION} from source (about 7 minutes cold on 2 cores)"
-  local gomod
-  gomod="$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
-  # k8s.io/kubernetes refers to its staging modules by relative path; point each at its
-  # published v0.x release instead so the module builds outside the kubernetes tree.
-  local staging
-  staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/.*#\1#p' "${gomod}")"
-  {
-    echo "module agentry.dev/build/kube-apiserver"
-    echo
-    echo "go 1.26"
-    echo
-    echo "require k8s.io/kubernetes v${K8S_VERSION}"
-    echo
-    for m in ${staging}; do
-      echo "replace ${m} => ${m} v0.${K8S_VERSION#1.}"
-    done
-  } > "${dir}/go.mod"
+  write_staging_gomod "${dir}" agentry.dev/build/kube-apiserver
   cat > "${dir}/tools.go" <<'EOF'
 //go:build tools
 

@@ -5,21 +5,11 @@
 # sigs.k8s.io/kube-network-policies: docs/development.md.
 set -euo pipefail
 
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-2.1.0}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${ROOT}/bin/kube-router-v${KUBE_ROUTER_VERSION}"
 
 log() { printf '[network-policies] %s\n' "$*" >&2; }
 
-if [[ -x "${OUT}" ]]; then
-  log "kube-router v${KUBE_ROUTER_VERSION} already built"
-else
-  log "building kube-router v${KUBE_ROUTER_VERSION} from source (about 5 minutes cold)"
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "${tmp}"' EXIT
-  GOBIN="${tmp}" CGO_ENABLED=0 go install -ldflags='-s -w' \
-    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v${KUBE_ROUTER_VERSION}"
-  mv "${tmp}/kube-router" "${OUT}"
-  log "built ${OUT}"
-fi
-ln -sfn "kube-router-v${KUBE_ROUTER_VERSION}" "${ROOT}/bin/kube-router"
+go_install_cached "${REPO_ROOT}/bin/kube-router-v${KUBE_ROUTER_VERSION}" \
+  "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v${KUBE_ROUTER_VERSION}" "about 5 minutes cold"
+ln -sfn "kube-router-v${KUBE_ROUTER_VERSION}" "${REPO_ROOT}/bin/kube-router"

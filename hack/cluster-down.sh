@@ -9,10 +9,9 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-env.sh"
 [[ $(id -u) -eq 0 ]] || { log "must run as root"; exit 1; }
 
-alive() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
-kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" --request-timeout=10s "$@"; }
+KC_ARGS=(--request-timeout=10s)
 
-if alive kube-apiserver && alive kubelet; then
+if running kube-apiserver && running kubelet; then
   log "deleting every pod"
   kc delete namespace agentry-system agentry-e2e --ignore-not-found --wait=false >/dev/null 2>&1
   kc delete pods --all --all-namespaces --grace-period=5 --wait=false >/dev/null 2>&1
@@ -52,14 +51,14 @@ fi
 
 for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
   c=${COMPONENTS[i]}
-  if [[ "${c}" == containerd && -S "${CONTAINERD_SOCK}" ]] && alive containerd; then
+  if [[ "${c}" == containerd && -S "${CONTAINERD_SOCK}" ]] && running containerd; then
     # Whatever the kubelet did not clean up: stop tasks, then remove containers.
     for t in $("${CTR[@]}" tasks ls -q 2>/dev/null); do "${CTR[@]}" tasks kill -s SIGKILL "${t}" >/dev/null 2>&1; done
     sleep 0.5
     for t in $("${CTR[@]}" tasks ls -q 2>/dev/null); do "${CTR[@]}" tasks delete -f "${t}" >/dev/null 2>&1; done
     for ctn in $("${CTR[@]}" containers ls -q 2>/dev/null); do "${CTR[@]}" containers delete "${ctn}" >/dev/null 2>&1; done
   fi
-  if [[ "${c}" == kube-proxy ]] && alive kube-proxy; then
+  if [[ "${c}" == kube-proxy ]] && running kube-proxy; then
     stop kube-proxy
     "${K8S_BIN}/kube-proxy" --cleanup --config "${CLUSTER_DIR}/kube-proxy.yaml" >/dev/null 2>&1 || true
     continue

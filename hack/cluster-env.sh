@@ -2,8 +2,7 @@
 # address is its own, so the cluster cannot collide with anything else on a shared machine
 # (another containerd, another kubelet, envtest control planes, a default cni0 bridge).
 # shellcheck shell=bash
-K8S_VERSION="${K8S_VERSION:-1.37.2}"
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 K8S_BIN="${REPO_ROOT}/bin/k8s/${K8S_VERSION}-linux-amd64"
 CLUSTER_DIR="${AGENTRY_CLUSTER_DIR:-/var/lib/agentry-cluster}"
 CLUSTER_RUN="${AGENTRY_CLUSTER_RUN:-/run/agentry-cluster}"

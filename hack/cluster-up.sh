@@ -34,17 +34,6 @@ write_if_changed() {
   if cmp -s "${tmp}" "$1"; then rm -f "${tmp}"; CHANGED=0; else mv "${tmp}" "$1"; CHANGED=1; fi
 }
 
-running() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
-
-# start NAME BINARY ARGS...: runs a component in its own session, logging to logs/NAME.log.
-start() {
-  local name=$1; shift
-  if running "${name}"; then log "${name} already running (pid $(cat "${PIDS}/${name}"))"; return; fi
-  setsid "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
-  echo $! >"${PIDS}/${name}"
-  log "started ${name} (pid $!)"
-}
-
 wait_for() { # wait_for DESCRIPTION SECONDS COMMAND...
   local what=$1 secs=$2; shift 2
   local deadline=$(( $(date +%s) + secs ))
@@ -349,7 +338,6 @@ dns_answers() {
   grep -q "Address:.*${SERVICE_IP}\$" <<<"$(timeout 2 busybox nslookup kubernetes.default.svc.cluster.local "${DNS_SERVICE_IP}" 2>/dev/null)"
 }
 
-kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
 node_ready() { [[ "$(kc get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 
 install_packages

@@ -28,15 +28,6 @@ DEV_KEY_NEW="sk-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DEV="${CLUSTER_DIR}/dev"
 HELM="${HELM:-$(ls "${REPO_ROOT}"/bin/tools/helm-v* 2>/dev/null | tail -1)}"
 [[ -x "${HELM}" ]] || { log "helm is not built: run 'make setup' (or 'make dev')"; exit 1; }
-kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
-running() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
-start() {
-  local name=$1; shift
-  running "${name}" && return
-  setsid "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
-  echo $! >"${PIDS}/${name}"
-  log "started ${name} (pid $!)"
-}
 
 "${REPO_ROOT}/hack/cluster-up.sh"
 "${REPO_ROOT}/hack/build-versitygw.sh" >/dev/null
