@@ -1,6 +1,7 @@
 // Package transcript owns the session record: it numbers and redacts events,
-// batches them to sinks (a local directory, S3, later the session gateway) and
-// hands the final artifacts (patch, summary) to those sinks at the end.
+// batches them to sinks (a local directory, S3 through the objectstore package, or
+// the session gateway, which archives to S3 itself) and hands the final artifacts
+// (patch, summary) to those sinks at the end.
 package transcript
 
 import (
