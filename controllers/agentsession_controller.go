@@ -147,9 +147,9 @@ func (r *AgentSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, nil // owner references delete the pod and policy
 	}
 	if r.cacheBehind(obj) {
-		// The event of the reconciler's own last write wakes it again; the requeue is a
-		// safety net should that event be lost.
-		return ctrl.Result{RequeueAfter: staleAfter}, nil
+		// The watch event of the reconciler's own last write is on its way and wakes it
+		// again (a relist delivers it too): no requeue.
+		return ctrl.Result{}, nil
 	}
 	s := &scope{obj: obj, base: obj.DeepCopy(), now: r.Clock.Now()}
 	if obj.Status.Phase.IsTerminal() {
