@@ -35,6 +35,10 @@ type options struct {
 	workers int
 	kcm     string
 	png     string
+	// cpuprofile receives a CPU profile of the Agentry phase.
+	cpuprofile string
+	// keep keeps the audit log.
+	keep bool
 	// qps and burst are the client rate limits of the manager and its peers; the manager's
 	// own (cmd/main.go) are controller-runtime's: no client-side limit, the apiserver's
 	// priority and fairness decides.
@@ -51,6 +55,8 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 8, "AgentSession reconciles and Job syncs in parallel (the manager's --max-concurrent-reconciles default)")
 	flag.StringVar(&o.kcm, "kcm", "", "kube-controller-manager binary; runs its Job controller as the peer")
 	flag.StringVar(&o.png, "png", "", "write the chart of pods created per 0.5 s to this PNG file")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process during the Agentry phase to this file")
+	flag.BoolVar(&o.keep, "keep", false, "keep the apiserver's audit log (its directory is printed)")
 	flag.Float64Var(&o.qps, "qps", -1, "client QPS of the manager, the raw creator and kube-controller-manager (negative: no client-side limit, as the manager runs)")
 	flag.IntVar(&o.burst, "burst", 0, "client burst (with a positive -qps)")
 	flag.StringVar(&admission, "admission", "", "comma-separated queue lengths: measure the cost of admitting one queued session at each instead")

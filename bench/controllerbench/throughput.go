@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -55,6 +56,8 @@ type phase struct {
 	name    string
 	n       int
 	elapsed time.Duration
+	// inputs is when the last of the n objects (sessions, Jobs; pods for W) was created.
+	inputs time.Duration
 	// created holds, for each pod, when the observer's watch saw it, from the phase's start.
 	created   []time.Duration
 	writes    map[string]int
@@ -122,13 +125,19 @@ func runThroughput(o options) error {
 	}
 	phases = append(phases, raw)
 
+	stopProfile, err := startProfile(o.cpuprofile)
+	if err != nil {
+		return err
+	}
 	agentry, err := b.runPhase(ctx, "Agentry AgentSession", agentryUA, "bench-agentry", nil, func(_ client.Client, ns string, i int) client.Object {
 		return testutil.Session(fmt.Sprintf("s-%05d", i), ns).Obj()
 	})
+	stopProfile()
 	if err != nil {
 		return err
 	}
 	phases = append(phases, agentry)
+	fmt.Fprintln(os.Stderr, "Agentry controller:", reconcileStats())
 	stopAgentry()
 	stopAgentry = func() {}
 
@@ -198,6 +207,10 @@ rules:
 
 func (b *bench) stop() error {
 	err := b.env.Stop()
+	if b.o.keep {
+		fmt.Fprintln(os.Stderr, "audit log and kube-controller-manager log kept in", b.dir)
+		return err
+	}
 	return errors.Join(err, os.RemoveAll(b.dir))
 }
 
@@ -309,13 +322,14 @@ func (b *bench) runPhase(ctx context.Context, name, ua, prefix string, labels ma
 	if err := createAll(ctx, c, ns, n, obj); err != nil {
 		return nil, err
 	}
+	createdAll := time.Since(start)
 	var stamps []time.Time
 	select {
 	case stamps = <-seen:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: not all %d pods appeared: %w", name, n, ctx.Err())
 	}
-	p := &phase{name: name, n: n}
+	p := &phase{name: name, n: n, inputs: createdAll}
 	for _, t := range stamps {
 		p.created = append(p.created, t.Sub(start))
 	}
@@ -385,6 +399,9 @@ func (b *bench) watchPods(ctx context.Context, ns string, n int) (<-chan []time.
 				rv = m.ResourceVersion
 				if _, dup := first[m.Name]; ev.Type == watch.Added && !dup {
 					first[m.Name] = time.Now()
+				}
+				if len(first) >= n {
+					w.Stop()
 				}
 			}
 			if len(first) >= n || ctx.Err() != nil {
@@ -472,4 +489,20 @@ func countWrites(path, ua string) (map[string]int, int, error) {
 		return nil, 0, err
 	}
 	return counts, conflicts, nil
+}
+
+// startProfile profiles this process's CPU (the Agentry controller, the creator and the
+// observer) into path; "" does nothing.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
