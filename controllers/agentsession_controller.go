@@ -68,6 +68,9 @@ type AgentSessionReconciler struct {
 	admissionMu sync.Mutex
 	admitted    map[types.UID]types.NamespacedName
 
+	// gatewayIP is the gateway Service's ClusterIP, read once a minute rather than per pod.
+	gatewayIP gatewayIPCache
+
 	// lastWritten holds the reconciler's last status write to a session until the cache
 	// shows it (see cacheBehind), or the session is deleted.
 	writtenMu   sync.Mutex
@@ -410,12 +413,17 @@ func (r *AgentSessionReconciler) gatewayClusterIP(ctx context.Context) string {
 	if len(parts) < 3 || parts[2] != "svc" || r.APIReader == nil {
 		return ""
 	}
+	now := r.Clock.Now()
+	if ip, ok := r.gatewayIP.get(now); ok {
+		return ip
+	}
 	svc := &corev1.Service{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: parts[1], Name: parts[0]}, svc); err != nil {
 		log.FromContext(ctx).Error(err, "Looking up the gateway Service for the runner's hostAliases")
 		return ""
 	}
 	if ip := svc.Spec.ClusterIP; ip != corev1.ClusterIPNone {
+		r.gatewayIP.put(ip, now)
 		return ip
 	}
 	return ""
