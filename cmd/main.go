@@ -222,7 +222,7 @@ func setupControllers(mgr ctrl.Manager, f *managerFlags) error {
 func setupGateway(ctx context.Context, mgr ctrl.Manager, f *managerFlags, certs servingcert.Source) error {
 	gw := f.gw
 	// S3 credentials come from the environment (a Secret), never from flags.
-	gw.S3.AccessKey, gw.S3.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	gw.S3.CredentialsFromEnv(os.Getenv)
 	gw.S3.Insecure = !f.s3Secure
 	if certs != nil {
 		// The first certificate before the gateway listens: a manager that cannot get one

@@ -6,15 +6,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -23,30 +19,17 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/objectstore"
 )
 
-// S3Config locates the archive bucket.
-type S3Config struct {
-	// Endpoint is host:port or an http(s):// URL.
-	Endpoint string
-	Bucket   string
-	// Prefix is prepended to every key: <prefix>/<namespace>/<session>/<uid>/...
-	Prefix    string
-	Region    string
-	AccessKey string
-	SecretKey string
-	// Insecure uses plain HTTP for a host:port endpoint.
-	Insecure bool
-	// CAFile adds a CA bundle to trust for an https endpoint.
-	CAFile string
-	// OpTimeout bounds one object operation (default 10s), so an outage turns
-	// into a quick refusal the runner retries rather than a hung request.
-	OpTimeout time.Duration
-}
+// S3Config locates the archive bucket. Prefix is prepended to every key:
+// <prefix>/<namespace>/<session>/<uid>/... OpTimeout bounds one object operation (default
+// 10s), so an outage turns into a quick refusal the runner retries rather than a hung
+// request.
+type S3Config = objectstore.Config
 
 // Object names under a session's prefix.
 const (
@@ -68,36 +51,11 @@ type store struct {
 }
 
 func newStore(ctx context.Context, cfg S3Config) (*store, error) {
-	endpoint, secure := cfg.Endpoint, !cfg.Insecure
-	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
-		endpoint, secure = u.Host, u.Scheme == "https"
-	}
-	if endpoint == "" || cfg.Bucket == "" {
-		return nil, errors.New("gateway: S3 endpoint and bucket are required")
-	}
-	opts := &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
-		Secure: secure,
-		Region: cfg.Region,
-		// The runner retries; a long internal retry loop would only hold its request.
-		MaxRetries: 2,
-	}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading S3 CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("S3 CA file %s holds no certificates", cfg.CAFile)
-		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		opts.Transport = tr
-	}
-	c, err := minio.New(endpoint, opts)
+	// The runner retries; a long internal retry loop would only hold its request.
+	cfg.MaxRetries = 2
+	c, err := objectstore.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("configuring S3 client for %s: %w", endpoint, err)
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	timeout := cfg.OpTimeout
 	if timeout <= 0 {
