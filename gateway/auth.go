@@ -320,6 +320,16 @@ func orText(s, def string) string {
 
 type identityKey struct{}
 
+// admittedKey holds, in a request's context, the session as admission read it.
+type admittedKey struct{}
+
+// admittedSession is the session as the request's admission read it (from the cache, a
+// moment ago), so a handler need not read and copy it again.
+func admittedSession(ctx context.Context) (*v1.AgentSession, bool) {
+	sess, ok := ctx.Value(admittedKey{}).(*v1.AgentSession)
+	return sess, ok && sess != nil
+}
+
 // authenticated wraps a handler with the checks every endpoint shares, in
 // order: the body's declared size, authentication, admission (the pod is the
 // session's recorded runner pod and the session has not ended or finished),
@@ -339,6 +349,7 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 			s.refuse(rec, name, http.StatusRequestEntityTooLarge, tooLargeMessage(name, limit))
 			return
 		}
+		var sess *v1.AgentSession
 		id, err := s.auth.authenticate(r.Context(), bearer(r))
 		if err == nil {
 			// The in-flight bound comes before admission, so it also bounds the
@@ -351,7 +362,6 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 				return
 			}
 			defer release()
-			var sess *v1.AgentSession
 			if sess, err = s.auth.admit(r.Context(), id, name == "events" || name == "finish"); err == nil {
 				err = s.notFinished(name, id, sess)
 			}
@@ -368,7 +378,8 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 			return
 		}
 		r.Body = http.MaxBytesReader(rec, r.Body, limit)
-		h(rec, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), id)
+		ctx := context.WithValue(context.WithValue(r.Context(), identityKey{}, id), admittedKey{}, sess)
+		h(rec, r.WithContext(ctx), id)
 	})
 }
 

@@ -26,14 +26,14 @@ import (
 // injecting the provider key and counting the usage the provider reports.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity) {
 	ctx := r.Context()
-	var body map[string]any
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+	body, err := decodeChatRequest(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
 		writeOpenAIError(w, http.StatusBadRequest, "decoding request body: "+err.Error(), "invalid_request_error", "")
 		return
 	}
-	sess := &v1.AgentSession{}
-	if err := s.auth.get(ctx, id.Session, sess); err != nil {
-		writeOpenAIError(w, http.StatusServiceUnavailable, "reading the session: "+err.Error(), "server_error", "")
+	sess, ok := admittedSession(ctx)
+	if !ok {
+		writeOpenAIError(w, http.StatusInternalServerError, "the request was not admitted", "server_error", "")
 		return
 	}
 	ss, err := s.session(ctx, id)
@@ -54,7 +54,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 		writeOpenAIError(w, http.StatusNotFound, fmt.Sprintf("ModelProvider %q: %v", providerName, client.IgnoreNotFound(err)), "invalid_request_error", "model_not_found")
 		return
 	}
-	model, _ := body["model"].(string)
+	model := body.text("model")
 	switch {
 	case sess.Spec.Model.Name != "":
 		if model != sess.Spec.Model.Name {
@@ -67,7 +67,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	case prov.Spec.DefaultModel != "":
 		model = prov.Spec.DefaultModel
 	}
-	body["model"] = model
+	body.set("model", model)
 	if len(prov.Spec.Models) > 0 && !slices.Contains(prov.Spec.Models, model) {
 		writeOpenAIError(w, http.StatusBadRequest, fmt.Sprintf("model %q is not offered by ModelProvider %s", model, providerName), "invalid_request_error", "model_not_found")
 		return
@@ -125,21 +125,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	}
 	admitted = true
 	setOutput(body, res.output)
-	stream, _ := body["stream"].(bool)
-	if stream {
+	if body.flag("stream") {
 		// Trusted accounting needs the provider's usage, also on streams.
-		so, _ := body["stream_options"].(map[string]any)
-		if so == nil {
-			so = map[string]any{}
-		}
-		so["include_usage"] = true
-		body["stream_options"] = so
+		body.includeUsage()
 	}
-	out, err := json.Marshal(body)
-	if err != nil {
-		writeOpenAIError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
-		return
-	}
+	out := body.encode()
 	// The upstream call outlives the client: a client that hangs up is still
 	// charged what the provider reports, read for up to drainTimeout more.
 	upCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.UpstreamTimeout)

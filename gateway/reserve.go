@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sync"
@@ -62,14 +61,8 @@ func (r *reservation) amount() int64 { return r.prompt + r.output }
 
 // estimatePrompt bounds the prompt's tokens from the request body: about four
 // bytes per token over everything the provider tokenises as input.
-func estimatePrompt(body map[string]any) int64 {
-	var n int
-	for _, k := range []string{"messages", "tools", "functions", "tool_choice", "response_format"} {
-		if v, ok := body[k]; ok {
-			b, _ := json.Marshal(v)
-			n += len(b)
-		}
-	}
+func estimatePrompt(body chatRequest) int64 {
+	n := body.size("messages", "tools", "functions", "tool_choice", "response_format")
 	return int64(n+3)/4 + 1
 }
 
@@ -82,15 +75,14 @@ func outputCap(sess *v1.AgentSession) int64 {
 }
 
 // requestedOutput reads max_tokens / max_completion_tokens (the smaller if both).
-func requestedOutput(body map[string]any) (int64, bool, error) {
+func requestedOutput(body chatRequest) (int64, bool, error) {
 	var out int64 = math.MaxInt64
 	found := false
 	for _, k := range []string{"max_tokens", "max_completion_tokens"} {
-		v, ok := body[k]
-		if !ok || v == nil {
+		if !body.present(k) {
 			continue
 		}
-		f, ok := v.(float64)
+		f, ok := body.number(k)
 		if !ok || f < 1 || f != math.Trunc(f) {
 			return 0, false, fmt.Errorf("%s must be a positive integer", k)
 		}
@@ -102,9 +94,9 @@ func requestedOutput(body map[string]any) (int64, bool, error) {
 
 // boundRequest refuses n > 1 and returns the prompt estimate and the most
 // output the call may ask for, before the budgets are consulted.
-func boundRequest(sess *v1.AgentSession, body map[string]any) (prompt, output int64, err error) {
-	if v, ok := body["n"]; ok && v != nil {
-		if f, ok := v.(float64); !ok || f != 1 {
+func boundRequest(sess *v1.AgentSession, body chatRequest) (prompt, output int64, err error) {
+	if body.present("n") {
+		if f, ok := body.number("n"); !ok || f != 1 {
 			return 0, 0, fmt.Errorf("n must be 1: the gateway budgets one choice per call")
 		}
 	}
@@ -122,16 +114,16 @@ func boundRequest(sess *v1.AgentSession, body map[string]any) (prompt, output in
 // setOutput writes the clamped output bound into the forwarded body, in the
 // field the client used (max_completion_tokens, as the runner sends it, when
 // it used none).
-func setOutput(body map[string]any, output int64) {
+func setOutput(body chatRequest, output int64) {
 	set := false
 	for _, k := range []string{"max_tokens", "max_completion_tokens"} {
-		if v, ok := body[k]; ok && v != nil {
-			body[k] = output
+		if body.present(k) {
+			body.set(k, output)
 			set = true
 		}
 	}
 	if !set {
-		body["max_completion_tokens"] = output
+		body.set("max_completion_tokens", output)
 	}
 }
 
