@@ -104,6 +104,8 @@ type result struct {
 	approvalP50, finishP50           time.Duration
 	calls, events                    int64
 	cpu                              time.Duration
+	runqWait                         time.Duration // the manager's threads waiting for a CPU
+	load                             float64       // the machine's load average at the end
 	rssIdle, rss, hwm                int64
 	gwStatusWrites, ctrlStatusWrites int
 	conflicts                        int
@@ -319,6 +321,7 @@ rules:
 	}
 
 	r.cpu, r.rss, r.hwm = p1.cpu-p0.cpu, p1.rss, p1.hwm
+	r.runqWait, r.load = p1.runqWait-p0.runqWait, p1.load
 	r.metrics = map[string]float64{}
 	for k, v := range m1 {
 		r.metrics[k] = v - m0[k]

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +27,12 @@ import (
 type procSample struct {
 	cpu      time.Duration // user + system
 	rss, hwm int64         // bytes
+	// runqWait is the time the process's threads were ready to run but waited for a CPU
+	// (schedstat, summed over threads alive at the sample): on a shared machine it is
+	// the part of the latency no change to the gateway removes.
+	runqWait time.Duration
+	// load is the machine's 1-minute load average.
+	load float64
 }
 
 func readProc(pid int) (procSample, error) {
@@ -43,6 +50,10 @@ func readProc(pid int) (procSample, error) {
 	if err != nil {
 		return ps, err
 	}
+	ps.runqWait = runqWait(pid)
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		ps.load, _ = strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	}
 	for _, line := range strings.Split(string(status), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -57,6 +68,23 @@ func readProc(pid int) (procSample, error) {
 		}
 	}
 	return ps, nil
+}
+
+// runqWait sums the run-queue wait of pid's threads (the second field of schedstat, ns).
+func runqWait(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			ns, _ := strconv.ParseInt(f[1], 10, 64)
+			total += time.Duration(ns)
+		}
+	}
+	return total
 }
 
 // scrape reads the counters of the manager's Prometheus endpoint, summed over labels.

@@ -16,9 +16,9 @@ import (
 )
 
 func printRow(w io.Writer, r *result) {
-	fmt.Fprintf(w, "  n=%d calls=%d (%.1f/s) gw p50/p99 %s/%s ms direct %s/%s ms paired %s/%s ms; events %d (%.1f/s); cpu %.1fs rss %d MiB; status writes gw %d ctrl %d conflicts %d; s3 %v; errors %v\n",
+	fmt.Fprintf(w, "  n=%d calls=%d (%.1f/s) gw p50/p99 %s/%s ms direct %s/%s ms paired %s/%s ms; events %d (%.1f/s); cpu %.1fs runq wait %.1fs load %.1f rss %d MiB; status writes gw %d ctrl %d conflicts %d; s3 %v; errors %v\n",
 		r.n, r.calls, r.callsPerSec(), ms(r.gwP50), ms(r.gwP99), ms(r.dirP50), ms(r.dirP99), ms(r.pairP50), ms(r.pairP99),
-		r.events, r.eventsPerSec(), r.cpu.Seconds(), r.rss>>20, r.gwStatusWrites, r.ctrlStatusWrites, r.conflicts, r.s3, r.errors)
+		r.events, r.eventsPerSec(), r.cpu.Seconds(), r.runqWait.Seconds(), r.load, r.rss>>20, r.gwStatusWrites, r.ctrlStatusWrites, r.conflicts, r.s3, r.errors)
 }
 
 func (r *result) callsPerSec() float64  { return float64(r.calls) / r.window.Seconds() }
@@ -63,6 +63,14 @@ func report(o options, rs []*result) {
 			ms(r.pairP50), ms(r.pairP99), perCore, r.eventsPerSec(), ms(r.eventsP50), ms(r.eventsP99),
 			float64(r.gwStatusWrites)/float64(r.n)/r.window.Seconds(), float64(r.s3Total())/float64(max(r.events, 1)),
 			r.cores(), r.cpu.Seconds()*1000/float64(r.n)/r.window.Seconds(), r.rss>>20, float64(r.rss-r.rssIdle)/1024/float64(r.n), r.conflicts)
+	}
+	fmt.Println()
+	fmt.Println("The machine while it ran: the manager's threads' time ready to run but waiting for a CPU (run-queue wait, from schedstat), against the CPU time they got, and the load average at the end of the window:")
+	fmt.Println()
+	fmt.Println("| runners | manager CPU (s) | manager run-queue wait (s) | wait per CPU second | load average (1 min) |")
+	fmt.Println("| --- | --- | --- | --- | --- |")
+	for _, r := range rs {
+		fmt.Printf("| %d | %.1f | %.1f | %.2f | %.1f |\n", r.n, r.cpu.Seconds(), r.runqWait.Seconds(), r.runqWait.Seconds()/max(r.cpu.Seconds(), 0.001), r.load)
 	}
 	fmt.Println()
 	fmt.Println("| runners | approvals (p50 request→decision) | finishes (p50) | reconciler status writes in the window | S3 requests in the window | S3 requests of the finishes | errors seen by runners |")
