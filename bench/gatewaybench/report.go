@@ -129,33 +129,57 @@ func report(o options, rs []*result) {
 // chart draws the proxy overhead (p50 and p99) against the number of runners.
 func chart(out string, rs []*result) error {
 	p := plot.New()
-	p.Title.Text = "Session gateway: proxy overhead per streamed model call"
+	p.Title.Text = "Session gateway: proxy overhead per streamed model call, and the direct call"
 	p.X.Label.Text = "concurrent runners"
-	p.Y.Label.Text = "overhead vs direct call (ms)"
-	p.Legend.Top, p.Legend.Left = true, true
-	series := func(name string, v func(*result) time.Duration, c color.Color) error {
+	p.Y.Label.Text = "ms (log scale)"
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	// The legend sits under the lines, above the axis: room from 0.01 ms up.
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Y.Min = 0.01
+	// A log axis takes no zero: an overhead at or below 0.01 ms is drawn there.
+	ms := func(d time.Duration) float64 { return max(float64(d)/float64(time.Millisecond), 0.01) }
+	series := func(name string, v func(*result) time.Duration, c color.Color, dashes ...vg.Length) error {
 		pts := make(plotter.XYs, len(rs))
 		for i, r := range rs {
-			pts[i].X, pts[i].Y = float64(r.n), float64(v(r))/float64(time.Millisecond)
+			pts[i].X, pts[i].Y = float64(r.n), ms(v(r))
 		}
 		l, s, err := plotter.NewLinePoints(pts)
 		if err != nil {
 			return err
 		}
-		l.Color, l.Width, s.Color = c, vg.Points(1.5), c
+		l.Color, l.Width, l.Dashes, s.Color = c, vg.Points(1.5), dashes, c
 		p.Add(l, s)
 		p.Legend.Add(name, l, s)
 		return nil
 	}
-	if err := series("p50", func(r *result) time.Duration { return r.gwP50 - r.dirP50 }, color.RGBA{R: 30, G: 100, B: 200, A: 255}); err != nil {
-		return err
+	target := func(name string, d time.Duration, c color.Color) error {
+		pts := plotter.XYs{{X: float64(rs[0].n), Y: ms(d)}, {X: float64(rs[len(rs)-1].n), Y: ms(d)}}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, l.Width, l.Dashes = c, vg.Points(1), []vg.Length{vg.Points(2), vg.Points(3)}
+		p.Add(l)
+		p.Legend.Add(name, l)
+		return nil
 	}
-	if err := series("p99", func(r *result) time.Duration { return r.gwP99 - r.dirP99 }, color.RGBA{R: 200, G: 60, B: 40, A: 255}); err != nil {
-		return err
+	blue, red := color.RGBA{R: 30, G: 100, B: 200, A: 255}, color.RGBA{R: 200, G: 60, B: 40, A: 255}
+	dashed := []vg.Length{vg.Points(6), vg.Points(3)}
+	for _, add := range []func() error{
+		func() error { return series("overhead p50", func(r *result) time.Duration { return r.gwP50 - r.dirP50 }, blue) },
+		func() error { return series("overhead p99", func(r *result) time.Duration { return r.gwP99 - r.dirP99 }, red) },
+		func() error { return series("direct call p50", func(r *result) time.Duration { return r.dirP50 }, blue, dashed...) },
+		func() error { return series("direct call p99", func(r *result) time.Duration { return r.dirP99 }, red, dashed...) },
+		func() error { return target("target: overhead p50 1 ms", time.Millisecond, blue) },
+		func() error { return target("target: overhead p99 5 ms", 5*time.Millisecond, red) },
+	} {
+		if err := add(); err != nil {
+			return err
+		}
 	}
 	p.Add(plotter.NewGrid())
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	return p.Save(7*vg.Inch, 4*vg.Inch, out)
+	return p.Save(7*vg.Inch, 5*vg.Inch, out)
 }
