@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -165,17 +166,20 @@ func chart(out string, rs []*result) error {
 	}
 	blue, red := color.RGBA{R: 30, G: 100, B: 200, A: 255}, color.RGBA{R: 200, G: 60, B: 40, A: 255}
 	dashed := []vg.Length{vg.Points(6), vg.Points(3)}
-	for _, add := range []func() error{
-		func() error { return series("overhead p50", func(r *result) time.Duration { return r.gwP50 - r.dirP50 }, blue) },
-		func() error { return series("overhead p99", func(r *result) time.Duration { return r.gwP99 - r.dirP99 }, red) },
-		func() error { return series("direct call p50", func(r *result) time.Duration { return r.dirP50 }, blue, dashed...) },
-		func() error { return series("direct call p99", func(r *result) time.Duration { return r.dirP99 }, red, dashed...) },
-		func() error { return target("target: overhead p50 1 ms", time.Millisecond, blue) },
-		func() error { return target("target: overhead p99 5 ms", 5*time.Millisecond, red) },
-	} {
-		if err := add(); err != nil {
-			return err
-		}
+	overheadP50 := func(r *result) time.Duration { return r.gwP50 - r.dirP50 }
+	overheadP99 := func(r *result) time.Duration { return r.gwP99 - r.dirP99 }
+	directP50 := func(r *result) time.Duration { return r.dirP50 }
+	directP99 := func(r *result) time.Duration { return r.dirP99 }
+	errs := []error{
+		series("overhead p50", overheadP50, blue),
+		series("overhead p99", overheadP99, red),
+		series("direct call p50", directP50, blue, dashed...),
+		series("direct call p99", directP99, red, dashed...),
+		target("target: overhead p50 1 ms", time.Millisecond, blue),
+		target("target: overhead p99 5 ms", 5*time.Millisecond, red),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	p.Add(plotter.NewGrid())
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
