@@ -36,15 +36,28 @@ func failoverStep(marker string, turn int) scriptedllm.Step {
 	case 0:
 		st = scriptedllm.Tools(scriptedllm.Call{Name: "list_dir", Args: map[string]any{"path": "."}})
 	case 1:
-		failover.mu.Lock()
-		failover.held[marker] = true
-		failover.mu.Unlock()
-		<-failover.gate
-		st = scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "NOTES.md", "content": "written across a failover\n"}})
+		// Held in Respond, which the model server runs outside its lock, so the other
+		// sessions' calls go on.
+		st = scriptedllm.Step{Respond: func(scriptedllm.Request) scriptedllm.Step {
+			failover.mu.Lock()
+			failover.held[marker] = true
+			failover.mu.Unlock()
+			<-failover.gate
+			return scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "NOTES.md", "content": "written across a failover\n"}})
+		}}
 	default:
 		st = scriptedllm.Text("Wrote NOTES.md.")
 	}
-	st.Usage = &scriptedllm.Usage{PromptTokens: 1000 + 100*turn, CompletionTokens: 10 + turn, CachedTokens: turn}
+	u := &scriptedllm.Usage{PromptTokens: 1000 + 100*turn, CompletionTokens: 10 + turn, CachedTokens: turn}
+	if held := st.Respond; held != nil {
+		st.Respond = func(r scriptedllm.Request) scriptedllm.Step {
+			out := held(r)
+			out.Usage = u
+			return out
+		}
+		return st
+	}
+	st.Usage = u
 	return st
 }
 
