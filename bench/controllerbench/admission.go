@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,7 +26,7 @@ const slots = 10
 // runAdmission measures what one admission costs the controller as a namespace's queue grows:
 // for each queue length, a namespace with an AgentPolicy of 10 slots, 10 running sessions and
 // that many queued ones, read through the manager's cache (with its indexes, no controller
-// running). It times the reconcile of the session at the head of the queue (the next to be
+// running). It times (median) the reconcile of the session at the head of the queue (the next to be
 // admitted) and of the one at its tail, and, beside them, the whole-namespace list from the
 // same cache that every such reconcile made before the admission index.
 func runAdmission(o options) error {
@@ -68,7 +69,7 @@ func runAdmission(o options) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %d | %s | %s | %s |\n", q, head, tail, list)
+		fmt.Printf("| %d | %s | %s | %s |\n", q, ms(head), ms(tail), ms(list))
 	}
 	return nil
 }
@@ -119,13 +120,13 @@ func (b *bench) admissionRow(ctx context.Context, r *controllers.AgentSessionRec
 	}); err != nil {
 		return 0, 0, 0, fmt.Errorf("waiting for the cache: %w", err)
 	}
-	if head, err = b.timeReconcile(ctx, r, cache, ns, "q-00000", 200); err != nil {
+	if head, err = b.timeReconcile(ctx, r, cache, ns, "q-00000", 500); err != nil {
 		return 0, 0, 0, err
 	}
-	if tail, err = b.timeReconcile(ctx, r, cache, ns, fmt.Sprintf("q-%05d", q-1), 20); err != nil {
+	if tail, err = b.timeReconcile(ctx, r, cache, ns, fmt.Sprintf("q-%05d", q-1), 50); err != nil {
 		return 0, 0, 0, err
 	}
-	list, err = timeIt(20, func() error {
+	list, err = timeIt(50, func() error {
 		var l agentryv1alpha1.AgentSessionList
 		return cache.List(ctx, &l, client.InNamespace(ns))
 	})
@@ -174,15 +175,18 @@ func (b *bench) timeReconcile(ctx context.Context, r *controllers.AgentSessionRe
 	return d, nil
 }
 
-// timeIt returns the mean time of one call of f.
+// timeIt returns the median time of one call of f.
 func timeIt(iterations int, f func() error) (time.Duration, error) {
-	start := time.Now()
-	for range iterations {
+	times := make([]time.Duration, iterations)
+	for i := range times {
+		start := time.Now()
 		if err := f(); err != nil {
 			return 0, err
 		}
+		times[i] = time.Since(start)
 	}
-	return time.Since(start) / time.Duration(iterations), nil
+	slices.Sort(times)
+	return times[iterations/2], nil
 }
 
 func conditionMessage(s *agentryv1alpha1.AgentSession) string {
@@ -193,3 +197,5 @@ func conditionMessage(s *agentryv1alpha1.AgentSession) string {
 	}
 	return ""
 }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
