@@ -54,7 +54,7 @@ func pendingIDs(connect connectFunc) cobra.CompletionFunc {
 			return nil, cobra.ShellCompDirectiveError
 		}
 		var ids []cobra.Completion
-		for _, p := range s.Status.PendingApprovals {
+		for _, p := range undecided(s) {
 			if strings.HasPrefix(p.ID, toComplete) {
 				// The description is the agent's text: shells print it, so no control characters.
 				ids = append(ids, cobra.CompletionWithDesc(p.ID, displayOneLine(p.Tool+": "+p.Summary, 60)))

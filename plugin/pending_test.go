@@ -69,3 +69,27 @@ func TestPendingNone(t *testing.T) {
 		t.Errorf("got %q", out.String())
 	}
 }
+
+// A decision lands in spec.approvals at once; status still lists the call until the
+// gateway's next write. pending shows only what still waits for someone.
+func TestPendingLeavesOutDecidedCalls(t *testing.T) {
+	s := pendingSession("fix",
+		v1.PendingApproval{ID: "ap-1", Tool: "bash", Summary: "go test ./..."},
+		v1.PendingApproval{ID: "ap-2", Tool: "bash", Summary: "make lint"})
+	s.Spec.Approvals = []v1.ApprovalDecision{{ID: "ap-1", Decision: v1.DecisionAllow, DecidedBy: "alice"}}
+	var out bytes.Buffer
+	if err := writePending(&out, []v1.AgentSession{s}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); strings.Contains(got, "ap-1") || !strings.Contains(got, "ap-2") {
+		t.Errorf("pending with ap-1 decided:\n%s", got)
+	}
+	s.Spec.Approvals = append(s.Spec.Approvals, v1.ApprovalDecision{ID: "ap-2", Decision: v1.DecisionDeny, DecidedBy: "alice"})
+	out.Reset()
+	if err := writePending(&out, []v1.AgentSession{s}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "No pending approvals.\n" {
+		t.Errorf("pending with both decided: %q", out.String())
+	}
+}

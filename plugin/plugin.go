@@ -121,6 +121,22 @@ func pendingCommand(out io.Writer, connect connectFunc) *cobra.Command {
 	}
 }
 
+// undecided is the session's pending approvals without those already decided in
+// spec.approvals: status lists a decided call until the gateway's next write.
+func undecided(s *v1.AgentSession) []v1.PendingApproval {
+	decided := map[string]bool{}
+	for _, a := range s.Spec.Approvals {
+		decided[a.ID] = true
+	}
+	var out []v1.PendingApproval
+	for _, p := range s.Status.PendingApprovals {
+		if !decided[p.ID] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // writePending prints the pending approvals as a table. The person decides
 // from the ACTION column, which the agent wrote: it is escaped (again — the
 // gateway escapes it too, and escaping twice changes nothing), so a control
@@ -132,7 +148,7 @@ func writePending(out io.Writer, sessions []v1.AgentSession, now time.Time) erro
 	fmt.Fprintln(w, "SESSION\tID\tTOOL\tEXPIRES\tACTION")
 	n := 0
 	for _, s := range sessions {
-		for _, p := range s.Status.PendingApprovals {
+		for _, p := range undecided(&s) {
 			expires := "-"
 			if p.ExpiresAt != nil {
 				expires = "in " + duration.HumanDuration(p.ExpiresAt.Sub(now))

@@ -211,15 +211,11 @@ func (w *waiter) observe(ctx context.Context, s *v1.AgentSession) {
 		w.lastLine = line
 		fmt.Fprintln(w.errOut, line)
 	}
-	decided := map[string]bool{}
-	for _, a := range s.Spec.Approvals {
-		decided[a.ID] = true
-	}
 	if w.announced == nil {
 		w.announced = map[string]bool{}
 	}
-	for _, p := range s.Status.PendingApprovals {
-		if decided[p.ID] || w.announced[p.ID] {
+	for _, p := range undecided(s) {
+		if w.announced[p.ID] {
 			continue
 		}
 		w.announced[p.ID] = true
