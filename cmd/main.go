@@ -131,7 +131,10 @@ func newManager(f *managerFlags) (ctrl.Manager, error) {
 		HealthProbeBindAddress: f.probeAddr,
 		LeaderElection:         f.leaderElect,
 		LeaderElectionID:       "agentry-manager.agentry.dev",
-		Cache:                  controllers.CacheOptions(),
+		// The lease lives with the manager (the operator namespace is the pod's by
+		// default); named here so a manager outside a cluster can elect too.
+		LeaderElectionNamespace: f.gw.OperatorNamespace,
+		Cache:                   controllers.CacheOptions(),
 	})
 }
 
