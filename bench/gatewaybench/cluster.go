@@ -152,7 +152,7 @@ func freePort() (int, error) {
 }
 
 func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s3Endpoint string) (*manager, error) {
-	ports := make([]int, 3)
+	var ports [3]int
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -160,14 +160,20 @@ func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s
 		}
 		ports[i] = p
 	}
+	return launchManager(bin, filepath.Join(dir, "manager.log"), ports, env, s3, s3Endpoint)
+}
+
+// launchManager starts the manager on the given gateway, metrics and health ports, with
+// extra flags after the bench's, appending to logPath (a restarted replica keeps one log).
+func launchManager(bin, logPath string, ports [3]int, env *controlplane.Env, s3 *s3server.Server, s3Endpoint string, extra ...string) (*manager, error) {
 	gw := "127.0.0.1:" + strconv.Itoa(ports[0])
 	m := &manager{
 		gatewayURL: "https://" + gw,
 		metricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics",
-		logPath:    filepath.Join(dir, "manager.log"),
+		logPath:    logPath,
 		done:       make(chan error, 1),
 	}
-	logf, err := os.Create(m.logPath)
+	logf, err := os.OpenFile(m.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +191,7 @@ func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s
 		"--s3-bucket", bucket,
 		"--zap-log-level", "error",
 	)
+	m.cmd.Args = append(m.cmd.Args, extra...)
 	m.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey, "AWS_REGION=us-east-1")
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

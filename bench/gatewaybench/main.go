@@ -59,6 +59,7 @@ type options struct {
 	chart         string
 	profileOut    string
 	keep          bool
+	failover      bool
 }
 
 func main() {
@@ -75,6 +76,7 @@ func main() {
 	flag.StringVar(&o.chart, "chart", "docs/images/gateway-overhead.png", "PNG chart of overhead against N (\"\" for none)")
 	flag.StringVar(&o.profileOut, "profile-out", "", "where to write the profile report (default: a temporary file)")
 	flag.BoolVar(&o.keep, "keep", false, "keep each run's directory (manager log, audit log) and print where it is")
+	flag.BoolVar(&o.failover, "failover", false, "instead: two manager replicas, the leader and then the other killed (SIGKILL) mid-run (failover.go; -n 200, -duration 150s unless given)")
 	flag.Parse()
 	ctrl.SetLogger(logr.Discard())
 	if *quick {
@@ -87,6 +89,13 @@ func main() {
 			os.Exit(2)
 		}
 		o.sizes = append(o.sizes, n)
+	}
+	if o.failover {
+		if err := runFailover(o); err != nil {
+			fmt.Fprintln(os.Stderr, "gatewaybench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "gatewaybench:", err)
