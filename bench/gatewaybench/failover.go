@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,9 +53,10 @@ const (
 	// budgets count of it (prompt plus completion).
 	callPrompt, callCompletion, callCached = 3000, 120, 2500
 	callTokens                             = callPrompt + callCompletion
-	// budgetShare sizes each namespace's tokenBudget: this share of what its sessions
-	// would use in the run unrefused, so budgets are reached in the last quarter or so.
-	budgetShare = 0.5
+	// budgetAt is when each namespace's tokenBudget is set, from what its runners
+	// received so far, to be reached at budgetReach of the run (this machine's call rate
+	// is not known in advance).
+	budgetAt, budgetReach = 0.4, 0.8
 	// statusInterval is the manager's --gateway-status-interval (its default).
 	statusInterval = time.Second
 	// giveUp bounds how long one runner request is retried.
@@ -149,6 +151,7 @@ type fault struct {
 // foRun is what the failover run measured.
 type foRun struct {
 	start                           time.Time
+	lag                             []lagSample
 	window                          time.Duration
 	faults                          []fault
 	runners                         []*foRunner
@@ -180,11 +183,31 @@ type foShared struct {
 	c             *http.Client
 	think         time.Duration
 	approvalEvery int
+	mu            sync.Mutex
 	deadline      time.Time
 	kube          client.Client
-	mu            sync.Mutex
 	failures      map[string]int
 	moves         int
+}
+
+// end is when runners stop starting turns; the faults push it so both happen mid-run.
+func (s *foShared) end() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadline
+}
+
+func (s *foShared) extend(t time.Time) {
+	s.mu.Lock()
+	s.deadline = later(s.deadline, t)
+	s.mu.Unlock()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (s *foShared) fail(what, kind string) {
@@ -283,14 +306,25 @@ func failoverRun(o options, bin, dir string, n int) (*foRun, error) {
 			runners[i].run(ctx)
 		}()
 	}
-	faults, ferr := injectFaults(ctx, env, dir, reps, start, o.duration)
+	budgetsSet := make(chan error, 1)
+	go func() {
+		sleepCtx(ctx, time.Until(start.Add(time.Duration(budgetAt*float64(o.duration)))))
+		budgetsSet <- sizeBudgets(ctx, setup, nss, runners, time.Since(start), time.Duration(budgetReach*float64(o.duration)))
+	}()
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lag := sampleLag(lagCtx, setup, runners)
+	faults, ferr := injectFaults(ctx, env, dir, reps, sh, start, o.duration)
 	wg.Wait()
+	stopLag()
 	if ferr != nil {
 		return nil, ferr
 	}
+	if err := <-budgetsSet; err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(os.Stderr, "gatewaybench: every runner finished %s after the start; checking\n", time.Since(start).Round(time.Second))
 
-	r := &foRun{start: start, window: o.duration, faults: faults, runners: runners, nss: nss}
+	r := &foRun{start: start, window: sh.end().Sub(start), lag: <-lag, faults: faults, runners: runners, nss: nss}
 	sh.mu.Lock()
 	r.failures, r.moves = sh.failures, sh.moves
 	sh.mu.Unlock()
@@ -331,7 +365,6 @@ func startReplicas(ctx context.Context, bin, dir string, env *controlplane.Env, 
 
 // setBudgets gives every namespace an AgentPolicy tokenBudget the run reaches partway.
 func setBudgets(ctx context.Context, c client.Client, n int, o options) ([]nsBudget, error) {
-	perCall := float64(o.duration) / float64(o.think)
 	var out []nsBudget
 	for i := range o.namespaces {
 		ns := fmt.Sprintf("team-%02d", i)
@@ -341,7 +374,7 @@ func setBudgets(ctx context.Context, c client.Client, n int, o options) ([]nsBud
 				sessions++
 			}
 		}
-		budget := int64(budgetShare * float64(sessions) * perCall * callTokens)
+		budget := int64(1) << 50
 		if err := c.Create(ctx, &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: ns},
 			Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget}}}); err != nil {
 			return nil, fmt.Errorf("creating the budget of %s: %w", ns, err)
@@ -356,7 +389,7 @@ func setBudgets(ctx context.Context, c client.Client, n int, o options) ([]nsBud
 // injectFaults kills the leader at a fifth of the run and, once it is back, the other
 // replica (by then the leader) at half of the run; each is restarted once another replica
 // leads.
-func injectFaults(ctx context.Context, env *controlplane.Env, dir string, reps []*replica, start time.Time, d time.Duration) ([]fault, error) {
+func injectFaults(ctx context.Context, env *controlplane.Env, dir string, reps []*replica, sh *foShared, start time.Time, d time.Duration) ([]fault, error) {
 	var out []fault
 	for k, at := range []time.Duration{d / 5, d / 2} {
 		sleepCtx(ctx, time.Until(start.Add(at)))
@@ -385,8 +418,70 @@ func injectFaults(ctx context.Context, env *controlplane.Env, dir string, reps [
 		fmt.Fprintf(os.Stderr, "gatewaybench: replica %s leads %s after the kill; %s serves again after %s\n",
 			other.name, f.newLeader.Round(100*time.Millisecond), victim.name, f.restarted.Round(100*time.Millisecond))
 		out = append(out, f)
+		// Runners go on for a while after each replica is back.
+		sh.extend(time.Now().Add(d / 5))
 	}
 	return out, nil
+}
+
+// sizeBudgets sets each namespace's tokenBudget to what its runners would have received
+// at reach if they went on at the rate they had over elapsed.
+func sizeBudgets(ctx context.Context, c client.Client, nss []nsBudget, runners []*foRunner, elapsed, reach time.Duration) error {
+	recv := map[string]int64{}
+	for _, fr := range runners {
+		recv[fr.s.key.Namespace] += fr.recv.Load()
+	}
+	for i := range nss {
+		nb := &nss[i]
+		nb.budget = int64(float64(recv[nb.ns]) * reach.Seconds() / elapsed.Seconds())
+		patch := fmt.Appendf(nil, `{"spec":{"tokenBudget":{"tokens":%d}}}`, nb.budget)
+		pol := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: nb.ns}}
+		if err := c.Patch(ctx, pol, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			return fmt.Errorf("setting the budget of %s: %w", nb.ns, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "gatewaybench: %s: budgets set (%d tokens in %s)\n", elapsed.Round(time.Second), nss[0].budget, nss[0].ns)
+	return nil
+}
+
+// lagSample is how far the sessions' status.usage was behind what their runners had
+// received, summed over the running sessions.
+type lagSample struct {
+	at     time.Time
+	behind int64
+}
+
+// sampleLag lists the sessions every 2s and compares their status.usage with the
+// runners' counts: the charges a replica killed at that moment would take with it.
+func sampleLag(ctx context.Context, c client.Client, runners []*foRunner) <-chan []lagSample {
+	out := make(chan []lagSample, 1)
+	byKey := map[string]*foRunner{}
+	for _, fr := range runners {
+		byKey[fr.s.key.String()] = fr
+	}
+	go func() {
+		var samples []lagSample
+		defer func() { out <- samples }()
+		for ctx.Err() == nil {
+			before := map[*foRunner]int64{}
+			for _, fr := range runners {
+				before[fr] = fr.recv.Load() // read first: the status can only be behind this
+			}
+			var l v1.AgentSessionList
+			if err := c.List(ctx, &l); err == nil {
+				var behind int64
+				for i := range l.Items {
+					s := &l.Items[i]
+					if fr := byKey[s.Namespace+"/"+s.Name]; fr != nil && !fr.done.Load() {
+						behind += max(0, before[fr]-usageOf(s.Status.Usage).Total())
+					}
+				}
+				samples = append(samples, lagSample{at: time.Now(), behind: behind})
+			}
+			sleepCtx(ctx, 2*time.Second)
+		}
+	}()
+	return out
 }
 
 // leaderPair waits until exactly one replica leads and returns it and the other.
@@ -485,6 +580,8 @@ type foRunner struct {
 	at  int
 	rng *rand.Rand
 
+	recv       atomic.Int64 // the tokens received, for the bench's samplers
+	done       atomic.Bool  // the finish was answered
 	seq, acked int64
 	queue      []contract.Event
 	turn       int
@@ -518,13 +615,14 @@ func (r *foRunner) run(ctx context.Context) {
 	})
 	r.outcome = contract.OutcomeCompleted
 	sleepCtx(ctx, time.Duration(r.rng.Int64N(int64(sh.think)+1)))
-	for time.Now().Before(sh.deadline) && ctx.Err() == nil && r.broken == "" {
+	for time.Now().Before(sh.end()) && ctx.Err() == nil && r.broken == "" {
 		r.turn++
 		u, ok := r.modelCall(ctx)
 		if !ok {
 			break
 		}
 		r.usage = r.usage.Add(u)
+		r.recv.Add(u.Total())
 		r.calls++
 		r.turnEvents(ctx, u)
 		if !r.flush(ctx) {
@@ -785,6 +883,7 @@ func (r *foRunner) finish(ctx context.Context) {
 		return
 	}
 	r.finished = time.Now()
+	r.done.Store(true)
 	msg, _ := sum.Encode()
 	if err := endPod(ctx, r.sh.kube, r.s, int32(r.outcome.ExitCode()), string(msg)); err != nil {
 		r.broken = err.Error()
@@ -1019,6 +1118,32 @@ func (r *foRun) print(w io.Writer, o options, n int) {
 		after, blocked := r.recoveries(k)
 		fmt.Fprintf(w, "| SIGKILL %s (replica %s) | %s | %s | %s | %d | %s / %s | %s / %s |\n", f.what, f.replica,
 			sec(f.at.Sub(r.start)), sec(f.newLeader), sec(f.restarted), len(after), sec(pct(after, 50)), sec(pct(after, 100)), sec(pct(blocked, 50)), sec(pct(blocked, 100)))
+	}
+	rate := float64(r.calls) / r.window.Seconds()
+	var behind []int64
+	for _, l := range r.lag {
+		behind = append(behind, l.behind)
+	}
+	slices.Sort(behind)
+	at := func(p float64) int64 {
+		if len(behind) == 0 {
+			return 0
+		}
+		return behind[int(float64(len(behind)-1)*p)]
+	}
+	calls := func(tok int64) string {
+		return fmt.Sprintf("%d tokens = %.0f calls = %.1f s of calls", int64(tok), float64(tok)/callTokens, float64(tok)/callTokens/rate)
+	}
+	fmt.Fprintf(w, "\nstatus.usage behind the runners' received count (all running sessions, sampled every 2 s; %.1f calls/s in the run): p50 %s; max %s\n",
+		rate, calls(at(0.5)), calls(at(1)))
+	for _, f := range r.faults {
+		var last int64
+		for _, l := range r.lag {
+			if l.at.Before(f.at) {
+				last = l.behind
+			}
+		}
+		fmt.Fprintf(w, "  last sample before the SIGKILL of replica %s: %s\n", f.replica, calls(last))
 	}
 	var gaps []time.Duration
 	for _, fr := range r.runners {
