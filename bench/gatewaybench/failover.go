@@ -564,8 +564,12 @@ func (s *sessionSeen) get(k string) (archived, terminal time.Time) {
 }
 
 // episode is a run of failed requests of one runner: from the first failure to the next
-// answer.
-type episode struct{ from, to time.Time }
+// answer. An approval's answer waits for the user's decision too, so approvals are told
+// apart.
+type episode struct {
+	from, to time.Time
+	approval bool
+}
 
 // foRunner is one simulated runner: runner/loop.go's order of requests with the real
 // runner's delivery rules (events kept until acknowledged, resent from the gateway's
@@ -702,7 +706,7 @@ func (r *foRunner) do(ctx context.Context, what, path string, body []byte) answe
 			a = answer{err: errors.New("stream ended without [DONE]")}
 		}
 		if a.err == nil && a.code < 500 && (a.code != http.StatusTooManyRequests || budgetRefusal(a.body)) {
-			r.answered()
+			r.answered(what == "approval")
 			return a
 		}
 		r.sh.fail(what, failKind(a))
@@ -723,12 +727,12 @@ func (r *foRunner) do(ctx context.Context, what, path string, body []byte) answe
 	}
 }
 
-func (r *foRunner) answered() {
+func (r *foRunner) answered(approval bool) {
 	now := time.Now()
 	r.maxGap = max(r.maxGap, now.Sub(r.lastOK))
 	r.lastOK = now
 	if !r.failing.IsZero() {
-		r.episodes = append(r.episodes, episode{from: r.failing, to: now})
+		r.episodes = append(r.episodes, episode{from: r.failing, to: now, approval: approval})
 		r.failing = time.Time{}
 	}
 }
@@ -743,6 +747,8 @@ func failKind(a answer) string {
 		return "connection refused"
 	case errors.Is(a.err, syscall.ECONNRESET):
 		return "connection reset"
+	case errors.Is(a.err, syscall.EPIPE):
+		return "broken pipe"
 	case errors.Is(a.err, io.ErrUnexpectedEOF), errors.Is(a.err, io.EOF):
 		return "connection closed"
 	case a.err != nil && strings.Contains(a.err.Error(), "reading the answer"):
@@ -1090,7 +1096,7 @@ func raisedTokens(dir string) (tokens int64, sessions int) {
 
 // recoveries are, per fault, how long after the kill the runners that saw a failure got
 // an answer again (after and blocked: from the kill, and from their first failure).
-func (r *foRun) recoveries(k int) (after, blocked []time.Duration) {
+func (r *foRun) recoveries(k int, approvals bool) (after, blocked []time.Duration) {
 	from := r.faults[k].at
 	until := from.Add(time.Minute)
 	if k+1 < len(r.faults) {
@@ -1099,7 +1105,7 @@ func (r *foRun) recoveries(k int) (after, blocked []time.Duration) {
 	for _, fr := range r.runners {
 		var worst, longest time.Duration
 		for _, e := range fr.episodes {
-			if !e.from.Before(from) && e.from.Before(until) {
+			if !e.from.Before(from) && e.from.Before(until) && e.approval == approvals {
 				worst, longest = max(worst, e.to.Sub(from)), max(longest, e.to.Sub(e.from))
 			}
 		}
@@ -1113,11 +1119,13 @@ func (r *foRun) recoveries(k int) (after, blocked []time.Duration) {
 func (r *foRun) print(w io.Writer, o options, n int) {
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	fmt.Fprintf(w, "\nReplica faults: %d sessions in %d namespaces, two manager replicas, %s of runner time, think %s\n\n", n, o.namespaces, r.window, o.think)
-	fmt.Fprintf(w, "| fault | at | new leader after | killed replica serves again after | runners that saw a failure | their first answer after the kill, p50 / max | their first failure → next answer, p50 / max |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| fault | at | new leader after | killed replica serves again after | runners whose model call, events or finish failed | their first answer after the kill, p50 / max | first failure → answer, p50 / max | runners whose approval poll was cut | its answer (incl. the user's decision) after the kill, p50 / max |\n|---|---|---|---|---|---|---|---|---|\n")
 	for k, f := range r.faults {
-		after, blocked := r.recoveries(k)
-		fmt.Fprintf(w, "| SIGKILL %s (replica %s) | %s | %s | %s | %d | %s / %s | %s / %s |\n", f.what, f.replica,
-			sec(f.at.Sub(r.start)), sec(f.newLeader), sec(f.restarted), len(after), sec(pct(after, 50)), sec(pct(after, 100)), sec(pct(blocked, 50)), sec(pct(blocked, 100)))
+		after, blocked := r.recoveries(k, false)
+		apAfter, _ := r.recoveries(k, true)
+		fmt.Fprintf(w, "| SIGKILL %s (replica %s) | %s | %s | %s | %d | %s / %s | %s / %s | %d | %s / %s |\n", f.what, f.replica,
+			sec(f.at.Sub(r.start)), sec(f.newLeader), sec(f.restarted), len(after), sec(pct(after, 50)), sec(pct(after, 100)), sec(pct(blocked, 50)), sec(pct(blocked, 100)),
+			len(apAfter), sec(pct(apAfter, 50)), sec(pct(apAfter, 100)))
 	}
 	rate := float64(r.calls) / r.window.Seconds()
 	var behind []int64
@@ -1132,7 +1140,7 @@ func (r *foRun) print(w io.Writer, o options, n int) {
 		return behind[int(float64(len(behind)-1)*p)]
 	}
 	calls := func(tok int64) string {
-		return fmt.Sprintf("%d tokens = %.0f calls = %.1f s of calls", int64(tok), float64(tok)/callTokens, float64(tok)/callTokens/rate)
+		return fmt.Sprintf("%d tokens = %.0f calls = %.1f s of calls", tok, float64(tok)/callTokens, float64(tok)/callTokens/rate)
 	}
 	fmt.Fprintf(w, "\nstatus.usage behind the runners' received count (all running sessions, sampled every 2 s; %.1f calls/s in the run): p50 %s; max %s\n",
 		rate, calls(at(0.5)), calls(at(1)))
