@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -242,76 +241,6 @@ type stepClock struct{ now time.Time }
 func (c *stepClock) Now() time.Time                  { return c.now }
 func (c *stepClock) Since(t time.Time) time.Duration { return c.now.Sub(t) }
 
-// statusOwners returns, for each manager that wrote the status subresource, its operation
-// and the status fields it owns, as paths such as "phase", "result.exitCode" and
-// "conditions[Succeeded]".
-func statusOwners(t *testing.T, s *v1.AgentSession) map[string]map[string]bool {
-	t.Helper()
-	out := map[string]map[string]bool{}
-	for _, e := range s.ManagedFields {
-		if e.Subresource != "status" || e.FieldsV1 == nil {
-			continue
-		}
-		var tree map[string]any
-		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &tree); err != nil {
-			t.Fatal(err)
-		}
-		st, _ := tree["f:status"].(map[string]any)
-		key := e.Manager + "/" + string(e.Operation)
-		if out[key] == nil {
-			out[key] = map[string]bool{}
-		}
-		statusLeaves(st, "", out[key])
-	}
-	return out
-}
-
-// statusLeaves collects the owned leaves of a managedFields tree; an entry of a list map
-// (a condition) counts as one leaf named by its key.
-func statusLeaves(node map[string]any, prefix string, into map[string]bool) {
-	for k, v := range node {
-		if k == "." {
-			continue
-		}
-		name := strings.TrimPrefix(k, "f:")
-		if strings.HasPrefix(k, "k:") {
-			var key map[string]any
-			_ = json.Unmarshal([]byte(strings.TrimPrefix(k, "k:")), &key)
-			into[strings.TrimSuffix(prefix, ".")+fmt.Sprintf("[%v]", key["type"])] = true
-			continue
-		}
-		child, _ := v.(map[string]any)
-		if len(child) == 0 || (len(child) == 1 && child["."] != nil) {
-			into[prefix+name] = true
-			continue
-		}
-		statusLeaves(child, prefix+name+".", into)
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// assertDisjoint fails when two managers own the same status field.
-func assertDisjoint(t *testing.T, owners map[string]map[string]bool) {
-	t.Helper()
-	seen := map[string]string{}
-	for _, m := range sortedKeys(owners) {
-		for f := range owners[m] {
-			if other, ok := seen[f]; ok {
-				t.Errorf("status.%s is owned by both %s and %s", f, other, m)
-			}
-			seen[f] = m
-		}
-	}
-}
-
 // TestDeliveryOwnsOnlyItsStatus: the delivery controller applies status.delivery and the
 // Delivered condition under its own field manager, and nothing else.
 func TestDeliveryOwnsOnlyItsStatus(t *testing.T) {
@@ -321,17 +250,17 @@ func TestDeliveryOwnsOnlyItsStatus(t *testing.T) {
 	f.finish(t, ctx, s, v1.PhaseSucceeded, f.fixPatch(t), nil)
 	got, _ := waitDelivered(t, ctx, s)
 
-	owners := statusOwners(t, got)
+	owners := testutil.StatusOwners(t, got.ManagedFields)
 	delivery := owners[string(DeliveryFieldOwner)+"/Apply"]
 	if !delivery["conditions[Delivered]"] || !delivery["delivery.branch"] || !delivery["delivery.commitSHA"] {
-		t.Fatalf("agentry-delivery owns %v, want status.delivery and the Delivered condition", sortedKeys(delivery))
+		t.Fatalf("agentry-delivery owns %v, want status.delivery and the Delivered condition", testutil.SortedKeys(delivery))
 	}
 	for f := range delivery {
 		if f != "conditions[Delivered]" && !strings.HasPrefix(f, "delivery.") {
 			t.Errorf("agentry-delivery owns status.%s", f)
 		}
 	}
-	assertDisjoint(t, owners)
+	testutil.AssertDisjoint(t, owners)
 }
 
 // TestReconcilerOwnsItsStatusFields: a finished session's status as the reconciler left
@@ -347,13 +276,13 @@ func TestReconcilerOwnsItsStatusFields(t *testing.T) {
 	kubelet{t}.exit(ctx, pod, 0, "Completed", `{"outcome":"Completed","message":"Done.","baseCommit":"abc123","model":"gpt-4.1"}`)
 	got := waitForPhase(t, ctx, s, v1.PhaseSucceeded, v1.ReasonCompleted)
 
-	owners := statusOwners(t, got)
+	owners := testutil.StatusOwners(t, got.ManagedFields)
 	if len(owners) != 1 {
-		t.Fatalf("status written by %v, want agentry-controller's apply only", sortedKeys(owners))
+		t.Fatalf("status written by %v, want agentry-controller's apply only", testutil.SortedKeys(owners))
 	}
 	want := []string{"completionTime", "conditions[PodReady]", "conditions[Succeeded]", "observedGeneration", "phase", "podName", "podUID",
 		"resolved.commitSHA", "resolved.image", "resolved.model", "result.exitCode", "startTime"}
-	if have := sortedKeys(owners[string(FieldOwner)+"/Apply"]); !slices.Equal(have, want) {
+	if have := testutil.SortedKeys(owners[string(FieldOwner)+"/Apply"]); !slices.Equal(have, want) {
 		t.Errorf("agentry-controller owns %v, want %v", have, want)
 	}
 }

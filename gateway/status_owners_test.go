@@ -2,11 +2,9 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/agentry-dev/agentry/controllers"
 	"github.com/agentry-dev/agentry/gateway"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 // TestFinishedSessionStatusHasTwoOwners runs a session through the manager as deployed (the
@@ -57,11 +56,11 @@ func TestFinishedSessionStatusHasTwoOwners(t *testing.T) {
 		t.Fatalf("status = %+v", got.Status)
 	}
 
-	owners := statusOwners(t, got)
-	if keys := sortedKeys(owners); strings.Join(keys, ",") != "agentry-controller/Apply,agentry-gateway/Apply" {
+	owners := testutil.StatusOwners(t, got.ManagedFields)
+	if keys := testutil.SortedKeys(owners); strings.Join(keys, ",") != "agentry-controller/Apply,agentry-gateway/Apply" {
 		t.Fatalf("status written by %v, want agentry-controller/Apply and agentry-gateway/Apply", keys)
 	}
-	assertDisjoint(t, owners)
+	testutil.AssertDisjoint(t, owners)
 	assertOwns(t, owners, "agentry-controller/Apply", "phase", "conditions[Succeeded]", "conditions[PodReady]", "observedGeneration",
 		"podName", "podUID", "startTime", "completionTime", "result.exitCode", "resolved.model", "resolved.image", "resolved.commitSHA")
 	assertOwns(t, owners, string(gateway.FieldOwner)+"/Apply", "progress.turn", "usage.totalTokens", "usage.toolCalls", "result.summary",
@@ -106,8 +105,8 @@ func TestArchiverRecordsTheRunnersOwnSummary(t *testing.T) {
 	if r := got.Status.Resolved; r == nil || r.CommitSHA != strings.Repeat("c", 40) {
 		t.Errorf("resolved = %+v, want the runner's base commit", r)
 	}
-	owners := statusOwners(t, got)
-	assertDisjoint(t, owners)
+	owners := testutil.StatusOwners(t, got.ManagedFields)
+	testutil.AssertDisjoint(t, owners)
 	assertOwns(t, owners, string(gateway.FieldOwner)+"/Apply", "result.summary", "result.filesChanged", "usage.totalTokens", "usage.toolCalls", "transcript.uri", "conditions[Archived]")
 	assertOwns(t, owners, string(controllers.FieldOwner)+"/Apply", "result.exitCode", "resolved.commitSHA")
 }
@@ -127,76 +126,7 @@ func assertOwns(t *testing.T, owners map[string]map[string]bool, manager string,
 	t.Helper()
 	for _, f := range fields {
 		if !owners[manager][f] {
-			t.Errorf("%s does not own status.%s; it owns %v", manager, f, sortedKeys(owners[manager]))
-		}
-	}
-}
-
-// statusOwners returns, for each manager/operation that wrote the status subresource, the
-// status fields it owns, as paths such as "phase", "result.exitCode" and
-// "conditions[Succeeded]".
-func statusOwners(t *testing.T, s *v1.AgentSession) map[string]map[string]bool {
-	t.Helper()
-	out := map[string]map[string]bool{}
-	for _, e := range s.ManagedFields {
-		if e.Subresource != "status" || e.FieldsV1 == nil {
-			continue
-		}
-		var tree map[string]any
-		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &tree); err != nil {
-			t.Fatal(err)
-		}
-		st, _ := tree["f:status"].(map[string]any)
-		key := e.Manager + "/" + string(e.Operation)
-		if out[key] == nil {
-			out[key] = map[string]bool{}
-		}
-		statusLeaves(st, "", out[key])
-	}
-	return out
-}
-
-// statusLeaves collects the owned leaves of a managedFields tree; an entry of a list map
-// (a condition) counts as one leaf named by its key.
-func statusLeaves(node map[string]any, prefix string, into map[string]bool) {
-	for k, v := range node {
-		if k == "." {
-			continue
-		}
-		if strings.HasPrefix(k, "k:") {
-			var key map[string]any
-			_ = json.Unmarshal([]byte(strings.TrimPrefix(k, "k:")), &key)
-			into[strings.TrimSuffix(prefix, ".")+fmt.Sprintf("[%v]", key["type"])] = true
-			continue
-		}
-		name := strings.TrimPrefix(k, "f:")
-		child, _ := v.(map[string]any)
-		if len(child) == 0 || (len(child) == 1 && child["."] != nil) {
-			into[prefix+name] = true
-			continue
-		}
-		statusLeaves(child, prefix+name+".", into)
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func assertDisjoint(t *testing.T, owners map[string]map[string]bool) {
-	t.Helper()
-	seen := map[string]string{}
-	for _, m := range sortedKeys(owners) {
-		for f := range owners[m] {
-			if other, ok := seen[f]; ok {
-				t.Errorf("status.%s is owned by both %s and %s", f, other, m)
-			}
-			seen[f] = m
+			t.Errorf("%s does not own status.%s; it owns %v", manager, f, testutil.SortedKeys(owners[manager]))
 		}
 	}
 }
