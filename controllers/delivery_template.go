@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/delivery/forge"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // PullRequestData is what a pull request's title and body templates see (documented in
@@ -55,7 +56,7 @@ Task:
 )
 
 var templateFuncs = template.FuncMap{
-	"firstLine": func(s string) string { return firstLineOf(s) },
+	"firstLine": display.Headline,
 	"quote": func(s string) string {
 		return "> " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n> ")
 	},
@@ -70,14 +71,6 @@ var templateFuncs = template.FuncMap{
 var allowedIdentifiers = map[string]bool{
 	"firstLine": true, "quote": true, "trim": true, "upper": true, "lower": true,
 	"or": true, "and": true, "not": true, "eq": true, "ne": true, "len": true,
-}
-
-func firstLineOf(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimSpace(s)
 }
 
 func templateDataFor(s *v1.AgentSession) PullRequestData {
@@ -113,7 +106,7 @@ func renderPullRequest(d *v1.DeliverySpec, data PullRequestData) (title, body st
 	if title, err = render("spec.delivery.pullRequest.title", titleT, data, maxTitle*4); err != nil {
 		return "", "", err
 	}
-	title = clip(firstLineOf(title), maxTitle)
+	title = clip(display.Headline(title), maxTitle)
 	if title == "" {
 		title = "Agentry session " + data.Namespace + "/" + data.Name
 	}

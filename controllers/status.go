@@ -196,13 +196,7 @@ func terminationText(t *corev1.ContainerStateTerminated) string {
 	return fmt.Sprintf("exit code %d: %s", t.ExitCode, display.Truncate(msg, 512))
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return display.Truncate(s, 512)
-}
+func firstLine(s string) string { return display.Truncate(display.Headline(s), 512) }
 
 func orDefault(s, def string) string {
 	if s == "" {

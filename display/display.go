@@ -128,6 +128,17 @@ func Truncate(s string, max int) string {
 	return s[:keep] + mark
 }
 
+// Headline is the first line of s with the surrounding blanks removed, for a one-line
+// message or title made from prose (a summary, an error). It neither escapes nor marks
+// what it dropped; callers bound its length with Truncate.
+func Headline(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
 // FirstLine returns s up to its first line break (LF or CR), followed by
 // " …" when non-blank text was dropped. It does not escape; it is for prose
 // such as an error message, never for a command a person approves, which must

@@ -137,3 +137,18 @@ func TestFirstLine(t *testing.T) {
 		})
 	}
 }
+
+func TestHeadline(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                  "",
+		"  one line  ":                      "one line",
+		"\n\n  first  \nsecond":             "first",
+		"carriage\rreturn":                  "carriage",
+		"日本語の要約\n詳細":                        "日本語の要約",
+		"Fixed the parser.\r\n\r\nDetails.": "Fixed the parser.",
+	} {
+		if got := display.Headline(in); got != want {
+			t.Errorf("Headline(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -385,7 +385,7 @@ func (ss *session) observe(evs []contract.Event) {
 			sessionTurns.Observe(float64(ev.Finish.Turns))
 		}
 	}
-	p.Message = display.Truncate(firstLine(p.Message), 1000)
+	p.Message = display.Truncate(display.Headline(p.Message), 1000)
 }
 
 // addTokens records usage counted by the proxy. Callers hold ss.mu.
@@ -456,12 +456,4 @@ func maxUsage(a, b contract.Usage) contract.Usage {
 
 func subUsage(a, b contract.Usage) contract.Usage {
 	return contract.Usage{PromptTokens: a.PromptTokens - b.PromptTokens, CompletionTokens: a.CompletionTokens - b.CompletionTokens, CachedTokens: a.CachedTokens - b.CachedTokens}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
