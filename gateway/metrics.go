@@ -83,6 +83,10 @@ var (
 		Name: "agentry_gateway_status_write_errors_total",
 		Help: "AgentSession status writes that failed (retried).",
 	})
+	chargesOverdue = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "agentry_gateway_charges_overdue_total",
+		Help: "Model calls that waited for their session's unwritten token charges to be written first (status writes lagging).",
+	})
 	statusConflicts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentry_gateway_status_conflicts_total",
 		Help: "AgentSession status writes redone because another writer (the reconciler, another replica) wrote in between.",
@@ -93,5 +97,5 @@ func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, llmDuration, llmErrors, llmTokens,
 		toolDuration, toolErrors, sessionTurns, activeSessions, eventsStored, storeErrors, statusWrites, statusWriteErrors,
 		refusedTotal, eventConflicts, approvalConflicts)
-	metrics.Registry.MustRegister(webRequests, webBytes, statusConflicts)
+	metrics.Registry.MustRegister(webRequests, webBytes, statusConflicts, chargesOverdue)
 }

@@ -45,6 +45,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	ss.mu.Lock()
 	ss.observeStored(sess.Status.Usage)
 	ss.mu.Unlock()
+	if err := s.writeOverdueCharges(ctx, ss); err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
+		return
+	}
 	providerName := sess.Spec.Model.Provider
 	if providerName == "" {
 		providerName = "default"

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,4 +345,41 @@ func TestAnApprovalDecidedOnAnotherReplicaIsNotListedAgain(t *testing.T) {
 	if got := f.get(s).Status.PendingApprovals; len(got) != 0 {
 		t.Errorf("a listed the decided call again: status.pendingApprovals = %+v", got)
 	}
+}
+
+// When the apiserver does not take a replica's status writes, its charges pile up
+// unwritten: a killed replica would take them with it and no other replica sees them. Once
+// they are older than three status intervals, the session's next model call waits for them
+// to be written, and is refused (503, the runner retries) while they cannot be.
+func TestModelCallsWaitForOverdueChargesToBeWritten(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	usage := func(p, c int) *scriptedllm.Usage { return &scriptedllm.Usage{PromptTokens: p, CompletionTokens: c} }
+	f := newFixture(t,
+		scriptedllm.Step{Content: "one", Usage: usage(100, 10)},
+		scriptedllm.Step{Content: "two", Usage: usage(200, 20)})
+	g, api := startReplica(t, 0)
+	s := f.session("overdue")
+	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(s)))
+
+	api.dead.Store(true) // the apiserver refuses this replica's writes from now on
+	if code, body := post(t, g.URL+contract.PathChatCompletions, tok, plainChat); code != http.StatusOK {
+		t.Fatalf("first call: %d %s", code, body)
+	}
+	time.Sleep(700 * time.Millisecond) // more than three status intervals
+	code, body := post(t, g.URL+contract.PathChatCompletions, tok, plainChat)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "token charges") {
+		t.Fatalf("a call with 700 ms of unwritten charges: %d %s; want 503 naming the charges", code, body)
+	}
+	if n := len(f.llm.Requests()); n != 1 {
+		t.Fatalf("the refused call reached the model (%d calls)", n)
+	}
+
+	api.dead.Store(false)
+	if code, body := post(t, g.URL+contract.PathChatCompletions, tok, plainChat); code != http.StatusOK {
+		t.Fatalf("the call after the apiserver takes writes again: %d %s", code, body)
+	}
+	testutil.Within(t, 10*time.Second, "both calls in status.usage", func() error {
+		return usageIs(f.get(s).Status.Usage, contract.Usage{PromptTokens: 300, CompletionTokens: 30})
+	})
 }

@@ -64,6 +64,8 @@ type session struct {
 	pending contract.Usage
 	tokens  contract.Usage
 	rv      string
+	// pendingSince is when the oldest charge not yet written was made (zero when none is).
+	pendingSince time.Time
 	// writeMu orders status writes so an older snapshot never lands after a newer one.
 	writeMu sync.Mutex
 	// appendMu serialises event batches: segments must not interleave.
@@ -227,6 +229,9 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 			ss.mu.Lock()
 			ss.stored = maxUsage(ss.stored, base.Add(sent))
 			ss.pending = subUsage(ss.pending, sent)
+			if ss.pending == (contract.Usage{}) {
+				ss.pendingSince = time.Time{}
+			}
 			ss.rv = newRV
 			ss.tokens = ss.stored.Add(ss.pending)
 			ss.mu.Unlock()
@@ -390,9 +395,39 @@ func (ss *session) observe(evs []contract.Event) {
 
 // addTokens records usage counted by the proxy. Callers hold ss.mu.
 func (ss *session) addTokens(u contract.Usage) {
+	if ss.pendingSince.IsZero() && u != (contract.Usage{}) {
+		ss.pendingSince = time.Now()
+	}
 	ss.pending = ss.pending.Add(u)
 	ss.tokens = ss.stored.Add(ss.pending)
 	ss.setUsageLocked()
+}
+
+// overdueAfter is how long charges may stay unwritten before the session's next model
+// call waits for them to be written: what a killed replica can take with it, and what
+// other replicas cannot see, stays bounded by it even when the apiserver is slow to take
+// the coalesced writes (the timer writes them after one status interval).
+func (s *Server) overdueAfter() time.Duration { return 3 * s.cfg.StatusInterval }
+
+// writeOverdueCharges writes this session's status now when charges have waited longer
+// than overdueAfter; the call is refused (503, the runner retries) when that write fails.
+func (s *Server) writeOverdueCharges(ctx context.Context, ss *session) error {
+	ss.mu.Lock()
+	since := ss.pendingSince
+	ss.mu.Unlock()
+	if since.IsZero() || time.Since(since) < s.overdueAfter() {
+		return nil
+	}
+	chargesOverdue.Inc()
+	if err := s.flush(ctx, ss); err != nil {
+		return fmt.Errorf("this session's token charges since %s are not written to its status yet (%v); retry", since.UTC().Format(time.RFC3339), err)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.pendingSince.IsZero() && time.Since(ss.pendingSince) >= s.overdueAfter() {
+		return fmt.Errorf("this session's token charges since %s are not written to its status yet; retry", ss.pendingSince.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // floorUsageLater makes the finished session's usage at least the runner's own count,
