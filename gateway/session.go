@@ -420,7 +420,7 @@ func (s *Server) writeOverdueCharges(ctx context.Context, ss *session) error {
 	}
 	chargesOverdue.Inc()
 	if err := s.flush(ctx, ss); err != nil {
-		return fmt.Errorf("this session's token charges since %s are not written to its status yet (%v); retry", since.UTC().Format(time.RFC3339), err)
+		return fmt.Errorf("this session's token charges since %s are not written to its status yet; retry: %w", since.UTC().Format(time.RFC3339), err)
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
