@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,23 +24,61 @@ import (
 )
 
 // handleChat proxies one chat-completions call to the session's provider,
-// injecting the provider key and counting the usage the provider reports.
+// injecting the provider key and counting the usage the provider reports. Every
+// refusal comes before the provider is reached; the reservation taken on the way
+// is settled once, whatever happens after it.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity) {
+	ctx := r.Context()
+	c, ok := s.prepareChat(w, r, id)
+	if !ok {
+		return
+	}
+	if !s.reserveChat(ctx, w, c) {
+		return
+	}
+	defer s.settleChat(ctx, c)
+	if !s.admitChat(ctx, w, c) {
+		return
+	}
+	s.forwardChat(ctx, w, c)
+}
+
+// chatCall is one proxied model call as handleChat takes it through its steps.
+type chatCall struct {
+	id       identity
+	sess     *v1.AgentSession
+	ss       *session
+	prov     *v1.ModelProvider
+	provider string // the ModelProvider's name
+	model    string
+	key      string
+	body     chatRequest
+	res      *reservation
+	// admitted: the provider's rate limiter let the call through; usage and charge say
+	// what the provider reported and whether the call is charged without it.
+	admitted bool
+	usage    *contract.Usage
+	charge   bool
+}
+
+// prepareChat reads the request and everything the call needs: the session and its
+// state, the provider, the model and the key.
+func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, id identity) (*chatCall, bool) {
 	ctx := r.Context()
 	body, err := decodeChatRequest(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		writeOpenAIError(w, http.StatusBadRequest, "decoding request body: "+err.Error(), "invalid_request_error", "")
-		return
+		return nil, false
 	}
 	sess, ok := admittedSession(ctx)
 	if !ok {
 		writeOpenAIError(w, http.StatusInternalServerError, "the request was not admitted", "server_error", "")
-		return
+		return nil, false
 	}
 	ss, err := s.session(ctx, id)
 	if err != nil {
 		writeOpenAIError(w, http.StatusServiceUnavailable, "loading session state: "+err.Error(), "server_error", "")
-		return
+		return nil, false
 	}
 	// What other replicas charged and wrote counts against the budgets here too.
 	ss.mu.Lock()
@@ -47,23 +86,33 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	ss.mu.Unlock()
 	if err := s.writeOverdueCharges(ctx, ss); err != nil {
 		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
-		return
+		return nil, false
 	}
-	providerName := sess.Spec.Model.Provider
-	if providerName == "" {
-		providerName = "default"
+	c := &chatCall{id: id, sess: sess, ss: ss, body: body, provider: cmp.Or(sess.Spec.Model.Provider, "default"), prov: &v1.ModelProvider{}}
+	if err := s.client.Get(ctx, types.NamespacedName{Name: c.provider}, c.prov); err != nil {
+		writeOpenAIError(w, http.StatusNotFound, fmt.Sprintf("ModelProvider %q: %v", c.provider, client.IgnoreNotFound(err)), "invalid_request_error", "model_not_found")
+		return nil, false
 	}
-	prov := &v1.ModelProvider{}
-	if err := s.client.Get(ctx, types.NamespacedName{Name: providerName}, prov); err != nil {
-		writeOpenAIError(w, http.StatusNotFound, fmt.Sprintf("ModelProvider %q: %v", providerName, client.IgnoreNotFound(err)), "invalid_request_error", "model_not_found")
-		return
+	if c.model, err = chatModel(sess, c.prov, body.text("model")); err != nil {
+		writeOpenAIError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "model_not_found")
+		return nil, false
 	}
-	model := body.text("model")
+	body.set("model", c.model)
+	if c.key, err = s.providerKey(ctx, c.prov); err != nil {
+		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
+		return nil, false
+	}
+	return c, true
+}
+
+// chatModel is the model the call goes to: the session's, else the one it was resolved
+// to, else the provider's default; it must be one the provider offers.
+func chatModel(sess *v1.AgentSession, prov *v1.ModelProvider, asked string) (string, error) {
+	model := asked
 	switch {
 	case sess.Spec.Model.Name != "":
 		if model != sess.Spec.Model.Name {
-			writeOpenAIError(w, http.StatusBadRequest, fmt.Sprintf("model %q is not this session's model %q", model, sess.Spec.Model.Name), "invalid_request_error", "model_not_found")
-			return
+			return "", fmt.Errorf("model %q is not this session's model %q", model, sess.Spec.Model.Name)
 		}
 	case sess.Status.Resolved != nil && sess.Status.Resolved.Model != "":
 		// The session left the model to the provider; the runner does not know which it is.
@@ -71,104 +120,119 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 	case prov.Spec.DefaultModel != "":
 		model = prov.Spec.DefaultModel
 	}
-	body.set("model", model)
 	if len(prov.Spec.Models) > 0 && !slices.Contains(prov.Spec.Models, model) {
-		writeOpenAIError(w, http.StatusBadRequest, fmt.Sprintf("model %q is not offered by ModelProvider %s", model, providerName), "invalid_request_error", "model_not_found")
-		return
+		return "", fmt.Errorf("model %q is not offered by ModelProvider %s", model, prov.Name)
 	}
-	key, err := s.providerKey(ctx, prov)
-	if err != nil {
-		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
-		return
-	}
-	prompt, output, err := boundRequest(sess, body)
+	return model, nil
+}
+
+// reserveChat bounds the call and holds its tokens against the session's and the
+// namespace's budgets.
+func (s *Server) reserveChat(ctx context.Context, w http.ResponseWriter, c *chatCall) bool {
+	prompt, output, err := boundRequest(c.sess, c.body)
 	if err != nil {
 		writeOpenAIError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
-		return
+		return false
 	}
-	res, msg, err := s.reserve(ctx, sess, ss, prompt, output)
-	if err != nil {
+	res, msg, err := s.reserve(ctx, c.sess, c.ss, prompt, output)
+	switch {
+	case err != nil:
 		writeOpenAIError(w, http.StatusServiceUnavailable, "checking token budgets: "+err.Error(), "server_error", "")
-		return
-	} else if msg != "" {
-		llmErrors.WithLabelValues(providerName, "budget").Inc()
+		return false
+	case msg != "":
+		llmErrors.WithLabelValues(c.provider, "budget").Inc()
 		writeOpenAIError(w, http.StatusTooManyRequests, msg, "insufficient_quota", contract.ErrorCodeBudgetExceeded)
-		return
+		return false
 	}
-	// Whatever happens below, the reservation is settled once: released when
-	// the provider was not reached or refused, else charged.
-	var usage *contract.Usage
-	charge, admitted := false, false
-	defer func() {
-		c := res.settle(usage, charge)
-		if admitted {
-			s.limiter(providerName).adjust(prov.Spec.RateLimits, res.amount(), c.Total())
-		}
-		if c.Total() > 0 {
-			ns := id.Session.Namespace
-			llmTokens.WithLabelValues(ns, "prompt").Add(float64(c.PromptTokens))
-			llmTokens.WithLabelValues(ns, "completion").Add(float64(c.CompletionTokens))
-			llmTokens.WithLabelValues(ns, "cached").Add(float64(c.CachedTokens))
-		}
-		if usage == nil && charge {
-			log.FromContext(ctx).Info("Provider reported no usage; charging the call's reservation", "AgentSession", id.Session, "ModelProvider", providerName, "tokens", c.Total())
-		}
-	}()
-	// Last before the provider: every refusal above answers at once; the reservation is
-	// released if the wait ends in a 503.
-	if err := s.awaitAgentPhase(ctx, id); err != nil {
+	c.res = res
+	return true
+}
+
+// settleChat settles the reservation once: released when the provider was not reached
+// or refused, else charged what it reported (or the whole reservation without a report).
+func (s *Server) settleChat(ctx context.Context, c *chatCall) {
+	charged := c.res.settle(c.usage, c.charge)
+	if c.admitted {
+		s.limiter(c.provider).adjust(c.prov.Spec.RateLimits, c.res.amount(), charged.Total())
+	}
+	if charged.Total() > 0 {
+		ns := c.id.Session.Namespace
+		llmTokens.WithLabelValues(ns, "prompt").Add(float64(charged.PromptTokens))
+		llmTokens.WithLabelValues(ns, "completion").Add(float64(charged.CompletionTokens))
+		llmTokens.WithLabelValues(ns, "cached").Add(float64(charged.CachedTokens))
+	}
+	if c.usage == nil && c.charge {
+		log.FromContext(ctx).Info("Provider reported no usage; charging the call's reservation", "AgentSession", c.id.Session, "ModelProvider", c.provider, "tokens", charged.Total())
+	}
+}
+
+// admitChat waits for the agent phase's network policy and takes the provider's rate
+// limit, last before the provider: every refusal above answers at once.
+func (s *Server) admitChat(ctx context.Context, w http.ResponseWriter, c *chatCall) bool {
+	if err := s.awaitAgentPhase(ctx, c.id); err != nil {
 		w.Header().Set("Retry-After", "1")
 		writeOpenAIError(w, http.StatusServiceUnavailable, err.Error(), "server_error", "")
-		return
+		return false
 	}
-	if wait, ok := s.limiter(providerName).admit(prov.Spec.RateLimits, s.now(), res.amount()); !ok {
-		llmErrors.WithLabelValues(providerName, "rate_limit").Inc()
+	if wait, ok := s.limiter(c.provider).admit(c.prov.Spec.RateLimits, s.now(), c.res.amount()); !ok {
+		llmErrors.WithLabelValues(c.provider, "rate_limit").Inc()
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
-		writeOpenAIError(w, http.StatusTooManyRequests, fmt.Sprintf("ModelProvider %s is at its spec.rateLimits; retry after %ds", providerName, retryAfterSeconds(wait)), "rate_limit_error", "rate_limit_exceeded")
-		return
+		writeOpenAIError(w, http.StatusTooManyRequests, fmt.Sprintf("ModelProvider %s is at its spec.rateLimits; retry after %ds", c.provider, retryAfterSeconds(wait)), "rate_limit_error", "rate_limit_exceeded")
+		return false
 	}
-	admitted = true
-	setOutput(body, res.output)
-	if body.flag("stream") {
+	c.admitted = true
+	return true
+}
+
+// forwardChat sends the call to the provider with the key and relays the answer,
+// recording the usage the provider reports and whether the call is charged.
+func (s *Server) forwardChat(ctx context.Context, w http.ResponseWriter, c *chatCall) {
+	setOutput(c.body, c.res.output)
+	if c.body.flag("stream") {
 		// Trusted accounting needs the provider's usage, also on streams.
-		body.includeUsage()
+		c.body.includeUsage()
 	}
-	out := body.encode()
 	// The upstream call outlives the client: a client that hangs up is still
 	// charged what the provider reports, read for up to drainTimeout more.
 	upCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.UpstreamTimeout)
 	defer cancel()
 	stopDrain := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancel) })
 	defer stopDrain()
-	req, err := http.NewRequestWithContext(upCtx, http.MethodPost, strings.TrimSuffix(prov.Spec.BaseURL, "/")+"/chat/completions", bytes.NewReader(out))
+	req, err := http.NewRequestWithContext(upCtx, http.MethodPost, strings.TrimSuffix(c.prov.Spec.BaseURL, "/")+"/chat/completions", bytes.NewReader(c.body.encode()))
 	if err != nil {
 		writeOpenAIError(w, http.StatusInternalServerError, err.Error(), "server_error", "")
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
 	start := s.now()
 	resp, err := s.http.Do(req)
 	if err != nil {
 		// A timed-out call may have been worked on in full.
-		charge = errors.Is(err, context.DeadlineExceeded)
-		llmErrors.WithLabelValues(providerName, "transport").Inc()
-		llmDuration.WithLabelValues(providerName, model, "0").Observe(s.now().Sub(start).Seconds())
+		c.charge = errors.Is(err, context.DeadlineExceeded)
+		llmErrors.WithLabelValues(c.provider, "transport").Inc()
+		llmDuration.WithLabelValues(c.provider, c.model, "0").Observe(s.now().Sub(start).Seconds())
 		writeOpenAIError(w, http.StatusBadGateway, "reaching the model provider failed", "server_error", "")
 		return
 	}
 	defer resp.Body.Close()
 	defer func() {
-		llmDuration.WithLabelValues(providerName, model, strconv.Itoa(resp.StatusCode)).Observe(s.now().Sub(start).Seconds())
+		llmDuration.WithLabelValues(c.provider, c.model, strconv.Itoa(resp.StatusCode)).Observe(s.now().Sub(start).Seconds())
 	}()
+	s.relayAnswer(ctx, w, c, resp)
+}
+
+// relayAnswer copies the provider's answer to the runner, never its complaint about the
+// key, and takes the usage out of it.
+func (s *Server) relayAnswer(ctx context.Context, w http.ResponseWriter, c *chatCall, resp *http.Response) {
 	if resp.StatusCode >= 300 {
-		llmErrors.WithLabelValues(providerName, strconv.Itoa(resp.StatusCode)).Inc()
+		llmErrors.WithLabelValues(c.provider, strconv.Itoa(resp.StatusCode)).Inc()
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		// The provider's message may quote part of the key; the runner gets ours.
-		writeOpenAIError(w, http.StatusBadGateway, fmt.Sprintf("ModelProvider %s refused the gateway's credentials (%d)", providerName, resp.StatusCode), "server_error", "provider_auth")
+		writeOpenAIError(w, http.StatusBadGateway, fmt.Sprintf("ModelProvider %s refused the gateway's credentials (%d)", c.provider, resp.StatusCode), "server_error", "provider_auth")
 		return
 	}
 	for _, h := range []string{"Content-Type", "Retry-After", "X-Request-Id", "Openai-Processing-Ms"} {
@@ -177,15 +241,15 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, id identity)
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	charge = resp.StatusCode < 300
+	c.charge = resp.StatusCode < 300
 	if resp.StatusCode < 300 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		usage = relayStreamUntilEnd(ctx, w, resp.Body)
-	} else {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-		_, _ = w.Write(b)
-		if resp.StatusCode < 300 {
-			usage = usageFromJSON(b)
-		}
+		c.usage = relayStreamUntilEnd(ctx, w, resp.Body)
+		return
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	_, _ = w.Write(b)
+	if resp.StatusCode < 300 {
+		c.usage = usageFromJSON(b)
 	}
 }
 
