@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +29,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/bench/internal/audit"
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/controllers"
 	"github.com/agentry-dev/agentry/test/controlplane"
@@ -173,21 +172,7 @@ func startBench(o options) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	policy := filepath.Join(dir, "audit-policy.yaml")
-	auditLog := filepath.Join(dir, "audit.log")
-	if err := os.WriteFile(policy, []byte(`apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  verbs: [create, update, patch, delete]
-- level: None
-`), 0o600); err != nil {
-		return nil, err
-	}
-	env, err := controlplane.StartWith(controlplane.Options{APIServerArgs: map[string]string{
-		"audit-policy-file": policy, "audit-log-path": auditLog,
-	}})
+	env, auditLog, err := audit.Start(dir)
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
@@ -450,42 +435,17 @@ func (b *bench) startJobController(ctx context.Context) (func(), error) {
 // whose user agent starts with ua, and how many of them were answered 409 (a conflict, or
 // AlreadyExists).
 func countWrites(path, ua string) (map[string]int, int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
 	counts, conflicts := map[string]int{}, 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var ev struct {
-			Verb      string `json:"verb"`
-			UserAgent string `json:"userAgent"`
-			ObjectRef struct {
-				Resource    string `json:"resource"`
-				Subresource string `json:"subresource"`
-			} `json:"objectRef"`
-			ResponseStatus struct {
-				Code int `json:"code"`
-			} `json:"responseStatus"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return nil, 0, fmt.Errorf("reading the audit log: %w", err)
-		}
+	err := audit.Each(path, func(ev *audit.Event) {
 		if !strings.HasPrefix(ev.UserAgent, ua) {
-			continue
+			return
 		}
-		key := ev.Verb + " " + ev.ObjectRef.Resource
-		if ev.ObjectRef.Subresource != "" {
-			key += "/" + ev.ObjectRef.Subresource
-		}
-		counts[key]++
+		counts[ev.Verb+" "+ev.Resource()]++
 		if ev.ResponseStatus.Code == 409 {
 			conflicts++
 		}
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, 0, err
 	}
 	return counts, conflicts, nil

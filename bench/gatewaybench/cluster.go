@@ -125,6 +125,19 @@ func (c *s3Counter) reset() {
 	c.mu.Unlock()
 }
 
+// startS3 starts the S3 server in dir with the archive bucket.
+func startS3(ctx context.Context, dir string) (*s3server.Server, error) {
+	s3, err := s3server.Start(filepath.Join(dir, "s3"))
+	if err != nil {
+		return nil, err
+	}
+	if err := makeBucket(ctx, s3); err != nil {
+		s3.Stop()
+		return nil, err
+	}
+	return s3, nil
+}
+
 func makeBucket(ctx context.Context, s3 *s3server.Server) error {
 	mc, err := minio.New(s3.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s3.AccessKey, s3.SecretKey, "")})
 	if err != nil {

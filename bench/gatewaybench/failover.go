@@ -224,14 +224,11 @@ func failoverRun(o options, bin, dir string, n int) (*foRun, error) {
 	defer env.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	s3, err := s3server.Start(filepath.Join(dir, "s3"))
+	s3, err := startS3(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer s3.Stop()
-	if err := makeBucket(ctx, s3); err != nil {
-		return nil, err
-	}
 	llm, err := scriptedllm.Listen("127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -516,32 +513,9 @@ func watchSessions(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme
 		return nil, err
 	}
 	s := &sessionSeen{archived: map[string]time.Time{}, terminal: map[string]time.Time{}}
-	w, err := c.Watch(ctx, &v1.AgentSessionList{})
-	if err != nil {
+	if err := followSessions(ctx, c, s.observe, func() {}); err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				w.Stop()
-				return
-			case ev, ok := <-w.ResultChan():
-				if !ok {
-					for w, err = c.Watch(ctx, &v1.AgentSessionList{}); err != nil; w, err = c.Watch(ctx, &v1.AgentSessionList{}) {
-						if ctx.Err() != nil {
-							return
-						}
-						time.Sleep(time.Second)
-					}
-					continue
-				}
-				if as, ok := ev.Object.(*v1.AgentSession); ok {
-					s.observe(as)
-				}
-			}
-		}
-	}()
 	return s, nil
 }
 

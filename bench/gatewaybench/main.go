@@ -42,8 +42,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/agentry-dev/agentry/bench/internal/audit"
 	"github.com/agentry-dev/agentry/test/controlplane"
-	"github.com/agentry-dev/agentry/test/s3server"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
 )
 
@@ -175,20 +175,7 @@ func runOne(o options, bin string, n int, profile bool) (*result, error) {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	policy, auditLog := filepath.Join(dir, "audit-policy.yaml"), filepath.Join(dir, "audit.log")
-	if err := os.WriteFile(policy, []byte(`apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  verbs: [create, update, patch, delete]
-- level: None
-`), 0o600); err != nil {
-		return nil, err
-	}
-	env, err := controlplane.StartWith(controlplane.Options{APIServerArgs: map[string]string{
-		"audit-policy-file": policy, "audit-log-path": auditLog,
-	}})
+	env, auditLog, err := audit.Start(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -196,14 +183,11 @@ rules:
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
-	s3, err := s3server.Start(filepath.Join(dir, "s3"))
+	s3, err := startS3(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer s3.Stop()
-	if err := makeBucket(ctx, s3); err != nil {
-		return nil, err
-	}
 	counter, err := startS3Counter(s3.Endpoint)
 	if err != nil {
 		return nil, err

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/bench/internal/audit"
 )
 
 // procSample is a process's CPU time and memory from /proc.
@@ -127,45 +126,18 @@ func parseFloat(s string) float64 {
 // (user agent's program, and the fieldManager of server-side applies), verb, resource and
 // response code, from its audit log.
 func auditCounts(path string, from, to time.Time) (map[string]int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	counts := map[string]int{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var ev struct {
-			Verb           string    `json:"verb"`
-			UserAgent      string    `json:"userAgent"`
-			RequestURI     string    `json:"requestURI"`
-			StageTimestamp time.Time `json:"stageTimestamp"`
-			ObjectRef      struct {
-				Resource    string `json:"resource"`
-				Subresource string `json:"subresource"`
-			} `json:"objectRef"`
-			ResponseStatus struct {
-				Code int `json:"code"`
-			} `json:"responseStatus"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return nil, err
-		}
+	err := audit.Each(path, func(ev *audit.Event) {
 		if ev.StageTimestamp.Before(from) || !ev.StageTimestamp.Before(to) {
-			continue
+			return
 		}
-		who, _, _ := strings.Cut(ev.UserAgent, "/")
-		if u, err := url.Parse(ev.RequestURI); err == nil && u.Query().Get("fieldManager") != "" {
-			who += " (" + u.Query().Get("fieldManager") + ")"
+		who := audit.Agent(ev.UserAgent)
+		if m := ev.FieldManager(); m != "" {
+			who += " (" + m + ")"
 		}
-		res := ev.ObjectRef.Resource
-		if ev.ObjectRef.Subresource != "" {
-			res += "/" + ev.ObjectRef.Subresource
-		}
-		counts[fmt.Sprintf("%s|%s|%s|%d", who, ev.Verb, res, ev.ResponseStatus.Code)]++
-	}
-	return counts, sc.Err()
+		counts[fmt.Sprintf("%s|%s|%s|%d", who, ev.Verb, ev.Resource(), ev.ResponseStatus.Code)]++
+	})
+	return counts, err
 }
 
 // user decides every pending approval at once, as a person watching with kubectl would:
@@ -185,10 +157,6 @@ func startUser(ctx context.Context, cfg *rest.Config, scheme client.Options) (*u
 		return nil, err
 	}
 	u := &user{c: c, decided: map[types.UID][]v1.ApprovalDecision{}, seen: map[string]bool{}}
-	w, err := c.Watch(ctx, &v1.AgentSessionList{})
-	if err != nil {
-		return nil, err
-	}
 	work := make(chan v1.AgentSession, 1024)
 	for range 8 {
 		go func() {
@@ -197,8 +165,27 @@ func startUser(ctx context.Context, cfg *rest.Config, scheme client.Options) (*u
 			}
 		}()
 	}
+	err = followSessions(ctx, c, func(s *v1.AgentSession) {
+		if len(s.Status.PendingApprovals) > 0 {
+			work <- *s
+		}
+	}, func() { close(work) })
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// followSessions calls seen with every AgentSession the watch delivers until ctx ends, then
+// done. It watches again whenever the watch ends (it starts with every session again): a
+// watch may end at any time, and an overloaded apiserver may refuse a new one for a while.
+func followSessions(ctx context.Context, c client.WithWatch, seen func(*v1.AgentSession), done func()) error {
+	w, err := c.Watch(ctx, &v1.AgentSessionList{})
+	if err != nil {
+		return err
+	}
 	go func() {
-		defer close(work)
+		defer done()
 		for {
 			select {
 			case <-ctx.Done():
@@ -206,8 +193,6 @@ func startUser(ctx context.Context, cfg *rest.Config, scheme client.Options) (*u
 				return
 			case ev, ok := <-w.ResultChan():
 				if !ok {
-					// Re-watch (it starts with every session again): a watch may end at any
-					// time, and an overloaded apiserver may refuse a new one for a while.
 					for w, err = c.Watch(ctx, &v1.AgentSessionList{}); err != nil; w, err = c.Watch(ctx, &v1.AgentSessionList{}) {
 						if ctx.Err() != nil {
 							return
@@ -216,13 +201,13 @@ func startUser(ctx context.Context, cfg *rest.Config, scheme client.Options) (*u
 					}
 					continue
 				}
-				if s, ok := ev.Object.(*v1.AgentSession); ok && len(s.Status.PendingApprovals) > 0 {
-					work <- *s
+				if s, ok := ev.Object.(*v1.AgentSession); ok {
+					seen(s)
 				}
 			}
 		}
 	}()
-	return u, nil
+	return nil
 }
 
 func (u *user) decide(ctx context.Context, s *v1.AgentSession) {
