@@ -174,9 +174,7 @@ func fillFromSummary(ss *session, sum *contract.Summary) {
 	if r.Summary == "" && r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 && len(r.OmittedFiles) == 0 {
 		st.Result = nil // never apply an empty object (see applyBody)
 	}
-	if missing := subUsage(maxUsage(ss.tokens, sum.Usage), ss.tokens); missing != (contract.Usage{}) {
-		ss.addTokens(missing)
-	}
+	ss.raiseTokens(sum.Usage)
 	if st.Usage != nil && st.Usage.ToolCalls == 0 {
 		st.Usage.ToolCalls = int32(sum.ToolCalls)
 	}

@@ -261,7 +261,7 @@ func (s *Server) localTokens(uid types.UID) int64 {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return ss.tokens.Total()
+	return ss.tokens().Total()
 }
 
 // watchUsage keeps the usage index current from the informers; Serve waits

@@ -141,7 +141,7 @@ func (s *Server) reserve(ctx context.Context, sess *v1.AgentSession, ss *session
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ss.mu.Lock()
-	used := ss.tokens.Total() + l.session[ss.id.UID]
+	used := ss.tokens().Total() + l.session[ss.id.UID]
 	ss.mu.Unlock()
 	if maxT := sess.Spec.Limits.MaxTokens; maxT > 0 {
 		if left := maxT - used; left <= prompt {
@@ -199,7 +199,7 @@ func (r *reservation) settle(usage *contract.Usage, charge bool) contract.Usage 
 		r.ss.mu.Lock()
 		r.ss.addTokens(charged)
 		r.s.changed(r.ss)
-		total := r.ss.tokens.Total()
+		total := r.ss.tokens().Total()
 		r.ss.mu.Unlock()
 		r.s.usage.countedLocally(r.ns, r.ss.id.UID, total)
 	}

@@ -57,12 +57,11 @@ type session struct {
 	// Token accounting. The count every replica agrees on is status.usage in the API;
 	// each replica only ever adds what it charged itself, so two replicas serving one
 	// session never overwrite each other's calls. stored is status.usage as last read
-	// or written, pending what this replica charged since, and tokens their sum: the
+	// or written, pending what this replica charged since; their sum (tokens()) is the
 	// figure the budgets check. rv is the resourceVersion the next status write is
 	// conditioned on, so a write based on a stale stored count fails and is redone.
 	stored  contract.Usage
 	pending contract.Usage
-	tokens  contract.Usage
 	rv      string
 	// pendingSince is when the oldest charge not yet written was made (zero when none is).
 	pendingSince time.Time
@@ -115,7 +114,6 @@ func (s *Server) session(ctx context.Context, id identity) (*session, error) {
 		ss.status.Result = &r
 	}
 	ss.stored, ss.rv = usageOf(st.Usage), obj.ResourceVersion
-	ss.tokens = ss.stored
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if existing, ok := s.sessions[id.UID]; ok {
@@ -233,7 +231,6 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 				ss.pendingSince = time.Time{}
 			}
 			ss.rv = newRV
-			ss.tokens = ss.stored.Add(ss.pending)
 			ss.mu.Unlock()
 			return nil
 		}
@@ -249,8 +246,8 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 			return apierrors.NewNotFound(v1.GroupVersion.WithResource("agentsessions").GroupResource(), ss.id.Session.Name)
 		}
 		ss.mu.Lock()
-		ss.stored, ss.rv = maxUsage(ss.stored, usageOf(fresh.Status.Usage)), fresh.ResourceVersion
-		ss.tokens = ss.stored.Add(ss.pending)
+		ss.observeStored(fresh.Status.Usage)
+		ss.rv = fresh.ResourceVersion
 		ss.takeIn(fresh)
 		ss.mu.Unlock()
 	}
@@ -399,7 +396,6 @@ func (ss *session) addTokens(u contract.Usage) {
 		ss.pendingSince = time.Now()
 	}
 	ss.pending = ss.pending.Add(u)
-	ss.tokens = ss.stored.Add(ss.pending)
 	ss.setUsageLocked()
 }
 
@@ -447,10 +443,9 @@ func (s *Server) floorUsageLater(ss *session, runner contract.Usage) {
 		}
 		ss.mu.Lock()
 		ss.observeStored(fresh.Status.Usage)
-		if missing := subUsage(maxUsage(ss.tokens, runner), ss.tokens); missing != (contract.Usage{}) {
+		if missing := ss.raiseTokens(runner); missing != (contract.Usage{}) {
 			log.Log.WithName("gateway").Info("Raising usage to the runner's count: some calls' charges were never written (a replica died)",
 				"AgentSession", ss.id.Session, "tokens", missing.Total())
-			ss.addTokens(missing)
 			s.changed(ss)
 		}
 		ss.mu.Unlock()
@@ -462,20 +457,34 @@ func (s *Server) floorUsageLater(ss *session, runner contract.Usage) {
 // the larger figure is the fresher. Callers hold ss.mu.
 func (ss *session) observeStored(u *v1.Usage) {
 	ss.stored = maxUsage(ss.stored, usageOf(u))
-	ss.tokens = ss.stored.Add(ss.pending)
+}
+
+// tokens is the session's count as this replica knows it. Callers hold ss.mu.
+func (ss *session) tokens() contract.Usage { return ss.stored.Add(ss.pending) }
+
+// raiseTokens makes the count at least u, field by field, and returns what it added: the
+// runner's own count covers calls whose charge was never written (see floorUsageLater).
+// Callers hold ss.mu.
+func (ss *session) raiseTokens(u contract.Usage) contract.Usage {
+	missing := subUsage(maxUsage(ss.tokens(), u), ss.tokens())
+	if missing != (contract.Usage{}) {
+		ss.addTokens(missing)
+	}
+	return missing
 }
 
 // setUsageLocked mirrors the count into the status to apply. Callers hold ss.mu.
 func (ss *session) setUsageLocked() {
-	if ss.tokens == (contract.Usage{}) && ss.status.Usage == nil {
+	total := ss.tokens()
+	if total == (contract.Usage{}) && ss.status.Usage == nil {
 		return
 	}
 	if ss.status.Usage == nil {
 		ss.status.Usage = &v1.Usage{}
 	}
 	us := ss.status.Usage
-	us.PromptTokens, us.CompletionTokens, us.CachedTokens = ss.tokens.PromptTokens, ss.tokens.CompletionTokens, ss.tokens.CachedTokens
-	us.TotalTokens = ss.tokens.Total()
+	us.PromptTokens, us.CompletionTokens, us.CachedTokens = total.PromptTokens, total.CompletionTokens, total.CachedTokens
+	us.TotalTokens = total.Total()
 }
 
 func usageOf(u *v1.Usage) contract.Usage {
