@@ -23,13 +23,13 @@ stop() {
   local name=$1 pid
   [[ -f "${PIDS}/${name}" ]] || return 0
   pid=$(cat "${PIDS}/${name}")
-  if kill -0 "${pid}" 2>/dev/null; then
+  if running "${name}"; then # never a process that merely reuses a dead one's pid
     kill -TERM "${pid}"
     for _ in $(seq 1 100); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
     kill -0 "${pid}" 2>/dev/null && kill -KILL "${pid}"
     log "stopped ${name} (pid ${pid})"
   fi
-  rm -f "${PIDS}/${name}"
+  rm -f "${PIDS}/${name}" "${PIDS}/${name}.start"
 }
 
 # The servers `make dev` and the e2e suite add on the bridge go first.

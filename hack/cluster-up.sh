@@ -39,8 +39,8 @@ wait_for() { # wait_for DESCRIPTION SECONDS COMMAND...
   local deadline=$(( $(date +%s) + secs ))
   until "$@" >/dev/null 2>&1; do
     for f in "${PIDS}"/*; do
-      [[ -e "${f}" ]] || continue
-      kill -0 "$(cat "${f}")" 2>/dev/null || { log "$(basename "${f}") exited; last lines of ${LOGS}/$(basename "${f}").log:"; tail -5 "${LOGS}/$(basename "${f}").log" >&2; exit 1; }
+      [[ -e "${f}" && "${f}" != *.start ]] || continue
+      running "$(basename "${f}")" || { log "$(basename "${f}") exited; last lines of ${LOGS}/$(basename "${f}").log:"; tail -5 "${LOGS}/$(basename "${f}").log" >&2; exit 1; }
     done
     if (( $(date +%s) > deadline )); then log "timed out after ${secs}s waiting for ${what}; logs in ${LOGS}"; exit 1; fi
     sleep 0.3
@@ -345,6 +345,20 @@ install_packages
 "${REPO_ROOT}/hack/build-network-policies.sh"
 "${REPO_ROOT}/hack/build-coredns.sh"
 KUBE_ROUTER_BIN="${REPO_ROOT}/bin/kube-router"
+# A machine that stopped without hack/cluster-down.sh (a reboot, a VM or container restored from
+# a snapshot) leaves pid files naming processes that are gone, and an etcd holding the old
+# cluster's pods. With none of the cluster's processes running, that state is cleared first and
+# the cluster comes up fresh; a cluster that is partly up is completed as before.
+stale_state() {
+  [[ -d "${CLUSTER_DIR}" || -d "${CLUSTER_RUN}" ]] || return 1
+  local c
+  for c in "${COMPONENTS[@]}"; do running "${c}" && return 1; done
+  return 0
+}
+if stale_state; then
+  log "${CLUSTER_DIR} holds a cluster none of whose processes is running (the machine stopped without hack/cluster-down.sh): clearing it"
+  "${REPO_ROOT}/hack/cluster-down.sh"
+fi
 mkdir -p "${CLUSTER_DIR}" "${LOGS}" "${PIDS}"
 log "binaries ready after $(elapsed)"
 pki

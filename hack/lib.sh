@@ -13,8 +13,25 @@ K8S_VERSION="${K8S_VERSION:-$(sed -n 's#^[[:space:]]*k8s.io/api v0\.\([0-9][0-9.
 # kc ARGS...: kubectl as the dev cluster's admin; KC_ARGS (an array) adds flags to every call.
 kc() { kubectl --kubeconfig "${KUBECONFIG_ADMIN}" ${KC_ARGS[@]+"${KC_ARGS[@]}"} "$@"; }
 
-# running NAME: whether the process start NAME started is alive.
-running() { [[ -f "${PIDS}/$1" ]] && kill -0 "$(cat "${PIDS}/$1")" 2>/dev/null; }
+# proc_start PID: when the process started, in clock ticks since boot (/proc/PID/stat field
+# 22). A pid file alone cannot tell its process from a later one that was given the same pid,
+# as happens on a machine restored from a snapshot taken while the cluster ran.
+proc_start() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a fields <<<"${stat##*) }" # after the command name, which may hold spaces
+  echo "${fields[19]}"
+}
+
+# running NAME: whether the process start NAME started is alive (the same process, not one
+# that reuses its pid).
+running() {
+  local pid
+  [[ -f "${PIDS}/$1" ]] || return 1
+  pid=$(cat "${PIDS}/$1")
+  kill -0 "${pid}" 2>/dev/null || return 1
+  [[ ! -f "${PIDS}/$1.start" || "$(proc_start "${pid}")" == "$(cat "${PIDS}/$1.start")" ]]
+}
 
 # start NAME COMMAND...: runs COMMAND in its own session, logging to LOGS/NAME.log, its pid in
 # PIDS/NAME; leaves it alone when it is already running.
@@ -23,6 +40,7 @@ start() {
   if running "${name}"; then log "${name} already running (pid $(cat "${PIDS}/${name}"))"; return; fi
   setsid "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
   echo $! >"${PIDS}/${name}"
+  proc_start $! >"${PIDS}/${name}.start" || rm -f "${PIDS}/${name}.start"
   log "started ${name} (pid $!)"
 }
 
