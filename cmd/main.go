@@ -54,7 +54,7 @@ func main() {
 
 // managerFlags is the manager's command line.
 type managerFlags struct {
-	metricsAddr, probeAddr                     string
+	metricsAddr, probeAddr, pprofAddr          string
 	leaderElect                                bool
 	runnerImage, pullPolicy                    string
 	gatewayURL, gatewayNamespace, dnsNamespace string
@@ -72,6 +72,7 @@ type managerFlags struct {
 func (f *managerFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address Go's /debug/pprof profiles are served on, for diagnosing the manager (e.g. 127.0.0.1:6060, reached by kubectl port-forward); \"0\", the default, disables it. Unauthenticated: never bind it to an address others can reach.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
 	fs.StringVar(&f.runnerImage, "runner-image", "agentry/runner:dev", "Image holding the runner binary; runs init containers and sessions without a toolchain image.")
 	fs.StringVar(&f.pullPolicy, "runner-image-pull-policy", string(corev1.PullIfNotPresent), "Pull policy for the runner image.")
@@ -129,6 +130,7 @@ func newManager(f *managerFlags) (ctrl.Manager, error) {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress: f.probeAddr,
+		PprofBindAddress:       f.pprofAddr,
 		LeaderElection:         f.leaderElect,
 		LeaderElectionID:       "agentry-manager.agentry.dev",
 		// The lease lives with the manager (the operator namespace is the pod's by

@@ -37,6 +37,10 @@ type options struct {
 	png     string
 	// cpuprofile receives a CPU profile of the Agentry phase.
 	cpuprofile string
+	// apiserverProfile is a directory that receives a CPU profile of the kube-apiserver for the
+	// first apiserverProfileSeconds of each phase (its /debug/pprof endpoint).
+	apiserverProfile        string
+	apiserverProfileSeconds int
 	// keep keeps the audit log.
 	keep bool
 	// qps and burst are the client rate limits of the manager and its peers; the manager's
@@ -56,6 +60,8 @@ func main() {
 	flag.StringVar(&o.kcm, "kcm", "", "kube-controller-manager binary; runs its Job controller as the peer")
 	flag.StringVar(&o.png, "png", "", "write the chart of pods created per 0.5 s to this PNG file")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process during the Agentry phase to this file")
+	flag.StringVar(&o.apiserverProfile, "apiserver-profile", "", "write a CPU profile of the kube-apiserver during each phase to <dir>/<phase>.pprof")
+	flag.IntVar(&o.apiserverProfileSeconds, "apiserver-profile-seconds", 4, "how much of each phase's start -apiserver-profile covers")
 	flag.BoolVar(&o.keep, "keep", false, "keep the apiserver's audit log (its directory is printed)")
 	flag.Float64Var(&o.qps, "qps", -1, "client QPS of the manager, the raw creator and kube-controller-manager (negative: no client-side limit, as the manager runs)")
 	flag.IntVar(&o.burst, "burst", 0, "client burst (with a positive -qps)")

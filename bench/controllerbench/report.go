@@ -34,11 +34,16 @@ func report(o options, phases []*phase) {
 			jobs = p
 		}
 	}
-	fmt.Printf("| | pods/s | all %d pods after | all %d objects created after | writes per object | 409s | vs W | vs Job controller |\n", o.n, o.n)
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Printf("| | pods/s | all %d pods after | all %d objects created after | writes per object | 409s | apiserver + etcd CPU per object | vs W | vs Job controller |\n", o.n, o.n)
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, p := range phases {
-		fmt.Printf("| %s | %.0f | %.2f s | %.2f s | %.2f (%s) | %d | %s | %s |\n", p.name, p.podsPerSec(), p.elapsed.Seconds(), p.inputs.Seconds(),
-			p.writesPerObject(), breakdown(p), p.conflicts, ratio(p, w), ratio(p, jobs))
+		if p.noPods {
+			fmt.Printf("| %s | – (%.0f objects/s) | – | %.2f s | %.2f (%s) | – | %s | – | – |\n", p.name, p.podsPerSec(), p.inputs.Seconds(),
+				p.writesPerObject(), breakdown(p), ms(p.cpuPerObject()))
+			continue
+		}
+		fmt.Printf("| %s | %.0f | %.2f s | %.2f s | %.2f (%s) | %d | %s | %s | %s |\n", p.name, p.podsPerSec(), p.elapsed.Seconds(), p.inputs.Seconds(),
+			p.writesPerObject(), breakdown(p), p.conflicts, ms(p.cpuPerObject()), ratio(p, w), ratio(p, jobs))
 	}
 }
 
@@ -90,6 +95,9 @@ func chart(out string, phases []*phase) error {
 	p.Y.Label.Text = "pods per 0.5 s"
 	p.Legend.Top = true
 	for i, ph := range phases {
+		if ph.noPods {
+			continue
+		}
 		l, err := plotter.NewLine(perBucket(ph))
 		if err != nil {
 			return err

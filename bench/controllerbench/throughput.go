@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +64,14 @@ type phase struct {
 	created   []time.Duration
 	writes    map[string]int
 	conflicts int
+	// controlPlane is the CPU kube-apiserver and etcd used during the phase.
+	controlPlane time.Duration
+	// noPods marks a phase that creates its objects and nothing else (no controller).
+	noPods bool
 }
+
+// cpuPerObject is the control plane's CPU per object of the phase.
+func (p *phase) cpuPerObject() time.Duration { return p.controlPlane / time.Duration(p.n) }
 
 func (p *phase) podsPerSec() float64 { return float64(p.n) / p.elapsed.Seconds() }
 
@@ -139,6 +149,14 @@ func runThroughput(o options) error {
 	fmt.Fprintln(os.Stderr, "Agentry controller:", reconcileStats())
 	stopAgentry()
 	stopAgentry = func() {}
+	// What the sessions alone cost, with no controller: the floor under the Agentry phase.
+	alone, err := b.createPhase(ctx, "AgentSession creates alone (no controller)", "bench-sessions", func(_ client.Client, ns string, i int) client.Object {
+		return testutil.Session(fmt.Sprintf("s-%05d", i), ns).Obj()
+	})
+	if err != nil {
+		return err
+	}
+	phases = append(phases, alone)
 
 	if o.kcm != "" {
 		stopKCM, err := b.startJobController(ctx)
@@ -303,6 +321,11 @@ func (b *bench) runPhase(ctx context.Context, name, ua, prefix string, labels ma
 	if err != nil {
 		return nil, err
 	}
+	profiled := b.profileAPIServer(ctx, prefix)
+	cpu0, err := controlPlaneCPU()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	if err := createAll(ctx, c, ns, n, obj); err != nil {
 		return nil, err
@@ -314,12 +337,20 @@ func (b *bench) runPhase(ctx context.Context, name, ua, prefix string, labels ma
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: not all %d pods appeared: %w", name, n, ctx.Err())
 	}
+	if err := <-profiled; err != nil {
+		return nil, err
+	}
 	p := &phase{name: name, n: n, inputs: createdAll}
 	for _, t := range stamps {
 		p.created = append(p.created, t.Sub(start))
 	}
 	sort.Slice(p.created, func(i, j int) bool { return p.created[i] < p.created[j] })
 	p.elapsed = p.created[len(p.created)-1]
+	cpu1, err := controlPlaneCPU()
+	if err != nil {
+		return nil, err
+	}
+	p.controlPlane = cpu1 - cpu0
 	after, after409, err := countWrites(b.auditLog, ua)
 	if err != nil {
 		return nil, err
@@ -465,4 +496,127 @@ func startProfile(path string) (func(), error) {
 		return nil, errors.Join(err, f.Close())
 	}
 	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+}
+
+// profileAPIServer takes a CPU profile of the kube-apiserver over the first seconds of a
+// phase, through its /debug/pprof endpoint, into <apiserverProfile>/<name>.pprof. The channel
+// receives the outcome (nil at once without -apiserver-profile).
+func (b *bench) profileAPIServer(ctx context.Context, name string) <-chan error {
+	done := make(chan error, 1)
+	if b.o.apiserverProfile == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		done <- func() error {
+			hc, err := rest.HTTPClientFor(b.env.Config)
+			if err != nil {
+				return err
+			}
+			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(b.env.Config.Host, "/"), b.o.apiserverProfileSeconds)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return fmt.Errorf("apiserver profile: %w", err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("apiserver profile: %s", resp.Status)
+			}
+			if err := os.MkdirAll(b.o.apiserverProfile, 0o755); err != nil {
+				return err
+			}
+			f, err := os.Create(filepath.Join(b.o.apiserverProfile, name+".pprof"))
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, resp.Body)
+			return errors.Join(err, f.Close())
+		}()
+	}()
+	return done
+}
+
+// createPhase creates n objects with nothing reconciling them, timed to the last create.
+func (b *bench) createPhase(ctx context.Context, name, prefix string, obj func(client.Client, string, int) client.Object) (*phase, error) {
+	ns, err := b.env.CreateNamespace(ctx, prefix, nil)
+	if err != nil {
+		return nil, err
+	}
+	before, _, err := countWrites(b.auditLog, creatorUA)
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := controlPlaneCPU()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := createAll(ctx, b.creator, ns, b.o.n, obj); err != nil {
+		return nil, err
+	}
+	p := &phase{name: name, n: b.o.n, noPods: true, elapsed: time.Since(start)}
+	p.inputs = p.elapsed
+	cpu1, err := controlPlaneCPU()
+	if err != nil {
+		return nil, err
+	}
+	p.controlPlane = cpu1 - cpu0
+	after, _, err := countWrites(b.auditLog, creatorUA)
+	if err != nil {
+		return nil, err
+	}
+	p.writes = map[string]int{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			p.writes[k] = d
+		}
+	}
+	return p, nil
+}
+
+// controlPlaneCPU is the CPU time (user and system) used so far by this process's
+// kube-apiserver and etcd children, from /proc.
+func controlPlaneCPU() (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	const ticks = 100 // USER_HZ on Linux
+	var total time.Duration
+	found := 0
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		st := string(b)
+		open, close := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		comm := st[open+1 : close]
+		if comm != "kube-apiserver" && comm != "etcd" {
+			continue
+		}
+		f := strings.Fields(st[close+2:])
+		// After the name: state(3) ppid(4) ... utime(14) stime(15).
+		if len(f) < 13 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		stt, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+stt) * time.Second / ticks
+		found++
+	}
+	if found < 2 {
+		return 0, fmt.Errorf("found %d of kube-apiserver and etcd among this process's children", found)
+	}
+	return total, nil
 }

@@ -153,6 +153,8 @@ type manager struct {
 	gatewayURL string
 	metricsURL string
 	logPath    string
+	// pprofURL is the manager's /debug/pprof (--pprof-bind-address); empty when not served.
+	pprofURL string
 }
 
 func freePort() (int, error) {
@@ -165,7 +167,7 @@ func freePort() (int, error) {
 }
 
 func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s3Endpoint string) (*manager, error) {
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -173,7 +175,13 @@ func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s
 		}
 		ports[i] = p
 	}
-	return launchManager(bin, filepath.Join(dir, "manager.log"), ports, env, s3, s3Endpoint)
+	pprof := "127.0.0.1:" + strconv.Itoa(ports[3])
+	m, err := launchManager(bin, filepath.Join(dir, "manager.log"), [3]int(ports[:3]), env, s3, s3Endpoint, "--pprof-bind-address", pprof)
+	if err != nil {
+		return nil, err
+	}
+	m.pprofURL = "http://" + pprof + "/debug/pprof"
+	return m, nil
 }
 
 // launchManager starts the manager on the given gateway, metrics and health ports, with

@@ -22,8 +22,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -72,7 +74,7 @@ func main() {
 	flag.IntVar(&o.namespaces, "namespaces", 10, "namespaces the sessions are spread over")
 	flag.BoolVar(&o.budget, "budget", true, "an AgentPolicy tokenBudget in every namespace")
 	flag.BoolVar(&o.key, "provider-key", true, "the ModelProvider has an API key Secret (the gateway reads it on every call)")
-	flag.BoolVar(&o.profile, "profile", true, "record a CPU profile of the manager (perf) in the largest run")
+	flag.BoolVar(&o.profile, "profile", true, "record a CPU profile of the manager (its /debug/pprof) in the largest run")
 	flag.StringVar(&o.chart, "chart", "docs/images/gateway-overhead.png", "PNG chart of overhead against N (\"\" for none)")
 	flag.StringVar(&o.profileOut, "profile-out", "", "where to write the profile report (default: a temporary file)")
 	flag.BoolVar(&o.keep, "keep", false, "keep each run's directory (manager log, audit log) and print where it is")
@@ -113,8 +115,9 @@ type result struct {
 	approvalP50, finishP50           time.Duration
 	calls, events                    int64
 	cpu                              time.Duration
-	runqWait                         time.Duration // the manager's threads waiting for a CPU
-	load                             float64       // the machine's load average at the end
+	cpuSplit                         map[string]time.Duration // by process over the window (cpuSplit)
+	runqWait                         time.Duration            // the manager's threads waiting for a CPU
+	load                             float64                  // the machine's load average at the end
 	rssIdle, rss, hwm                int64
 	gwStatusWrites, ctrlStatusWrites int
 	conflicts                        int
@@ -260,6 +263,7 @@ func runOne(o options, bin string, n int, profile bool) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	split0 := cpuSplit()
 	m0, err := scrape(mgr.metricsURL)
 	if err != nil {
 		return nil, err
@@ -269,7 +273,7 @@ func runOne(o options, bin string, n int, profile bool) (*result, error) {
 
 	var prof profileRun
 	if profile {
-		prof.start(mgr.pid(), dir, o.duration)
+		prof.start(mgr.pprofURL, dir, o.duration)
 	}
 	var atDeadline sync.WaitGroup
 	atDeadline.Add(1)
@@ -278,6 +282,11 @@ func runOne(o options, bin string, n int, profile bool) (*result, error) {
 	time.AfterFunc(o.duration, func() {
 		defer atDeadline.Done()
 		p1, _ = readProc(mgr.pid())
+		split1 := cpuSplit()
+		r.cpuSplit = map[string]time.Duration{}
+		for k, v := range split1 {
+			r.cpuSplit[k] = v - split0[k]
+		}
 		m1, _ = scrape(mgr.metricsURL)
 		r.s3 = counter.snapshot()
 		counter.reset()
@@ -360,33 +369,33 @@ func splitAudit(k string) (who, verb, res string, code int) {
 	return p[0], p[1], p[2], code
 }
 
-// profileRun records the manager with perf for the middle of the window.
+// profileRun records a Go CPU profile of the manager (its --pprof-bind-address endpoint)
+// for the middle half of the window and summarises it with go tool pprof.
 type profileRun struct {
 	done chan []string
 }
 
-func (p *profileRun) start(pid int, dir string, window time.Duration) {
+func (p *profileRun) start(pprofURL, dir string, window time.Duration) {
 	p.done = make(chan []string, 1)
 	go func() {
 		time.Sleep(window / 4)
-		data := filepath.Join(dir, "perf.data")
-		rec := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", data, "--", "sleep", strconv.Itoa(int(window.Seconds()/2)))
-		if b, err := rec.CombinedOutput(); err != nil {
-			p.done <- []string{"perf record failed: " + err.Error() + ": " + tail(b, 300)}
+		data := filepath.Join(dir, "manager-cpu.pprof")
+		if err := fetchProfile(fmt.Sprintf("%s/profile?seconds=%d", pprofURL, int(window.Seconds()/2)), data); err != nil {
+			p.done <- []string{"profile failed: " + err.Error()}
 			return
 		}
-		self, err := perfReport(data, "--no-children", "1")
+		self, err := pprofTop(data)
 		if err != nil {
-			p.done <- []string{"perf report failed: " + err.Error()}
+			p.done <- []string{"go tool pprof failed: " + err.Error()}
 			return
 		}
-		incl, err := perfReport(data, "--children", "3")
+		incl, err := pprofTop(data, "-cum")
 		if err != nil {
-			p.done <- []string{"perf report failed: " + err.Error()}
+			p.done <- []string{"go tool pprof failed: " + err.Error()}
 			return
 		}
 		lines := append([]string{"self time (top 25):"}, first(self, 25)...)
-		lines = append(lines, "", "inclusive time, Agentry and library functions (top 40):")
+		lines = append(lines, "", "inclusive time, Agentry and library functions (top 45):")
 		var kept []string
 		for _, l := range incl {
 			if strings.Contains(l, "agentry-dev") || strings.Contains(l, "net/http") || strings.Contains(l, "crypto/") ||
@@ -394,20 +403,46 @@ func (p *profileRun) start(pid int, dir string, window time.Duration) {
 				kept = append(kept, l)
 			}
 		}
-		lines = append(lines, first(kept, 40)...)
+		lines = append(lines, first(kept, 45)...)
+		lines = append(lines, "", "profile: "+data)
 		p.done <- lines
 	}()
 }
 
-// perfReport lists perf's entries above limit percent, sorted by symbol.
-func perfReport(data, mode, limit string) ([]string, error) {
-	b, err := exec.Command("perf", "report", "-i", data, "--stdio", mode, "--sort", "symbol", "--percent-limit", limit, "-g", "none").Output()
+// fetchProfile saves what url (a /debug/pprof endpoint) answers to path.
+func fetchProfile(url, path string) error {
+	resp, err := http.Get(url) //nolint:noctx // bounded by the profile's own seconds
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
+}
+
+// pprofTop is go tool pprof's -top listing of a profile, one entry per line.
+func pprofTop(data string, extra ...string) ([]string, error) {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=400"}, extra...)
+	b, err := exec.Command("go", append(args, data)...).Output()
 	if err != nil {
 		return nil, err
 	}
 	var lines []string
+	inTable := false
 	for _, l := range strings.Split(string(b), "\n") {
-		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "flat ") {
+			inTable = true
+			continue
+		}
+		if inTable && t != "" {
 			lines = append(lines, strings.Join(strings.Fields(t), " "))
 		}
 	}

@@ -256,3 +256,57 @@ func mean(d []time.Duration) float64 {
 	}
 	return float64(t) / float64(len(d)) / float64(time.Millisecond)
 }
+
+// cpuSplit is the CPU time used so far by this process (the simulated runners, the scripted
+// model and the S3 counter) and by each of its child processes, by command name (the
+// manager, kube-apiserver, etcd, versitygw), and the machine's busy time in all, from /proc.
+func cpuSplit() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	self := os.Getpid()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		st := string(b)
+		open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(st[end+2:])
+		if len(f) < 13 {
+			continue
+		}
+		name := st[open+1 : end]
+		switch {
+		case pid == self:
+			name = "bench"
+		case f[1] != strconv.Itoa(self):
+			continue
+		case strings.HasPrefix(name, "versitygw"): // versitygw-v1.8.0, cut to 15 characters
+			name = "versitygw"
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		out[name] += time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		// cpu  user nice system idle iowait irq softirq steal ...
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		var busy int64
+		for i, v := range f[1:] {
+			if i == 3 || i == 4 { // idle, iowait
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			busy += n
+		}
+		out["machine"] = time.Duration(busy) * time.Second / 100
+	}
+	return out
+}

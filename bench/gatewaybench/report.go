@@ -74,6 +74,17 @@ func report(o options, rs []*result) {
 		fmt.Printf("| %d | %.1f | %.1f | %.2f | %.1f |\n", r.n, r.cpu.Seconds(), r.runqWait.Seconds(), r.runqWait.Seconds()/max(r.cpu.Seconds(), 0.001), r.load)
 	}
 	fmt.Println()
+	fmt.Println("Where the machine's CPU went in the window, in cores (CPU seconds per second; the machine has 2): the manager, this process (the simulated runners with their TLS, the direct baseline calls, the scripted model, the S3 counting proxy), the control plane, the S3 server, and everything else on the machine:")
+	fmt.Println()
+	fmt.Println("| runners | manager | bench: runners + scripted model | kube-apiserver | etcd | versitygw | everything else | machine busy |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rs {
+		c := func(k string) float64 { return r.cpuSplit[k].Seconds() / r.window.Seconds() }
+		known := c(managerBinary) + c("bench") + c("kube-apiserver") + c("etcd") + c("versitygw")
+		fmt.Printf("| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.n, c(managerBinary), c("bench"), c("kube-apiserver"), c("etcd"),
+			c("versitygw"), max(c("machine")-known, 0), c("machine"))
+	}
+	fmt.Println()
 	fmt.Println("| runners | approvals (p50 request→decision) | finishes (p50) | reconciler status writes in the window | S3 requests in the window | S3 requests of the finishes | errors seen by runners |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rs {
@@ -88,7 +99,7 @@ func report(o options, rs []*result) {
 		if len(r.profile) == 0 {
 			continue
 		}
-		fmt.Printf("\nManager CPU profile at %d runners (perf, self time, top entries):\n\n```\n", r.n)
+		fmt.Printf("\nManager CPU profile at %d runners (Go pprof, top entries):\n\n```\n", r.n)
 		for _, l := range r.profile {
 			fmt.Println(l)
 		}
