@@ -166,7 +166,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s3Endpoint string) (*manager, error) {
+func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s3Endpoint string, extra ...string) (*manager, error) {
 	var ports [4]int
 	for i := range ports {
 		p, err := freePort()
@@ -176,7 +176,7 @@ func startManager(bin, dir string, env *controlplane.Env, s3 *s3server.Server, s
 		ports[i] = p
 	}
 	pprof := "127.0.0.1:" + strconv.Itoa(ports[3])
-	m, err := launchManager(bin, filepath.Join(dir, "manager.log"), [3]int(ports[:3]), env, s3, s3Endpoint, "--pprof-bind-address", pprof)
+	m, err := launchManager(bin, filepath.Join(dir, "manager.log"), [3]int(ports[:3]), env, s3, s3Endpoint, append([]string{"--pprof-bind-address", pprof}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -58,10 +58,12 @@ type options struct {
 	budget        bool
 	key           bool
 	profile       bool
-	chart         string
-	profileOut    string
-	keep          bool
-	failover      bool
+	// statusInterval is the manager's --gateway-status-interval.
+	statusInterval time.Duration
+	chart          string
+	profileOut     string
+	keep           bool
+	failover       bool
 }
 
 func main() {
@@ -72,6 +74,7 @@ func main() {
 	flag.DurationVar(&o.think, "think", 2*time.Second, "mean pause between a runner's turns (tool time); 1000 runners at 2s make about 500 model calls/s")
 	flag.IntVar(&o.approvalEvery, "approval-every", 10, "a runner asks for an approval every this many turns (0: never)")
 	flag.IntVar(&o.namespaces, "namespaces", 10, "namespaces the sessions are spread over")
+	flag.DurationVar(&o.statusInterval, "status-interval", time.Second, "the manager's --gateway-status-interval (least time between two status writes for one session)")
 	flag.BoolVar(&o.budget, "budget", true, "an AgentPolicy tokenBudget in every namespace")
 	flag.BoolVar(&o.key, "provider-key", true, "the ModelProvider has an API key Secret (the gateway reads it on every call)")
 	flag.BoolVar(&o.profile, "profile", true, "record a CPU profile of the manager (its /debug/pprof) in the largest run")
@@ -214,7 +217,7 @@ func runOne(o options, bin string, n int, profile bool) (*result, error) {
 	if err := installOperator(ctx, env, llm.URL, o.key); err != nil {
 		return nil, err
 	}
-	mgr, err := startManager(bin, dir, env, s3, counter.addr)
+	mgr, err := startManager(bin, dir, env, s3, counter.addr, "--gateway-status-interval", o.statusInterval.String())
 	if err != nil {
 		return nil, err
 	}
