@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +32,7 @@ import (
 
 	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/bench/internal/audit"
+	"github.com/agentry-dev/agentry/bench/internal/proc"
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/controllers"
 	"github.com/agentry-dev/agentry/test/controlplane"
@@ -355,12 +355,7 @@ func (b *bench) runPhase(ctx context.Context, name, ua, prefix string, labels ma
 	if err != nil {
 		return nil, err
 	}
-	p.writes, p.conflicts = map[string]int{}, after409-before409
-	for k, v := range after {
-		if d := v - before[k]; d > 0 {
-			p.writes[k] = d
-		}
-	}
+	p.writes, p.conflicts = writesSince(before, after), after409-before409
 	if len(p.writes) == 0 {
 		return nil, fmt.Errorf("%s: no writes by %s in the audit log", name, ua)
 	}
@@ -569,51 +564,35 @@ func (b *bench) createPhase(ctx context.Context, name, prefix string, obj func(c
 	if err != nil {
 		return nil, err
 	}
-	p.writes = map[string]int{}
-	for k, v := range after {
-		if d := v - before[k]; d > 0 {
-			p.writes[k] = d
-		}
-	}
+	p.writes = writesSince(before, after)
 	return p, nil
 }
 
+// writesSince is the writes counted after and not before, by kind.
+func writesSince(before, after map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
 // controlPlaneCPU is the CPU time (user and system) used so far by this process's
-// kube-apiserver and etcd children, from /proc.
+// kube-apiserver and etcd children.
 func controlPlaneCPU() (time.Duration, error) {
-	entries, err := os.ReadDir("/proc")
+	children, err := proc.Children(os.Getpid())
 	if err != nil {
 		return 0, err
 	}
-	const ticks = 100 // USER_HZ on Linux
 	var total time.Duration
 	found := 0
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
+	for _, c := range children {
+		if c.Comm == "kube-apiserver" || c.Comm == "etcd" {
+			total += c.CPU
+			found++
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		st := string(b)
-		open, close := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		comm := st[open+1 : close]
-		if comm != "kube-apiserver" && comm != "etcd" {
-			continue
-		}
-		f := strings.Fields(st[close+2:])
-		// After the name: state(3) ppid(4) ... utime(14) stime(15).
-		if len(f) < 13 || f[1] != strconv.Itoa(os.Getpid()) {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		stt, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(ut+stt) * time.Second / ticks
-		found++
 	}
 	if found < 2 {
 		return 0, fmt.Errorf("found %d of kube-apiserver and etcd among this process's children", found)

@@ -20,6 +20,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/bench/internal/audit"
+	"github.com/agentry-dev/agentry/bench/internal/proc"
 )
 
 // procSample is a process's CPU time and memory from /proc.
@@ -36,15 +37,11 @@ type procSample struct {
 
 func readProc(pid int) (procSample, error) {
 	var ps procSample
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.Read(pid)
 	if err != nil {
 		return ps, err
 	}
-	// Fields after the command (which may hold spaces) start after the last ')'.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	ps.cpu = time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	ps.cpu = st.CPU
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return ps, err
@@ -262,51 +259,19 @@ func mean(d []time.Duration) float64 {
 // manager, kube-apiserver, etcd, versitygw), and the machine's busy time in all, from /proc.
 func cpuSplit() map[string]time.Duration {
 	out := map[string]time.Duration{}
-	self := os.Getpid()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		st := string(b)
-		open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
-		if open < 0 || end < open {
-			continue
-		}
-		f := strings.Fields(st[end+2:])
-		if len(f) < 13 {
-			continue
-		}
-		name := st[open+1 : end]
-		switch {
-		case pid == self:
-			name = "bench"
-		case f[1] != strconv.Itoa(self):
-			continue
-		case strings.HasPrefix(name, "versitygw"): // versitygw-v1.8.0, cut to 15 characters
+	if self, err := proc.Read(os.Getpid()); err == nil {
+		out["bench"] = self.CPU
+	}
+	children, _ := proc.Children(os.Getpid())
+	for _, c := range children {
+		name := c.Comm
+		if strings.HasPrefix(name, "versitygw") { // versitygw-v1.8.0, cut to 15 characters
 			name = "versitygw"
 		}
-		utime, _ := strconv.ParseInt(f[11], 10, 64)
-		stime, _ := strconv.ParseInt(f[12], 10, 64)
-		out[name] += time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+		out[name] += c.CPU
 	}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		// cpu  user nice system idle iowait irq softirq steal ...
-		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
-		var busy int64
-		for i, v := range f[1:] {
-			if i == 3 || i == 4 { // idle, iowait
-				continue
-			}
-			n, _ := strconv.ParseInt(v, 10, 64)
-			busy += n
-		}
-		out["machine"] = time.Duration(busy) * time.Second / 100
+	if busy, err := proc.MachineBusy(); err == nil {
+		out["machine"] = busy
 	}
 	return out
 }
