@@ -105,11 +105,18 @@ func startDelivery(t *testing.T, ctx context.Context) *deliveryFixture {
 // as the reconciler and the gateway would have written it.
 func (f *deliveryFixture) finish(t *testing.T, ctx context.Context, s *v1.AgentSession, phase v1.SessionPhase, patch []byte, uriFor *v1.AgentSession) {
 	t.Helper()
+	f.finishStoring(t, ctx, s, phase, patch, patch, uriFor)
+}
+
+// finishStoring is finish with stored in the bucket where status says patch (its size and
+// sha256): a patch tampered with before delivery can start, never after.
+func (f *deliveryFixture) finishStoring(t *testing.T, ctx context.Context, s *v1.AgentSession, phase v1.SessionPhase, patch, stored []byte, uriFor *v1.AgentSession) {
+	t.Helper()
 	if uriFor == nil {
 		uriFor = s
 	}
 	key := fmt.Sprintf("sessions/%s/%s/%s/result.patch", uriFor.Namespace, uriFor.Name, uriFor.UID)
-	if _, err := f.store.c.PutObject(ctx, "agentry", key, bytes.NewReader(patch), int64(len(patch)), minio.PutObjectOptions{}); err != nil {
+	if _, err := f.store.c.PutObject(ctx, "agentry", key, bytes.NewReader(stored), int64(len(stored)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(patch)
@@ -341,15 +348,14 @@ func TestDeliveryFailuresEndWithAReasonAndPushNothing(t *testing.T) {
 			if tc.otherOwner {
 				other = &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: "victim", Namespace: "other-team", UID: "victim-uid"}}
 			}
-			f.finish(t, ctx, s, tc.phase, tc.patch, other)
+			stored := tc.patch
 			if tc.tamper {
-				key := strings.TrimPrefix(s.Status.Patch.URI, "s3://agentry/")
-				evil := append([]byte{}, tc.patch...)
-				evil = append(evil, []byte("diff --git a/.github/workflows/x.yml b/.github/workflows/x.yml\n")...)
-				if _, err := f.store.c.PutObject(ctx, "agentry", key, bytes.NewReader(evil), int64(len(evil)), minio.PutObjectOptions{}); err != nil {
-					t.Fatal(err)
-				}
+				// Someone with write access to the bucket swaps the archived patch for one
+				// that also adds a CI workflow. Done before status records the session as
+				// finished: once it does, delivery may already have read the genuine patch.
+				stored = append(append([]byte{}, tc.patch...), []byte("diff --git a/.github/workflows/x.yml b/.github/workflows/x.yml\n")...)
 			}
+			f.finishStoring(t, ctx, s, tc.phase, tc.patch, stored, other)
 			pushes := f.git.Pushes
 			_, cond := waitDelivered(t, ctx, s)
 			if cond.Status != tc.wantStatus || cond.Reason != tc.wantReason || !strings.Contains(cond.Message, tc.wantMsg) {
