@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -76,5 +77,29 @@ func TestUsageIsReadFromStreamsAndBodies(t *testing.T) {
 	}
 	if rec.Body.String() != stream {
 		t.Errorf("the stream was not relayed byte for byte:\n%q", rec.Body.String())
+	}
+}
+
+// A runner sends its next model call the moment it has read "[DONE]": the call must be
+// settled (charged, its reservation released) before that line leaves the gateway, or the
+// next call finds the namespace budget still held by this one's reservation and is refused.
+func TestAStreamedCallIsSettledBeforeTheRunnerSeesItsEnd(t *testing.T) {
+	stream := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"
+	rec := httptest.NewRecorder()
+	calls := 0
+	u := relayStreamUntilEnd(context.Background(), rec, strings.NewReader(stream), func(u *contract.Usage) {
+		calls++
+		if strings.Contains(rec.Body.String(), "[DONE]") {
+			t.Error("settled after [DONE] was relayed: the runner's next call could arrive first")
+		}
+		if diff := cmp.Diff(&contract.Usage{PromptTokens: 5, CompletionTokens: 2}, u); diff != "" {
+			t.Errorf("usage at settlement (-want +got):\n%s", diff)
+		}
+	})
+	if calls != 1 {
+		t.Errorf("settled %d times, want once", calls)
+	}
+	if u == nil || rec.Body.String() != stream {
+		t.Errorf("usage %v; relayed %q", u, rec.Body.String())
 	}
 }

@@ -59,6 +59,7 @@ type chatCall struct {
 	admitted bool
 	usage    *contract.Usage
 	charge   bool
+	settled  bool
 }
 
 // prepareChat reads the request and everything the call needs: the session and its
@@ -151,6 +152,10 @@ func (s *Server) reserveChat(ctx context.Context, w http.ResponseWriter, c *chat
 // settleChat settles the reservation once: released when the provider was not reached
 // or refused, else charged what it reported (or the whole reservation without a report).
 func (s *Server) settleChat(ctx context.Context, c *chatCall) {
+	if c.settled {
+		return
+	}
+	c.settled = true
 	charged := c.res.settle(c.usage, c.charge)
 	if c.admitted {
 		s.limiter(c.provider).adjust(c.prov.Spec.RateLimits, c.res.amount(), charged.Total())
@@ -242,15 +247,22 @@ func (s *Server) relayAnswer(ctx context.Context, w http.ResponseWriter, c *chat
 	}
 	w.WriteHeader(resp.StatusCode)
 	c.charge = resp.StatusCode < 300
+	// The call is settled before the runner can have the whole answer: a runner sends its
+	// next call as soon as it has this one's, and that call must find this one charged,
+	// not still holding its reservation (which may be all the budget left).
 	if resp.StatusCode < 300 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		c.usage = relayStreamUntilEnd(ctx, w, resp.Body)
+		c.usage = relayStreamUntilEnd(ctx, w, resp.Body, func(u *contract.Usage) {
+			c.usage = u
+			s.settleChat(ctx, c)
+		})
 		return
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	_, _ = w.Write(b)
 	if resp.StatusCode < 300 {
 		c.usage = usageFromJSON(b)
 	}
+	s.settleChat(ctx, c)
+	_, _ = w.Write(b)
 }
 
 type usageJSON struct {
@@ -279,12 +291,13 @@ func usageFromJSON(b []byte) *contract.Usage {
 // the usage out of the chunk that carries it. When the client is gone it keeps
 // reading to the end (the caller bounds how long), so the usage still arrives.
 func relayStream(w http.ResponseWriter, body io.Reader) *contract.Usage {
-	return relayStreamUntilEnd(context.Background(), w, body)
+	return relayStreamUntilEnd(context.Background(), w, body, nil)
 }
 
 // relayStreamUntilEnd is relayStream that stops writing once ctx (the
-// client's request) is done.
-func relayStreamUntilEnd(ctx context.Context, w http.ResponseWriter, body io.Reader) *contract.Usage {
+// client's request) is done, and calls beforeDone (when not nil) with the usage
+// seen so far just before it relays the stream's "data: [DONE]".
+func relayStreamUntilEnd(ctx context.Context, w http.ResponseWriter, body io.Reader, beforeDone func(*contract.Usage)) *contract.Usage {
 	fl, _ := w.(http.Flusher)
 	rd := bufio.NewReaderSize(body, 64<<10)
 	var usage *contract.Usage
@@ -293,6 +306,10 @@ func relayStreamUntilEnd(ctx context.Context, w http.ResponseWriter, body io.Rea
 		line, err := rd.ReadBytes('\n')
 		gone = gone || ctx.Err() != nil
 		if len(line) > 0 {
+			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok && beforeDone != nil && string(bytes.TrimSpace(data)) == "[DONE]" {
+				beforeDone(usage)
+				beforeDone = nil
+			}
 			if !gone {
 				if _, werr := w.Write(line); werr != nil {
 					gone = true
