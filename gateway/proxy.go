@@ -59,7 +59,6 @@ type chatCall struct {
 	admitted bool
 	usage    *contract.Usage
 	charge   bool
-	settled  bool
 }
 
 // prepareChat reads the request and everything the call needs: the session and its
@@ -152,10 +151,9 @@ func (s *Server) reserveChat(ctx context.Context, w http.ResponseWriter, c *chat
 // settleChat settles the reservation once: released when the provider was not reached
 // or refused, else charged what it reported (or the whole reservation without a report).
 func (s *Server) settleChat(ctx context.Context, c *chatCall) {
-	if c.settled {
+	if c.res.settled { // settled before the answer's end (relayAnswer); the deferred call is a no-op
 		return
 	}
-	c.settled = true
 	charged := c.res.settle(c.usage, c.charge)
 	if c.admitted {
 		s.limiter(c.provider).adjust(c.prov.Spec.RateLimits, c.res.amount(), charged.Total())
@@ -306,7 +304,9 @@ func relayStreamUntilEnd(ctx context.Context, w http.ResponseWriter, body io.Rea
 		line, err := rd.ReadBytes('\n')
 		gone = gone || ctx.Err() != nil
 		if len(line) > 0 {
-			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok && beforeDone != nil && string(bytes.TrimSpace(data)) == "[DONE]" {
+			data, isData := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:"))
+			data = bytes.TrimSpace(data)
+			if isData && beforeDone != nil && string(data) == "[DONE]" {
 				beforeDone(usage)
 				beforeDone = nil
 			}
@@ -315,8 +315,8 @@ func relayStreamUntilEnd(ctx context.Context, w http.ResponseWriter, body io.Rea
 					gone = true
 				}
 			}
-			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok {
-				if u := usageFromJSON(bytes.TrimSpace(data)); u != nil {
+			if isData {
+				if u := usageFromJSON(data); u != nil {
 					usage = u
 				}
 			}

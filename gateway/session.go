@@ -408,22 +408,27 @@ func (s *Server) overdueAfter() time.Duration { return 3 * s.cfg.StatusInterval 
 // writeOverdueCharges writes this session's status now when charges have waited longer
 // than overdueAfter; the call is refused (503, the runner retries) when that write fails.
 func (s *Server) writeOverdueCharges(ctx context.Context, ss *session) error {
-	ss.mu.Lock()
-	since := ss.pendingSince
-	ss.mu.Unlock()
-	if since.IsZero() || time.Since(since) < s.overdueAfter() {
+	since, ok := s.overdueSince(ss)
+	if !ok {
 		return nil
 	}
 	chargesOverdue.Inc()
+	msg := "this session's token charges since %s are not written to its status yet; retry"
 	if err := s.flush(ctx, ss); err != nil {
-		return fmt.Errorf("this session's token charges since %s are not written to its status yet; retry: %w", since.UTC().Format(time.RFC3339), err)
+		return fmt.Errorf(msg+": %w", since.UTC().Format(time.RFC3339), err)
 	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if !ss.pendingSince.IsZero() && time.Since(ss.pendingSince) >= s.overdueAfter() {
-		return fmt.Errorf("this session's token charges since %s are not written to its status yet; retry", ss.pendingSince.UTC().Format(time.RFC3339))
+	if since, ok := s.overdueSince(ss); ok {
+		return fmt.Errorf(msg, since.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// overdueSince is when the session's oldest unwritten charge was made, and whether that
+// is longer ago than overdueAfter.
+func (s *Server) overdueSince(ss *session) (time.Time, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.pendingSince, !ss.pendingSince.IsZero() && time.Since(ss.pendingSince) >= s.overdueAfter()
 }
 
 // floorUsageLater makes the finished session's usage at least the runner's own count,
