@@ -238,15 +238,15 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 	if err := r.Get(ctx, client.ObjectKey{Name: s.obj.Spec.Model.Provider}, mp); err == nil {
 		provider = mp
 	} else if !apierrors.IsNotFound(err) {
-		return err
+		return fmt.Errorf("reading ModelProvider %q: %w", s.obj.Spec.Model.Provider, err)
 	}
 	var policies v1.AgentPolicyList
 	if err := r.List(ctx, &policies, client.InNamespace(s.obj.Namespace)); err != nil {
-		return err
+		return fmt.Errorf("listing AgentPolicies: %w", err)
 	}
 	siblings, err := admissionSiblings(ctx, r.Client, s.obj)
 	if err != nil {
-		return err
+		return fmt.Errorf("listing sessions for admission: %w", err)
 	}
 	var secret *metav1.PartialObjectMetadata
 	if ref := s.obj.Spec.Repository.CredentialsSecretRef; ref != nil {
@@ -328,12 +328,12 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return err
+		return fmt.Errorf("reading NetworkPolicy: %w", err)
 	}
 	if s.obj.Spec.Setup != nil {
 		var policies v1.AgentPolicyList
 		if err := r.List(ctx, &policies, client.InNamespace(s.obj.Namespace)); err != nil {
-			return err
+			return fmt.Errorf("listing AgentPolicies: %w", err)
 		}
 		s.setupEgress = setupEgress(s.obj, policies.Items)
 	}
@@ -351,7 +351,7 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 	s.resolved = resolved
 	np = buildSessionNetworkPolicy(s.obj, r.Network, resolved, s.setupEgress, phaseCheckout)
 	if err := controllerutil.SetControllerReference(s.obj, np, r.Scheme); err != nil {
-		return err
+		return fmt.Errorf("owning NetworkPolicy: %w", err)
 	}
 	log.FromContext(ctx).Info("Creating NetworkPolicy", "NetworkPolicy", klog.KObj(np))
 	if err := r.Create(ctx, np, FieldOwner); err != nil {
@@ -487,14 +487,14 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 		return r.bindPod(s, pod)
 	}
 	if !apierrors.IsNotFound(err) {
-		return err
+		return fmt.Errorf("reading runner pod: %w", err)
 	}
 	if s.obj.Status.PodName != "" {
 		// The cache may simply lag behind our own create; ask the apiserver.
 		if err := r.APIReader.Get(ctx, key, pod); err == nil {
 			return r.bindPod(s, pod)
 		} else if !apierrors.IsNotFound(err) {
-			return err
+			return fmt.Errorf("reading runner pod from the apiserver: %w", err)
 		}
 		finish(s.obj, v1.PhaseFailed, v1.ReasonPodDeleted, fmt.Sprintf("The runner pod %s was deleted before the session finished.", key.Name), s.now)
 		return nil
@@ -510,14 +510,14 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	// and the allowed egress hosts from /etc/hosts.
 	pod.Spec.HostAliases = runnerHostAliases(s.obj, r.Runner.GatewayURL, r.gatewayClusterIP(ctx), s.resolved)
 	if err := controllerutil.SetControllerReference(s.obj, pod, r.Scheme); err != nil {
-		return err
+		return fmt.Errorf("owning runner pod: %w", err)
 	}
 	log.FromContext(ctx).Info("Creating Pod", "Pod", klog.KObj(pod))
 	if err := r.Create(ctx, pod, FieldOwner); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			existing := &corev1.Pod{}
 			if err := r.APIReader.Get(ctx, key, existing); err != nil {
-				return err
+				return fmt.Errorf("reading runner pod %s after AlreadyExists: %w", key.Name, err)
 			}
 			if !metav1.IsControlledBy(existing, s.obj) {
 				r.podNameInUse(s, key.Name)
@@ -709,7 +709,7 @@ func (r *AgentSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	if err := AddIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
-		return err
+		return fmt.Errorf("adding field indexes: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.AgentSession{}, builder.WithPredicates(sessionChangePredicate())).

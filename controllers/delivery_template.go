@@ -7,11 +7,11 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/delivery/forge"
 	"github.com/agentry-dev/agentry/display"
 )
@@ -106,7 +106,7 @@ func renderPullRequest(d *v1.DeliverySpec, data PullRequestData) (title, body st
 	if title, err = render("spec.delivery.pullRequest.title", titleT, data, maxTitle*4); err != nil {
 		return "", "", err
 	}
-	title = clip(display.Headline(title), maxTitle)
+	title = contract.TruncateUTF8(display.Headline(title), maxTitle)
 	if title == "" {
 		title = "Agentry session " + data.Namespace + "/" + data.Name
 	}
@@ -208,17 +208,6 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 		return 0, errTooLong
 	}
 	return w.buf.Write(p)
-}
-
-// clip cuts s to at most n bytes on a character boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // ForgeFor builds the forge client for a GitHub or Gitea provider from its Secret.

@@ -173,7 +173,7 @@ const (
 	// phaseAgent is the rest of the run: the agent reaches the session gateway and the
 	// destinations in spec.network.egress, nothing else. No DNS (data leaves through lookups),
 	// no repository host (the checkout is done); names resolve through hostAliases.
-	phaseAgent networkPhase = "agent"
+	phaseAgent networkPhase = contract.EgressPhaseAgent
 )
 
 // networkPolicyPhase returns the phase a session's NetworkPolicy should be in, from its runner

@@ -65,7 +65,7 @@ func TestTokenReviewIsRenewedAheadOfExpiry(t *testing.T) {
 	}
 	sess := &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", UID: "session-uid"}}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "s-runner", Namespace: "ns", UID: "pod-uid",
-		Labels:          map[string]string{"agentry.dev/session-uid": "session-uid"},
+		Labels:          map[string]string{contract.LabelSessionUID: "session-uid"},
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: v1.GroupVersion.String(), Kind: "AgentSession", Name: "s", UID: "session-uid", Controller: ptr.To(true)}}}}
 	rev := &reviewer{valid: true}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(sess, pod).WithInterceptorFuncs(interceptor.Funcs{Create: rev.create}).Build()

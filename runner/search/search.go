@@ -27,8 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unicode/utf8"
 
+	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/runner/workspace"
 )
 
@@ -562,14 +562,12 @@ func (g *grep) scanPath(root *os.Root, p string, buf []byte) {
 	_ = g.searchReader(p, f, buf) // a read error ends the file, as for the walker
 }
 
+// shorten cuts a matched line to at most n bytes on a character boundary, marking the cut.
 func shorten(b []byte, n int) string {
 	if len(b) <= n {
 		return string(b)
 	}
-	for n > 0 && !utf8.RuneStart(b[n]) {
-		n--
-	}
-	return string(b[:n]) + "…"
+	return contract.TruncateUTF8(string(b[:n+1]), n) + "…"
 }
 
 // globFilter turns the glob option into a path predicate.
