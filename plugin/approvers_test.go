@@ -101,13 +101,9 @@ func TestOnlyApproversDecideAndOnlyInTheirOwnName(t *testing.T) {
 	}
 	// The apiserver loads a new policy asynchronously: wait, with dry runs (admission runs,
 	// nothing is stored), until it is in force.
-	deadline := time.Now().Add(30 * time.Second)
-	for decide("alice", "alice", client.DryRunAll) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the agentry-approvals policy never came into force")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.Within(t, 30*time.Second, "the agentry-approvals policy to come into force", testutil.Holds(func() bool {
+		return decide("alice", "alice", client.DryRunAll) != nil
+	}))
 	err1 := decide("alice", "alice")
 	if err1 == nil || !strings.Contains(err1.Error(), "agentry-approver") {
 		t.Fatalf("editor's decision: %v, want a refusal naming agentry-approver", err1)

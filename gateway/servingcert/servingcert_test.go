@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -30,6 +31,7 @@ import (
 	"github.com/agentry-dev/agentry/contract"
 	"github.com/agentry-dev/agentry/gateway/servingcert"
 	"github.com/agentry-dev/agentry/test/controlplane"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 var env *controlplane.Env
@@ -338,17 +340,16 @@ func TestFilesSourceFollowsRenewedFiles(t *testing.T) {
 	certPEM, keyPEM, serial2 := leafFiles(t, caCert, caKey)
 	write("tls.key", keyPEM)
 	write("tls.crt", certPEM)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Within(t, 20*time.Second, "the renewed certificate to be picked up", func() error {
 		c, err := f.GetCertificate(nil)
-		if err == nil && serialOf(t, c).Cmp(serial2) == 0 {
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the renewed certificate was not picked up within 20s")
+		if serialOf(t, c).Cmp(serial2) != 0 {
+			return errors.New("still serving the old certificate")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func serialOf(t *testing.T, c *tls.Certificate) *big.Int {

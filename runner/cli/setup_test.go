@@ -19,6 +19,7 @@ import (
 	"github.com/agentry-dev/agentry/runner/cli"
 	"github.com/agentry-dev/agentry/runner/internal/testrepo"
 	"github.com/agentry-dev/agentry/test/scriptedllm"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 // runSetup runs `runner setup` with env and returns its exit code, stderr and the results
@@ -79,19 +80,13 @@ func TestSetupTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 		t.Fatalf("the background child never started: %v", err)
 	}
 	pid := strings.TrimSpace(string(b))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Within(t, 5*time.Second, "the background child "+pid+" to end with the setup timeout", testutil.Holds(func() bool {
 		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
-			break
+			return true
 		}
-		if st, _ := os.ReadFile("/proc/" + pid + "/stat"); strings.Contains(string(st), ") Z ") {
-			break // a zombie: killed, not yet reaped by its (dead) parent's reaper
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the background child %s outlived the setup timeout", pid)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		st, _ := os.ReadFile("/proc/" + pid + "/stat")
+		return strings.Contains(string(st), ") Z ") // a zombie: killed, not yet reaped by its (dead) parent's reaper
+	}))
 }
 
 func TestSetupRedactsItsSecretsInEveryEncoding(t *testing.T) {

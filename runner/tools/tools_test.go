@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentry-dev/agentry/runner/tools"
 	"github.com/agentry-dev/agentry/runner/workspace"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 func TestReadFileNumbersLinesAndPages(t *testing.T) {
@@ -312,11 +313,9 @@ func TestBashKillsHungCommandAndItsChildren(t *testing.T) {
 	}
 	// The child is a zombie-or-gone once killed; signal 0 fails for a reaped
 	// process. Reaping is asynchronous (init adopts it), so poll briefly.
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if alive(pid) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if testutil.Poll(ctx, testutil.Holds(func() bool { return !alive(pid) })) != nil {
 		t.Errorf("background child %d survived the timeout", pid)
 	}
 }

@@ -20,6 +20,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"github.com/agentry-dev/agentry/test/scriptedllm"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 const (
@@ -183,8 +185,9 @@ spec:
 // waitForLeader waits until a running manager pod holds the leader lease: a replaced pod's
 // lease only expires after its duration, and until then no session is reconciled.
 func waitForLeader() error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	leading := func() bool {
 		holder, _ := kubectl("-n", operatorNS, "get", "lease", "agentry-manager.agentry.dev", "-o", "jsonpath={.spec.holderIdentity}")
 		// A replaced pod still shows Running while it terminates: only pods not being deleted count.
 		pods, _ := kubectl("-n", operatorNS, "get", "pods", "-l", "app.kubernetes.io/name=agentry-manager", "-o",
@@ -192,12 +195,15 @@ func waitForLeader() error {
 		for _, line := range strings.Split(pods, "\n") {
 			f := strings.Fields(line)
 			if len(f) == 1 && holder != "" && strings.HasPrefix(holder, f[0]+"_") {
-				return nil
+				return true
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		return false
 	}
-	return fmt.Errorf("no running manager pod became leader within 2m")
+	if testutil.PollEvery(ctx, 500*time.Millisecond, testutil.Holds(leading)) != nil {
+		return fmt.Errorf("no running manager pod became leader within 2m")
+	}
+	return nil
 }
 
 // script is the model: what it answers depends on the marker in the session's task.

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/test/testutil"
 )
 
 // NetworkPolicy is enforced on the dev node (kube-router's firewall beside the bridge CNI), and
@@ -109,11 +111,10 @@ spec:
 	waitFor := func(addr string, want bool) time.Duration {
 		t.Helper()
 		start := time.Now()
-		for reach(addr) != want {
-			if time.Since(start) > 60*time.Second {
-				t.Fatalf("%s reachable still %v after 60s", addr, !want)
-			}
-			time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if testutil.PollEvery(ctx, 100*time.Millisecond, testutil.Holds(func() bool { return reach(addr) == want })) != nil {
+			t.Fatalf("%s reachable still %v after 60s", addr, !want)
 		}
 		return time.Since(start)
 	}
