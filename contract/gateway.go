@@ -80,6 +80,11 @@ type FinishResponse struct {
 
 // ApprovalRequest asks a person, through the session's status, whether a call
 // may run. ID is stable across retries of the same request.
+//
+// Summary is what a person reads before deciding, and status.pendingApprovals shows it
+// whole: as display.Escape renders it (control, ANSI and bidi characters escaped) it is at
+// most MaxApprovalSummaryBytes. The runner refuses a longer action before asking and the
+// gateway refuses a longer request; neither cuts it.
 type ApprovalRequest struct {
 	ID      string `json:"id"`
 	Tool    string `json:"tool"`
@@ -87,6 +92,9 @@ type ApprovalRequest struct {
 	Summary string `json:"summary"`
 	Command string `json:"command,omitempty"`
 }
+
+// MaxApprovalSummaryBytes bounds an approval's summary as a person reads it (escaped).
+const MaxApprovalSummaryBytes = 4000
 
 // ApprovalAnswer is a decision, or Pending when none was made within the poll
 // window. By is "user" for a decision in spec.approvals and "timeout" when the

@@ -47,6 +47,13 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 		writeError(w, http.StatusBadRequest, "approval request needs an id (1-64 of A-Za-z0-9_.-) and a tool (at most 64 bytes)")
 		return
 	}
+	// What a person reads is what runs: a summary too long to show whole is refused, never cut.
+	summary := display.Escape(req.Summary)
+	if len(summary) > contract.MaxApprovalSummaryBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "approval summary is %d bytes as shown (control characters escaped); the limit is %d so that a person reads all of it",
+			len(summary), contract.MaxApprovalSummaryBytes)
+		return
+	}
 	ctx := r.Context()
 	ss, err := s.session(ctx, id)
 	if err != nil {
@@ -114,10 +121,10 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 			}
 			at, exp := metav1.NewTime(now.Truncate(time.Second)), metav1.NewTime(now.Add(timeout).Truncate(time.Second))
 			// A person decides from this summary in kubectl or a UI: control and
-			// invisible characters are shown as escapes, then the length is capped
-			// on a rune boundary. The digest covers the raw action.
+			// invisible characters are shown as escapes, and it is shown whole (the
+			// request was refused above when it is longer). The digest covers the raw action.
 			ss.status.PendingApprovals = append(ss.status.PendingApprovals, v1.PendingApproval{
-				ID: req.ID, Tool: req.Tool, Summary: display.Truncate(display.Escape(req.Summary), 4000), Digest: digest, RequestedAt: &at, ExpiresAt: &exp,
+				ID: req.ID, Tool: req.Tool, Summary: summary, Digest: digest, RequestedAt: &at, ExpiresAt: &exp,
 			})
 			pending = &ss.status.PendingApprovals[len(ss.status.PendingApprovals)-1]
 			s.changed(ss)

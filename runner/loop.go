@@ -19,6 +19,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner/approval"
 	"github.com/agentry-dev/agentry/runner/gitrepo"
 	"github.com/agentry-dev/agentry/runner/instructions"
@@ -549,6 +550,14 @@ func (s *session) approve(ctx context.Context, turn int, c *call) bool {
 	case approval.Deny:
 		res.Decision = contract.DecisionDeny
 	case approval.Ask:
+		// A person decides from the summary, so it is shown whole or not at all.
+		if n := len(display.Escape(req.Summary)); n > contract.MaxApprovalSummaryBytes {
+			res = approval.Result{Decision: contract.DecisionDeny, By: "runner", Reason: fmt.Sprintf(
+				"the action is %d bytes as a person reads it (control characters shown as escapes); the limit is %d so that it can be "+
+					"shown whole before approval. Shorten it: write a script or the content with write_file first",
+				n, contract.MaxApprovalSummaryBytes)}
+			break
+		}
 		var err error
 		if res, err = s.Approver.Ask(ctx, req); err != nil {
 			res = approval.Result{Decision: contract.DecisionDeny, By: "runner", Reason: "approval was not obtained: " + err.Error()}

@@ -652,26 +652,61 @@ func TestTranscriptRecordsTheArgumentsThatRan(t *testing.T) {
 	}
 }
 
-// A command longer than a person can be shown whole is refused, not shown cut.
+// A command longer than a person can be shown whole is refused, not shown cut. The length
+// that counts is the escaped one a person reads: a command under the limit in raw bytes
+// whose TABs each become two characters would otherwise be cut in status, hiding its tail.
 func TestOverlongCommandIsRefusedBeforeApproval(t *testing.T) {
-	long := "echo " + strings.Repeat("a", tools.MaxCommandBytes) + "; touch PWNED"
+	for name, long := range map[string]string{
+		"raw bytes": "echo " + strings.Repeat("a", tools.MaxCommandBytes) + "; touch PWNED",
+		"escaped":   "echo " + strings.Repeat("\t", 100) + strings.Repeat("a", tools.MaxCommandBytes-120-len("echo ; touch PWNED")) + "; touch PWNED",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "escaped" && len(long) > tools.MaxCommandBytes {
+				t.Fatalf("the command is %d raw bytes; the case needs it under the limit", len(long))
+			}
+			h := newHarness(t, greetRepo,
+				scriptedllm.Tools(call("bash", map[string]any{"command": long})),
+				scriptedllm.Text("ok"),
+			)
+			asker := &askRecorder{}
+			h.loop.Approver = asker
+			h.loop.Policy = approval.Policy{Bash: approval.Ask, Writes: approval.Allow}
+			h.run(context.Background())
+			if len(asker.asked) != 0 {
+				t.Errorf("an overlong command was shown for approval")
+			}
+			msgs := h.srv.Requests()[1].Body.Messages
+			if got := msgs[len(msgs)-1].Content; !strings.Contains(got, "Shorten it") {
+				t.Errorf("model was told %q", got)
+			}
+			if _, err := os.Stat(filepath.Join(h.ws.Dir(), "PWNED")); err == nil {
+				t.Error("the overlong command ran")
+			}
+		})
+	}
+}
+
+// Any action asked about, not only a command, is shown whole or refused: a path whose
+// control characters make it longer than the limit when escaped is never asked about.
+func TestOverlongActionIsRefusedBeforeApproval(t *testing.T) {
+	path := strings.Repeat("\x01", contract.MaxApprovalSummaryBytes/4) + "x.txt"
 	h := newHarness(t, greetRepo,
-		scriptedllm.Tools(call("bash", map[string]any{"command": long})),
+		scriptedllm.Tools(call("write_file", map[string]any{"path": path, "content": "x"})),
 		scriptedllm.Text("ok"),
 	)
 	asker := &askRecorder{}
 	h.loop.Approver = asker
-	h.loop.Policy = approval.Policy{Bash: approval.Ask, Writes: approval.Allow}
+	h.loop.Policy = approval.Policy{Bash: approval.Allow, Writes: approval.Ask}
 	h.run(context.Background())
 	if len(asker.asked) != 0 {
-		t.Errorf("an overlong command was shown for approval")
+		t.Errorf("an action too long to show whole was asked about")
 	}
 	msgs := h.srv.Requests()[1].Body.Messages
 	if got := msgs[len(msgs)-1].Content; !strings.Contains(got, "Shorten it") {
 		t.Errorf("model was told %q", got)
 	}
-	if _, err := os.Stat(filepath.Join(h.ws.Dir(), "PWNED")); err == nil {
-		t.Error("the overlong command ran")
+	if _, err := os.Stat(filepath.Join(h.ws.Dir(), path)); err == nil {
+		t.Error("the file was written")
 	}
 }
 
