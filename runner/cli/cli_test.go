@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -165,6 +166,57 @@ func TestAskWithoutATerminalDenies(t *testing.T) {
 	msgs := srv.Requests()[1].Body.Messages
 	if !strings.Contains(msgs[len(msgs)-1].Content, "denied: this command was not approved") {
 		t.Errorf("model was not told: %q", msgs[len(msgs)-1].Content)
+	}
+}
+
+// A file change needing approval without a terminal is denied too, and the hint names the
+// flag that governs file changes, not the one for commands.
+func TestAskWithoutATerminalDeniesAWriteAndNamesItsFlag(t *testing.T) {
+	origin := testrepo.New(t, map[string]string{"a.txt": "a\n"})
+	srv := scriptedllm.New(
+		scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "a.txt", "content": "changed\n"}}),
+		scriptedllm.Text("could not write it"),
+	)
+	defer srv.Close()
+	ws := filepath.Join(t.TempDir(), "ws")
+	r := run(t, map[string]string{"OPENAI_API_KEY": key}, "run", "--repo", origin, "--workspace", ws, "--task", "x", "--base-url", srv.URL,
+		"--transcript-dir", t.TempDir(), "--approval-writes", "Ask")
+	if r.code != 0 || !strings.Contains(r.stderr, "stdin is not a terminal") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	msgs := srv.Requests()[1].Body.Messages
+	if got := msgs[len(msgs)-1].Content; !strings.Contains(got, "--approval-writes Allow for file changes") {
+		t.Errorf("the model was told %q, want the hint to name --approval-writes", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ws, "a.txt")); string(b) != "a\n" {
+		t.Errorf("a.txt = %q: the denied write happened", b)
+	}
+}
+
+// Without --workspace the runner clones into a temporary directory: it says where, and the
+// directory is gone when the run ends (the patch and transcript are kept elsewhere).
+func TestLocalTemporaryWorkspaceIsNamedAndRemoved(t *testing.T) {
+	origin := testrepo.New(t, map[string]string{"a.txt": "a\n"})
+	srv := scriptedllm.New(
+		scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "a.txt", "content": "A\n"}}),
+		scriptedllm.Text("done"),
+	)
+	defer srv.Close()
+	dir := t.TempDir()
+	r := run(t, map[string]string{"OPENAI_API_KEY": key}, "run", "--repo", origin, "--task", "x", "--base-url", srv.URL,
+		"--transcript-dir", dir, "--yes")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	m := regexp.MustCompile(`workspace (\S+) is temporary`).FindStringSubmatch(r.stderr)
+	if m == nil {
+		t.Fatalf("the runner did not say where its temporary workspace is:\n%s", r.stderr)
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("the temporary workspace %s is still there (%v)", m[1], err)
+	}
+	if patch, err := os.ReadFile(filepath.Join(dir, "result.patch")); err != nil || !strings.Contains(string(patch), "+A") {
+		t.Errorf("the patch was not kept: %v %q", err, patch)
 	}
 }
 
