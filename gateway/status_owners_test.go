@@ -32,6 +32,8 @@ func TestFinishedSessionStatusHasTwoOwners(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t,
 		scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "greeting.txt", "content": "hello\n"}}),
+		// Over the patch's 1 MiB per-file limit: left out of the patch, listed in status.
+		scriptedllm.Tools(scriptedllm.Call{Name: "write_file", Args: map[string]any{"path": "big.txt", "content": strings.Repeat("a\n", 600<<10)}}),
 		scriptedllm.Text("Added greeting.txt."),
 	)
 	g := startOperator(t, f.ns)
@@ -54,6 +56,9 @@ func TestFinishedSessionStatusHasTwoOwners(t *testing.T) {
 	got := waitFinishedAndArchived(t, f, s, v1.PhaseSucceeded)
 	if got.Status.Result == nil || got.Status.Result.Summary != "Added greeting.txt." || got.Status.Result.ExitCode == nil || got.Status.Usage == nil {
 		t.Fatalf("status = %+v", got.Status)
+	}
+	if om := got.Status.Result.OmittedFiles; len(om) != 1 || om[0].Path != "big.txt" || om[0].SizeBytes != 1200<<10 || om[0].Reason == "" {
+		t.Errorf("result.omittedFiles = %+v, want big.txt with its size and the reason", om)
 	}
 
 	owners := testutil.StatusOwners(t, got.ManagedFields)
@@ -86,7 +91,9 @@ func TestArchiverRecordsTheRunnersOwnSummary(t *testing.T) {
 	sum, err := contract.Summary{
 		Outcome: contract.OutcomeCompleted, Message: "Fixed the flaky test.", ToolCalls: 5,
 		Usage: contract.Usage{PromptTokens: 900, CompletionTokens: 100},
-		Diff:  contract.DiffStats{FilesChanged: 2, Additions: 7, Deletions: 3}, BaseCommit: strings.Repeat("c", 40),
+		Diff: contract.DiffStats{FilesChanged: 2, Additions: 7, Deletions: 3,
+			Omitted: []contract.OmittedFile{{Path: "data.bin", Size: 200 << 20, Reason: "larger than 1 MiB"}}},
+		BaseCommit: strings.Repeat("c", 40),
 	}.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +105,9 @@ func TestArchiverRecordsTheRunnersOwnSummary(t *testing.T) {
 	if res == nil || res.Summary != "Fixed the flaky test." || res.FilesChanged != 2 || res.Additions != 7 || res.Deletions != 3 ||
 		res.ExitCode == nil || *res.ExitCode != 0 {
 		t.Errorf("result = %+v, want the runner's summary and diff stats, exit code 0", res)
+	}
+	if res != nil && (len(res.OmittedFiles) != 1 || res.OmittedFiles[0].Path != "data.bin" || res.OmittedFiles[0].SizeBytes != 200<<20 || res.OmittedFiles[0].Reason != "larger than 1 MiB") {
+		t.Errorf("result.omittedFiles = %+v, want the runner's data.bin", res.OmittedFiles)
 	}
 	if u == nil || u.TotalTokens != 1000 || u.PromptTokens != 900 || u.ToolCalls != 5 {
 		t.Errorf("usage = %+v, want the runner's 1000 tokens and 5 tool calls", u)
