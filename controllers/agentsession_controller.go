@@ -75,6 +75,17 @@ type AgentSessionReconciler struct {
 	// shows it (see cacheBehind), or the session is deleted.
 	writtenMu   sync.Mutex
 	lastWritten map[types.UID]written
+
+	// createdPods maps a session's UID to the runner pod this process created for it,
+	// until status.podUID is visible: a pod found with no recorded UID that is not in
+	// here was not created by a recorded create, and is never adopted (see bindPod).
+	podsMu      sync.Mutex
+	createdPods map[types.UID]createdPod
+}
+
+type createdPod struct {
+	session types.NamespacedName
+	uid     types.UID
 }
 
 // forgetDeleted drops the admission record of a deleted session, so the map does not grow
@@ -88,10 +99,17 @@ func (r *AgentSessionReconciler) forgetDeleted(name types.NamespacedName) {
 	}
 	r.admissionMu.Unlock()
 	r.writtenMu.Lock()
-	defer r.writtenMu.Unlock()
 	for uid, w := range r.lastWritten {
 		if w.name == name {
 			delete(r.lastWritten, uid)
+		}
+	}
+	r.writtenMu.Unlock()
+	r.podsMu.Lock()
+	defer r.podsMu.Unlock()
+	for uid, c := range r.createdPods {
+		if c.session == name {
+			delete(r.createdPods, uid)
 		}
 	}
 }
@@ -484,7 +502,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 			r.podNameInUse(s, key.Name)
 			return nil
 		}
-		return r.bindPod(s, pod)
+		return r.bindPod(ctx, s, pod)
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading runner pod: %w", err)
@@ -492,7 +510,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	if s.obj.Status.PodName != "" {
 		// The cache may simply lag behind our own create; ask the apiserver.
 		if err := r.APIReader.Get(ctx, key, pod); err == nil {
-			return r.bindPod(s, pod)
+			return r.bindPod(ctx, s, pod)
 		} else if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("reading runner pod from the apiserver: %w", err)
 		}
@@ -523,7 +541,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 				r.podNameInUse(s, key.Name)
 				return nil
 			}
-			return r.bindPod(s, existing)
+			return r.bindPod(ctx, s, existing)
 		}
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 			// Admission (Pod Security, quota, policy) refused the pod: retrying the same
@@ -535,6 +553,12 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 		return fmt.Errorf("creating pod: %w", err)
 	}
 	r.Recorder.Eventf(s.obj, corev1.EventTypeNormal, "PodCreated", "Created runner pod %s", pod.Name)
+	r.podsMu.Lock()
+	if r.createdPods == nil {
+		r.createdPods = map[types.UID]createdPod{}
+	}
+	r.createdPods[s.obj.UID] = createdPod{session: client.ObjectKeyFromObject(s.obj), uid: pod.UID}
+	r.podsMu.Unlock()
 	s.obj.Status.PodName = pod.Name
 	s.obj.Status.PodUID = string(pod.UID)
 	if s.obj.Status.Phase == "" {
@@ -549,11 +573,33 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	return nil
 }
 
-// bindPod adopts the session's existing pod (after a restart, or a create whose answer was
-// lost) and records its UID in status.podUID, the one pod whose token the gateway accepts.
-// Once recorded, the UID never changes: a pod of the same name with another UID is a
-// replacement someone else made, and the session fails rather than trust it.
-func (r *AgentSessionReconciler) bindPod(s *scope, pod *corev1.Pod) error {
+// bindPod takes the session's existing pod as its runner pod and records its UID in
+// status.podUID, the one pod whose token the gateway accepts. Once recorded, the UID never
+// changes: a pod of the same name with another UID is a replacement someone else made, and
+// the session fails rather than trust it.
+//
+// Only a pod this manager created is bound. Name, labels and a controller reference are
+// metadata anyone who may create pods in the namespace can write, for a session they can
+// read, while it waits in the queue; such a pod, taken as the runner, would carry a token
+// the gateway accepts as the session's. So a pod found with no UID recorded, neither in
+// status (read from the apiserver, not the cache) nor in this process's own record of its
+// creates, is deleted and the runner pod created anew. A create whose status write was lost
+// in a crash costs the same: its pod is replaced (it cannot have acted: the gateway accepts
+// no pod before its UID is recorded).
+func (r *AgentSessionReconciler) bindPod(ctx context.Context, s *scope, pod *corev1.Pod) error {
+	if s.obj.Status.PodUID == "" && !r.createdByUs(s.obj.UID, pod.UID) {
+		fresh := &v1.AgentSession{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.obj), fresh); err != nil {
+			return fmt.Errorf("reading the session's recorded pod UID: %w", err)
+		}
+		if fresh.UID != s.obj.UID {
+			return nil // deleted and recreated meanwhile: the next reconcile sees the new one
+		}
+		if fresh.Status.PodUID == "" {
+			return r.replaceUnrecordedPod(ctx, s, pod)
+		}
+		s.obj.Status.PodUID = fresh.Status.PodUID
+	}
 	switch s.obj.Status.PodUID {
 	case "":
 		s.obj.Status.PodUID = string(pod.UID)
@@ -564,6 +610,30 @@ func (r *AgentSessionReconciler) bindPod(s *scope, pod *corev1.Pod) error {
 		return nil
 	}
 	s.pod = pod
+	return nil
+}
+
+// createdByUs reports whether this process created pod uid as session's runner pod.
+func (r *AgentSessionReconciler) createdByUs(session, uid types.UID) bool {
+	r.podsMu.Lock()
+	defer r.podsMu.Unlock()
+	c, ok := r.createdPods[session]
+	return ok && c.uid == uid
+}
+
+// replaceUnrecordedPod deletes a pod that carries the runner pod's name and the session's
+// controller reference but was never recorded as its runner pod, and looks again shortly to
+// create the real one.
+func (r *AgentSessionReconciler) replaceUnrecordedPod(ctx context.Context, s *scope, pod *corev1.Pod) error {
+	if pod.DeletionTimestamp.IsZero() {
+		log.FromContext(ctx).Info("Deleting a pod never recorded as the runner pod", "Pod", klog.KObj(pod), "podUID", pod.UID)
+		r.Recorder.Eventf(s.obj, corev1.EventTypeWarning, v1.ReasonUnrecordedPod,
+			"Pod %s (UID %s) has the runner pod's name and owner but was not recorded as this session's runner pod; deleting it and creating the runner pod anew.", pod.Name, pod.UID)
+		if err := r.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("deleting unrecorded pod %s: %w", pod.Name, err)
+		}
+	}
+	s.wakeAt(time.Second)
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
@@ -480,6 +481,68 @@ func TestPolicyViolationAndMissingProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPod(t, ctx, waiting)
+}
+
+// TestPodMadeBeforeTheControllerIsNeverTheRunnerPod performs the binding attack: a user who
+// may create pods (not sessions) in the namespace builds the runner pod of someone's queued
+// session first, with its name, labels and a controller reference to it, and a container of
+// their own. Were it adopted, its projected token would pass as the session's at the
+// gateway. The manager deletes it, creates the real runner pod and records only that UID.
+func TestPodMadeBeforeTheControllerIsNeverTheRunnerPod(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	m := startManager(t, ns)
+	provider := "later-" + ns
+	waiting := testutil.Session("victim", ns).Obj()
+	waiting.Spec.Model.Provider = provider
+	s := create(t, waiting)
+	waitForPhase(t, ctx, s, v1.PhasePending, v1.ReasonPending)
+
+	forged := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "victim-runner", Namespace: ns, Labels: map[string]string{
+			contract.LabelSession: s.Name, contract.LabelSessionUID: string(s.UID)}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: contract.ContainerRunner, Image: "attacker.example/steal:1", SecurityContext: restrictedContainerSecurity()}},
+		},
+	}
+	if err := controllerutil.SetControllerReference(s, forged, env.Client.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider},
+		Spec: v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var runner *corev1.Pod
+	eventually(t, ctx, "the real runner pod, recorded in status", func() error {
+		got, err := getSession(ctx, s)
+		if err != nil {
+			return err
+		}
+		if got.Status.PodUID == string(forged.UID) {
+			t.Fatalf("status.podUID is the forged pod's %s: the gateway would take its token as the session's", forged.UID)
+		}
+		pod := &corev1.Pod{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(forged), pod); err != nil {
+			return err
+		}
+		if pod.UID == forged.UID || got.Status.PodUID != string(pod.UID) {
+			return fmt.Errorf("pod UID %s, status.podUID %q", pod.UID, got.Status.PodUID)
+		}
+		runner = pod
+		return nil
+	})
+	for _, c := range runner.Spec.Containers {
+		if strings.HasPrefix(c.Image, "attacker.example/") {
+			t.Errorf("the runner pod runs the attacker's image %s", c.Image)
+		}
+	}
+	expectEvent(t, m, v1.ReasonUnrecordedPod)
 }
 
 func createGitCredentials(t *testing.T, ctx context.Context, ns, name string, labels map[string]string) {

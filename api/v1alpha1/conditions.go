@@ -40,6 +40,10 @@ const (
 	// ReasonPodNameInUse: a pod with the runner pod's name exists and belongs to something
 	// else; the session cannot get its pod.
 	ReasonPodNameInUse = "PodNameInUse"
+	// ReasonUnrecordedPod (an Event, not a condition): a pod with the runner pod's name and
+	// the session's controller reference that the manager never recorded creating was
+	// deleted, and the runner pod is created anew.
+	ReasonUnrecordedPod = "UnrecordedPod"
 	// ReasonPodDeleted: the pod disappeared before the session finished.
 	ReasonPodDeleted = "PodDeleted"
 	// ReasonOOMKilled: a container exceeded its memory limit.
