@@ -210,6 +210,7 @@ func TestSessionNetworkPolicyIsEnforced(t *testing.T) {
 	}
 	t.Logf("session NetworkPolicy in the %s shape", map[bool]string{true: "agent", false: "checkout"}[agentShape])
 	if agentShape {
+		noDNSFrom(t, pod)
 		return
 	}
 	// The operator does not narrow it yet: do what it will do (drop the DNS and repository
@@ -239,6 +240,31 @@ func TestSessionNetworkPolicyIsEnforced(t *testing.T) {
 	}
 	if reachFrom(t, pod, contract.ContainerAgent, blocked) {
 		t.Errorf("agent shape: the session pod reached %s", blocked)
+	}
+	noDNSFrom(t, pod)
+}
+
+// noDNSFrom checks that a real lookup from the session pod's agent container finds nothing
+// in the agent phase: data cannot leave through DNS queries. The same busybox nslookup of the
+// same name from a pod without a policy resolves (TestClusterDNS, the positive control).
+func noDNSFrom(t *testing.T, pod string) {
+	t.Helper()
+	want, err := kubectl("-n", "default", "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := kubectl("-n", namespace, "exec", pod, "-c", contract.ContainerAgent, "--", "nslookup", "kubernetes.default.svc.cluster.local")
+	if strings.Contains(out, want) {
+		t.Errorf("agent phase: a DNS lookup from the session pod resolved kubernetes.default to %s:\n%s", want, out)
+	}
+	// The lookup ran and could not reach the server (the network plugin rejects the packet,
+	// or drops it and nslookup times out), rather than failing for another reason.
+	got := out
+	if err != nil {
+		got += err.Error()
+	}
+	if !strings.Contains(got, "Connection refused") && !strings.Contains(got, "no servers could be reached") {
+		t.Errorf("agent phase: the DNS lookup did not fail for want of a reachable server:\n%s", got)
 	}
 }
 

@@ -27,18 +27,20 @@ spec:
 
 	const name = "policy-usage"
 	applySession(t, name, "[e2e:success-policy]", ", timeout: 5m")
-	sawActive := false
+	sawActive, activeTable := false, ""
 	eventually(t, 3*time.Minute, "the session to end", func() bool {
-		out, _ := kubectl("-n", namespace, "get", "agentpolicy", "e2e", "-o", "jsonpath={.status.activeSessions}")
-		if n, _ := strconv.Atoi(strings.TrimSpace(out)); n >= 1 {
-			sawActive = true
+		// What the platform team reads: the ACTIVE column of the table, not the field.
+		table, _ := kubectl("-n", namespace, "get", "agentpolicies")
+		if n, _ := strconv.Atoi(column(table, "ACTIVE")); n >= 1 && !sawActive {
+			sawActive, activeTable = true, table
 		}
 		p := getSession(t, name).Status.Phase
 		return p == v1.PhaseSucceeded || p == v1.PhaseFailed
 	})
 	if !sawActive {
-		t.Errorf("status.activeSessions never counted the running session")
+		t.Errorf("the ACTIVE column of kubectl get agentpolicies never counted the running session")
 	}
+	t.Logf("kubectl get agentpolicies while the session ran:\n%s", activeTable)
 	var used int
 	eventually(t, time.Minute, "status.tokensUsed", func() bool {
 		out, _ := kubectl("-n", namespace, "get", "agentpolicy", "e2e", "-o", "jsonpath={.status.tokensUsed}")
@@ -50,11 +52,31 @@ spec:
 		t.Fatal(err)
 	}
 	t.Logf("kubectl get agentpolicies:\n%s", table)
-	lines := strings.Split(strings.TrimSpace(table), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], "USED") || !strings.Contains(lines[1], strconv.Itoa(used)) {
-		t.Errorf("the table does not show the tokens used (%d):\n%s", used, table)
+	if got := column(table, "USED"); got != strconv.Itoa(used) {
+		t.Errorf("the USED column shows %q, want the %d tokens used:\n%s", got, used, table)
+	}
+	if got := column(table, "BUDGET"); got != "1000000" {
+		t.Errorf("the BUDGET column shows %q, want 1000000:\n%s", got, table)
 	}
 	if tot := getSession(t, name).Status.Usage; tot == nil || int(tot.TotalTokens) > used {
 		t.Errorf("the policy counts %d tokens, fewer than the session's own usage %+v", used, tot)
 	}
+}
+
+// column returns the cell under header in a one-row kubectl table, by the header's position
+// (kubectl aligns each column to its header), or "" when the table is not one row.
+func column(table, header string) string {
+	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
+	if len(lines) != 2 {
+		return ""
+	}
+	start := strings.Index(lines[0], header)
+	if start < 0 || start >= len(lines[1]) {
+		return ""
+	}
+	end := len(lines[1])
+	if next := strings.IndexFunc(lines[0][start+len(header):], func(r rune) bool { return r != ' ' }); next >= 0 {
+		end = min(end, start+len(header)+next)
+	}
+	return strings.TrimSpace(lines[1][start:end])
 }
