@@ -16,7 +16,7 @@ import (
 )
 
 // The trust boundary on a real node: bash runs in the agent container (the session's
-// image, here the default runner image with bash), its first command approved by a person
+// image, here a toolchain with an HTTPS client), its first command approved by a person
 // through `kubectl agentry approve`; its second command is hostile agent code looking for
 // the gateway token in files, /proc and the environment, and calling the gateway with
 // whatever it finds. It must find nothing and be refused.
@@ -39,22 +39,7 @@ spec:
 	}
 	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
 
-	// A person approves each command with the kubectl plugin, as the README shows.
-	approved := 0
-	eventually(t, 4*time.Minute, "two bash calls approved and the session ended", func() bool {
-		s := getSession(t, name)
-		for _, p := range s.Status.PendingApprovals {
-			if slices.ContainsFunc(s.Spec.Approvals, func(d v1.ApprovalDecision) bool { return d.ID == p.ID }) {
-				continue // decided; status lists it until the gateway's next write
-			}
-			out, err := kubectlPlugin("agentry", "-n", namespace, "approve", name, p.ID, "--reason", "e2e")
-			if err != nil {
-				t.Fatalf("kubectl agentry approve: %v\n%s", err, out)
-			}
-			approved++
-		}
-		return s.Status.Phase == v1.PhaseSucceeded || s.Status.Phase == v1.PhaseFailed
-	})
+	approved := approveUntilEnd(t, name)
 	if approved != 2 {
 		t.Errorf("approved %d commands through kubectl agentry, want 2", approved)
 	}
@@ -101,6 +86,70 @@ spec:
 	if strings.Contains(second, env.providerKey) {
 		t.Errorf("agent code found the provider key")
 	}
+}
+
+// The default runner image runs the bash tool with bash (the busybox image had none, and
+// every command failed on a real node): a command asked about is approved by a person with
+// `kubectl agentry approve` and runs in the agent container as the agent's UID.
+func TestApprovedBashRunsInTheDefaultImage(t *testing.T) {
+	const name = "bash-default"
+	m := manifest(`
+apiVersion: agentry.dev/v1alpha1
+kind: AgentSession
+metadata: {name: %s, namespace: %s}
+spec:
+  task: "[e2e:bash] Run a command."
+  repository: {url: "%s", ref: main}
+  model: {provider: %s, name: scripted}
+  tools: [bash]
+  approval: {bash: Ask}
+  limits: {maxTurns: 3, timeout: 5m}`, name, namespace, env.repoURL, providerName)
+	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
+	if approved := approveUntilEnd(t, name); approved != 1 {
+		t.Errorf("approved %d commands through kubectl agentry, want 1", approved)
+	}
+	s := getSession(t, name)
+	if s.Status.Phase != v1.PhaseSucceeded {
+		t.Fatalf("session ended %s: %+v", s.Status.Phase, s.Status.Conditions)
+	}
+	if r := s.Status.Resolved; r == nil || strings.Contains(r.Image, "e2e-tools") {
+		t.Fatalf("resolved = %+v, want the default runner image", r)
+	}
+	var result string
+	for _, r := range env.llm.Requests() {
+		msgs := r.Body.Messages
+		if len(msgs) > 1 && strings.Contains(msgs[1].Content, "[e2e:bash]") && msgs[len(msgs)-1].Role == "tool" {
+			result = msgs[len(msgs)-1].Content
+		}
+	}
+	if !strings.Contains(result, "ran in bash as uid 65533") {
+		t.Errorf("the approved command's result in the default image: %q, want it run by bash as the agent's UID", result)
+	}
+}
+
+// approveUntilEnd approves every command the session asks about with the kubectl plugin,
+// as a person following the README does, until the session ends; it returns how many.
+func approveUntilEnd(t *testing.T, name string) int {
+	t.Helper()
+	approved := 0
+	eventually(t, 4*time.Minute, "the session's calls approved and the session ended", func() bool {
+		s := getSession(t, name)
+		for _, p := range s.Status.PendingApprovals {
+			if slices.ContainsFunc(s.Spec.Approvals, func(d v1.ApprovalDecision) bool { return d.ID == p.ID }) {
+				continue // decided; status lists it until the gateway's next write
+			}
+			out, err := kubectlPlugin("agentry", "-n", namespace, "approve", name, p.ID, "--reason", "e2e")
+			if err != nil {
+				t.Fatalf("kubectl agentry approve: %v\n%s", err, out)
+			}
+			approved++
+		}
+		return s.Status.Phase == v1.PhaseSucceeded || s.Status.Phase == v1.PhaseFailed
+	})
+	return approved
 }
 
 // kubectlPlugin runs kubectl with the repository's bin/ on PATH, so `kubectl agentry`

@@ -243,6 +243,11 @@ func script(_ int, r scriptedllm.Request) scriptedllm.Step {
 		default:
 			return scriptedllm.Text("Tried.")
 		}
+	case strings.HasPrefix(marker, "[e2e:bash"):
+		if turn == 0 {
+			return scriptedllm.Tools(scriptedllm.Call{Name: "bash", Args: map[string]any{"command": "echo ran in $0 as uid $(id -u)"}})
+		}
+		return scriptedllm.Text("Ran it.")
 	case strings.HasPrefix(marker, "[e2e:hang"):
 		return scriptedllm.Hang()
 	case strings.HasPrefix(marker, "[e2e:failover"):
