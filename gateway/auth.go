@@ -255,6 +255,11 @@ func (a *authenticator) admit(ctx context.Context, id identity, reporting bool) 
 		a.forgetPod(id.PodUID)
 		return nil, refusal(http.StatusForbidden, refusedPodGone, "pod %s/%s is deleted or replaced: its token no longer acts for session %s", id.Session.Namespace, id.Pod, id.Session.Name)
 	}
+	if runnerExited(pod) {
+		// Nothing legitimate reports after the runner's exit: it waits for its last answer
+		// before exiting. A token taken from it earlier is worth nothing from here on.
+		return nil, refusal(http.StatusForbidden, refusedPodGone, "the runner in pod %s/%s has exited: its token no longer acts for session %s", id.Session.Namespace, id.Pod, id.Session.Name)
+	}
 	sess := &v1.AgentSession{}
 	if err := a.get(ctx, id.Session, sess); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -282,6 +287,20 @@ func (a *authenticator) admit(ctx context.Context, id identity, reporting bool) 
 		return nil, refusal(http.StatusForbidden, refusedSessionEnded, "session %s has ended (phase %s): it can no longer call the model, send events, ask for approvals or finish", id.Session, p)
 	}
 	return sess, nil
+}
+
+// runnerExited reports whether the pod's runner container has terminated (or the whole pod
+// has: Succeeded or Failed).
+func runnerExited(pod *corev1.Pod) bool {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return true
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == contract.ContainerRunner && cs.State.Terminated != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetPod drops every cached identity of a pod, so a deleted pod's token is

@@ -159,6 +159,16 @@ func TestEndedSessionCannotAct(t *testing.T) {
 			if code, body := post(t, g.URL+contract.PathFinish, tok, `{"lastSeq":2,"summary":{}}`); code != http.StatusOK {
 				t.Errorf("the runner's finish after %s: %d %s", phase, code, body)
 			}
+			// Once the runner has exited nothing legitimate reports: its token is refused on
+			// every endpoint, though the pod object stays until the session's TTL.
+			kubeletExit(t, pod, 0, "")
+			eventually(t, 10*time.Second, "the exited runner's token to stop working", func() bool {
+				code, body := post(t, g.URL+contract.PathEvents, tok, batchOf(event(3, "after the exit")))
+				return code == http.StatusForbidden && strings.Contains(body, "has exited")
+			})
+			if code, body := post(t, g.URL+contract.PathFinish, tok, `{"lastSeq":3,"summary":{}}`); code != http.StatusForbidden {
+				t.Errorf("a finish after the runner exited: %d %s, want 403", code, body)
+			}
 			if err := env.Client.Delete(ctx, pod); err != nil {
 				t.Fatal(err)
 			}
@@ -364,6 +374,17 @@ func TestBodyCapsAndInFlightBound(t *testing.T) {
 	}
 	if code, body := rawPost(t, g, contract.PathFinish, tok, `{"lastSeq":0,"patch":"`+strings.Repeat("A", 25<<20)+`"}`, false); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("25 MiB finish: %d %.200s", code, body)
+	}
+	// A model call larger than any prompt is refused before it is read into memory, and
+	// before anything reaches the provider.
+	chat := `{"model":"gpt-test","messages":[{"role":"user","content":"` + strings.Repeat("z", 65<<20) + `"}]}`
+	for _, chunked := range []bool{false, true} {
+		if code, body := rawPost(t, g, contract.PathChatCompletions, tok, chat, chunked); code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "larger than") {
+			t.Errorf("65 MiB chat completion (chunked %v): %d %.200s", chunked, code, body)
+		}
+	}
+	if n := len(f.llm.Requests()); n != 0 {
+		t.Errorf("the provider received %d oversized calls", n)
 	}
 	if st := f.get(s).Status; st.Progress != nil || st.Transcript != nil {
 		t.Errorf("a refused body changed status: %+v", st)

@@ -67,6 +67,11 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, id identity
 	ctx := r.Context()
 	body, err := decodeChatRequest(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
+		if isBodyTooLarge(err) { // a chunked body announces no length: found while reading
+			refusedTotal.WithLabelValues(refusedBodyTooLarge).Inc()
+			writeOpenAIError(w, http.StatusRequestEntityTooLarge, tooLargeMessage("chat", maxBody), "invalid_request_error", "")
+			return nil, false
+		}
 		writeOpenAIError(w, http.StatusBadRequest, "decoding request body: "+err.Error(), "invalid_request_error", "")
 		return nil, false
 	}
