@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,7 +88,8 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 				writeError(w, http.StatusConflict, "approval %s was decided for a different action (digest %s, this one is %s); ask with a new id", req.ID, d.Digest, digest)
 				return
 			}
-			s.resolveApproval(ctx, ss, req.ID)
+			s.resolveApproval(ctx, ss, sess, v1.DecidedApproval{ID: req.ID, Tool: req.Tool, Digest: digest, Decision: d.Decision,
+				By: v1.DecidedByUser, DecidedBy: d.DecidedBy})
 			writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Decision: contract.Decision(d.Decision), By: decidedBy(d), Reason: d.Reason})
 			return
 		}
@@ -149,7 +151,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request, id ident
 			if decision == "" {
 				decision = v1.DecisionDeny
 			}
-			s.resolveApproval(ctx, ss, req.ID)
+			s.resolveApproval(ctx, ss, sess, v1.DecidedApproval{ID: req.ID, Tool: req.Tool, Digest: digest, Decision: decision, By: v1.DecidedByTimeout})
 			writeJSON(w, http.StatusOK, contract.ApprovalAnswer{Decision: contract.Decision(decision), By: "timeout",
 				Reason: "nobody decided before " + expires.UTC().Format(time.RFC3339) + "; approval.onTimeout applied"})
 			return
@@ -176,24 +178,62 @@ func decidedBy(d v1.ApprovalDecision) string {
 	return "user:" + display.Truncate(display.Escape(d.DecidedBy), 512)
 }
 
-// resolveApproval removes a decided call from status.pendingApprovals.
-func (s *Server) resolveApproval(ctx context.Context, ss *session, id string) {
+// maxDecidedApprovals is how many answered approvals status.decidedApprovals keeps.
+const maxDecidedApprovals = 50
+
+// resolveApproval removes a decided call from status.pendingApprovals and records the
+// decision, who made it and when in status.decidedApprovals (once per id). sess is the
+// session as last read: entries another replica recorded are kept, not overwritten.
+func (s *Server) resolveApproval(ctx context.Context, ss *session, sess *v1.AgentSession, rec v1.DecidedApproval) {
 	ss.mu.Lock()
 	kept := ss.status.PendingApprovals[:0]
-	removed := false
+	changed := false
 	for _, p := range ss.status.PendingApprovals {
-		if p.ID == id {
-			removed = true
+		if p.ID == rec.ID {
+			changed = true
 			continue
 		}
 		kept = append(kept, p)
 	}
 	ss.status.PendingApprovals = kept
-	if removed {
+	if decided, added := recordDecision(ss.status.DecidedApprovals, sess.Status.DecidedApprovals, rec, s.now()); added {
+		ss.status.DecidedApprovals, changed = decided, true
+	}
+	if changed {
 		s.changed(ss)
 	}
 	ss.mu.Unlock()
-	if removed {
+	if changed {
 		_ = s.flush(ctx, ss)
 	}
+}
+
+// recordDecision adds rec to the decided list (ours, merged with what status already shows)
+// unless its id is there, keeping the newest maxDecidedApprovals.
+func recordDecision(ours, stored []v1.DecidedApproval, rec v1.DecidedApproval, now time.Time) ([]v1.DecidedApproval, bool) {
+	has := func(list []v1.DecidedApproval, id string) bool {
+		return slices.ContainsFunc(list, func(d v1.DecidedApproval) bool { return d.ID == id })
+	}
+	out := slices.Clone(ours)
+	for _, d := range stored {
+		if !has(out, d.ID) {
+			out = append(out, d)
+		}
+	}
+	if has(out, rec.ID) {
+		return out, len(out) != len(ours)
+	}
+	at := metav1.NewTime(now.Truncate(time.Second))
+	rec.DecidedAt = &at
+	out = append(out, rec)
+	slices.SortStableFunc(out, func(a, b v1.DecidedApproval) int {
+		if a.DecidedAt == nil || b.DecidedAt == nil {
+			return 0
+		}
+		return a.DecidedAt.Compare(b.DecidedAt.Time)
+	})
+	if n := len(out) - maxDecidedApprovals; n > 0 {
+		out = out[n:]
+	}
+	return out, true
 }

@@ -84,6 +84,19 @@ func TestApprovalsThroughTheSessionResource(t *testing.T) {
 	if len(st.PendingApprovals) != 0 {
 		t.Errorf("pending approvals left after the session: %+v", st.PendingApprovals)
 	}
+	// Who decided lands in status next to the decision: the user admission checked, or
+	// the timeout.
+	if d := st.DecidedApprovals; len(d) != 2 {
+		t.Errorf("status.decidedApprovals = %+v, want the two answered calls", d)
+	} else {
+		if d[0].ID != first.ID || d[0].Tool != "bash" || d[0].Digest != first.Digest || d[0].Decision != v1.DecisionAllow ||
+			d[0].By != v1.DecidedByUser || d[0].DecidedBy != "alice" || d[0].DecidedAt == nil {
+			t.Errorf("the user's decision in status = %+v, want %s Allow by alice", d[0], first.ID)
+		}
+		if d[1].ID != second.ID || d[1].Decision != v1.DecisionDeny || d[1].By != v1.DecidedByTimeout || d[1].DecidedBy != "" || d[1].DecidedAt == nil {
+			t.Errorf("the timeout's decision in status = %+v, want %s Deny by Timeout", d[1], second.ID)
+		}
+	}
 	transcript := string(objectBytes(t, st.Transcript.URI))
 	if !strings.Contains(transcript, `"decision":"Allow","by":"user:alice","reason":"looks safe"`) {
 		t.Errorf("transcript lacks the user's decision:\n%s", transcript)

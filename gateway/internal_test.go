@@ -2,13 +2,16 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
 )
 
@@ -101,5 +104,29 @@ func TestAStreamedCallIsSettledBeforeTheRunnerSeesItsEnd(t *testing.T) {
 	}
 	if u == nil || rec.Body.String() != stream {
 		t.Errorf("usage %v; relayed %q", u, rec.Body.String())
+	}
+}
+
+// The decided list is recorded once per id, keeps what another replica recorded, and keeps
+// the newest 50.
+func TestRecordDecisionMergesAndBounds(t *testing.T) {
+	at := func(sec int) *metav1.Time { m := metav1.NewTime(time.Unix(int64(sec), 0)); return &m }
+	ours := []v1.DecidedApproval{{ID: "ap-1", DecidedAt: at(1)}}
+	stored := []v1.DecidedApproval{{ID: "ap-1", DecidedAt: at(1)}, {ID: "ap-2", DecidedAt: at(2)}} // ap-2 from another replica
+	got, added := recordDecision(ours, stored, v1.DecidedApproval{ID: "ap-3", By: v1.DecidedByUser, DecidedBy: "alice"}, time.Unix(3, 0))
+	if !added || len(got) != 3 || got[0].ID != "ap-1" || got[1].ID != "ap-2" || got[2].ID != "ap-3" || got[2].DecidedBy != "alice" || got[2].DecidedAt == nil {
+		t.Fatalf("got %+v (added %v), want ap-1, ap-2 (the other replica's), ap-3", got, added)
+	}
+	again, added := recordDecision(got, got, v1.DecidedApproval{ID: "ap-3", DecidedBy: "mallory"}, time.Unix(9, 0))
+	if added || len(again) != 3 || again[2].DecidedBy != "alice" {
+		t.Errorf("a repeated answer for ap-3 changed the record: %+v", again)
+	}
+	var many []v1.DecidedApproval
+	for i := range maxDecidedApprovals {
+		many = append(many, v1.DecidedApproval{ID: fmt.Sprintf("ap-%d", i), DecidedAt: at(i)})
+	}
+	got, _ = recordDecision(many, nil, v1.DecidedApproval{ID: "newest"}, time.Unix(1000, 0))
+	if len(got) != maxDecidedApprovals || got[0].ID != "ap-1" || got[len(got)-1].ID != "newest" {
+		t.Errorf("bounded list: %d entries from %s to %s, want %d ending in the newest", len(got), got[0].ID, got[len(got)-1].ID, maxDecidedApprovals)
 	}
 }

@@ -28,6 +28,7 @@ type ownedStatus struct {
 	Progress         *v1.Progress         `json:"progress,omitempty"`
 	Usage            *v1.Usage            `json:"usage,omitempty"`
 	PendingApprovals []v1.PendingApproval `json:"pendingApprovals,omitempty"`
+	DecidedApprovals []v1.DecidedApproval `json:"decidedApprovals,omitempty"`
 	Result           *v1.SessionResult    `json:"result,omitempty"`
 	Transcript       *v1.ArtifactRef      `json:"transcript,omitempty"`
 	Patch            *v1.ArtifactRef      `json:"patch,omitempty"`
@@ -101,7 +102,7 @@ func (s *Server) session(ctx context.Context, id identity) (*session, error) {
 	// and was archived): nothing may be added or replaced.
 	ss = &session{id: id, lastSeq: lastContiguous(segs), lastUsed: s.now(), finished: st.Transcript != nil}
 	ss.status = ownedStatus{
-		Progress: st.Progress, Usage: st.Usage, PendingApprovals: st.PendingApprovals,
+		Progress: st.Progress, Usage: st.Usage, PendingApprovals: st.PendingApprovals, DecidedApprovals: st.DecidedApprovals,
 		Result: st.Result, Transcript: st.Transcript, Patch: st.Patch,
 	}
 	if c := meta.FindStatusCondition(st.Conditions, v1.ConditionArchived); c != nil {

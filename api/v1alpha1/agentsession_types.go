@@ -58,6 +58,16 @@ const (
 	DecisionDeny  Decision = "Deny"
 )
 
+// DecisionSource says where a decision came from.
+// +kubebuilder:validation:Enum=User;Timeout
+type DecisionSource string
+
+// Decision sources.
+const (
+	DecidedByUser    DecisionSource = "User"
+	DecidedByTimeout DecisionSource = "Timeout"
+)
+
 // SessionPhase is a one-word summary of where a session is in its life.
 // +kubebuilder:validation:Enum=Pending;Queued;Running;WaitingForApproval;Succeeded;Failed;Cancelled
 type SessionPhase string
@@ -619,7 +629,8 @@ type ApprovalDecision struct {
 //     observedGeneration, podName, podUID, startTime, completionTime, resolved (model and
 //     image at admission, commitSHA from the runner's termination message), result.exitCode
 //     and continuedFrom;
-//   - the session gateway (agentry-gateway): progress, usage, pendingApprovals, result but
+//   - the session gateway (agentry-gateway): progress, usage, pendingApprovals,
+//     decidedApprovals, result but
 //     its exitCode, transcript, patch and the Archived condition (its archiver fills result
 //     and usage from the termination message of a runner that never reached the gateway);
 //   - the delivery controller (agentry-delivery): delivery and the Delivered condition;
@@ -677,6 +688,15 @@ type AgentSessionStatus struct {
 	// +listMapKey=id
 	// +kubebuilder:validation:MaxItems=16
 	PendingApprovals []PendingApproval `json:"pendingApprovals,omitempty"`
+
+	// decidedApprovals records the approvals the runner got an answer for, oldest first:
+	// the decision, who decided and when. The most recent 50 are kept here; the
+	// transcript's approval events hold every one.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=50
+	DecidedApprovals []DecidedApproval `json:"decidedApprovals,omitempty"`
 
 	// result is the outcome of a finished session.
 	// +optional
@@ -861,6 +881,37 @@ type PendingApproval struct {
 	// expiresAt is when approval.onTimeout applies if nobody decided.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// DecidedApproval is an approval the runner got an answer for.
+type DecidedApproval struct {
+	// id is the request's id, as in spec.approvals and pendingApprovals.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+	// tool is the tool the call was for.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	Tool string `json:"tool"`
+	// digest is the sha256 of the exact action decided.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	Digest string `json:"digest,omitempty"`
+	// decision is Allow or Deny.
+	// +required
+	Decision Decision `json:"decision"`
+	// by is User when a person decided in spec.approvals, Timeout when nobody decided in
+	// time and approval.onTimeout applied.
+	// +required
+	By DecisionSource `json:"by"`
+	// decidedBy is the username of the person who decided (by User), as the admission
+	// policy checked it in spec.approvals.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	DecidedBy string `json:"decidedBy,omitempty"`
+	// decidedAt is when the gateway answered the runner with the decision.
+	// +optional
+	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
 }
 
 // SessionResult is the outcome of a finished session.
