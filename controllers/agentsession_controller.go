@@ -76,8 +76,8 @@ type AgentSessionReconciler struct {
 	writtenMu   sync.Mutex
 	lastWritten map[types.UID]written
 
-	// createdPods maps a session's UID to the runner pod this process created for it,
-	// until status.podUID is visible: a pod found with no recorded UID that is not in
+	// createdPods maps a session's UID to the runner pod this process created for it, until
+	// the session is deleted: while status.podUID is not visible yet, a pod that is not in
 	// here was not created by a recorded create, and is never adopted (see bindPod).
 	podsMu      sync.Mutex
 	createdPods map[types.UID]createdPod

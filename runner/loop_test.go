@@ -664,21 +664,7 @@ func TestOverlongCommandIsRefusedBeforeApproval(t *testing.T) {
 			if name == "escaped" && len(long) > tools.MaxCommandBytes {
 				t.Fatalf("the command is %d raw bytes; the case needs it under the limit", len(long))
 			}
-			h := newHarness(t, greetRepo,
-				scriptedllm.Tools(call("bash", map[string]any{"command": long})),
-				scriptedllm.Text("ok"),
-			)
-			asker := &askRecorder{}
-			h.loop.Approver = asker
-			h.loop.Policy = approval.Policy{Bash: approval.Ask, Writes: approval.Allow}
-			h.run(context.Background())
-			if len(asker.asked) != 0 {
-				t.Errorf("an overlong command was shown for approval")
-			}
-			msgs := h.srv.Requests()[1].Body.Messages
-			if got := msgs[len(msgs)-1].Content; !strings.Contains(got, "Shorten it") {
-				t.Errorf("model was told %q", got)
-			}
+			h := refusedUnasked(t, call("bash", map[string]any{"command": long}), approval.Policy{Bash: approval.Ask, Writes: approval.Allow})
 			if _, err := os.Stat(filepath.Join(h.ws.Dir(), "PWNED")); err == nil {
 				t.Error("the overlong command ran")
 			}
@@ -690,24 +676,29 @@ func TestOverlongCommandIsRefusedBeforeApproval(t *testing.T) {
 // control characters make it longer than the limit when escaped is never asked about.
 func TestOverlongActionIsRefusedBeforeApproval(t *testing.T) {
 	path := strings.Repeat("\x01", contract.MaxApprovalSummaryBytes/4) + "x.txt"
-	h := newHarness(t, greetRepo,
-		scriptedllm.Tools(call("write_file", map[string]any{"path": path, "content": "x"})),
-		scriptedllm.Text("ok"),
-	)
+	h := refusedUnasked(t, call("write_file", map[string]any{"path": path, "content": "x"}), approval.Policy{Bash: approval.Allow, Writes: approval.Ask})
+	if _, err := os.Stat(filepath.Join(h.ws.Dir(), path)); err == nil {
+		t.Error("the file was written")
+	}
+}
+
+// refusedUnasked runs one call under policy and checks that it was never shown for
+// approval and that the model was told to shorten it.
+func refusedUnasked(t *testing.T, c scriptedllm.Call, policy approval.Policy) *harness {
+	t.Helper()
+	h := newHarness(t, greetRepo, scriptedllm.Tools(c), scriptedllm.Text("ok"))
 	asker := &askRecorder{}
 	h.loop.Approver = asker
-	h.loop.Policy = approval.Policy{Bash: approval.Allow, Writes: approval.Ask}
+	h.loop.Policy = policy
 	h.run(context.Background())
 	if len(asker.asked) != 0 {
-		t.Errorf("an action too long to show whole was asked about")
+		t.Errorf("an action too long to show whole was shown for approval: %.80q", asker.asked[0])
 	}
 	msgs := h.srv.Requests()[1].Body.Messages
 	if got := msgs[len(msgs)-1].Content; !strings.Contains(got, "Shorten it") {
 		t.Errorf("model was told %q", got)
 	}
-	if _, err := os.Stat(filepath.Join(h.ws.Dir(), path)); err == nil {
-		t.Error("the file was written")
-	}
+	return h
 }
 
 // A file too large for the patch is left out and listed, with the reason, in the result the

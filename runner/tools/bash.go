@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/agentry-dev/agentry/contract"
-	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner/procgroup"
 	"github.com/agentry-dev/agentry/runner/workspace"
 )
@@ -92,10 +91,9 @@ func (t *Bash) timeouts() (def, max time.Duration) {
 	return def, max
 }
 
-// MaxCommandBytes bounds a command line as a person reads it (control, ANSI
-// and bidi characters shown as escapes, which makes it longer): a person
-// approving it reads all of it, and status.pendingApprovals shows it whole,
-// never cut.
+// MaxCommandBytes bounds a command line: a person approving it reads all of
+// it. The loop refuses, before asking, any action longer than that once
+// escaped for display, so status.pendingApprovals shows it whole, never cut.
 const MaxCommandBytes = contract.MaxApprovalSummaryBytes
 
 // bashArgs' descriptions depend on the shell and the configured timeouts: Schema sets them.
@@ -108,10 +106,9 @@ func (a *bashArgs) check() error {
 	if strings.TrimSpace(a.Command) == "" {
 		return errors.New(`bash: "command" is required`)
 	}
-	if n := len(display.Escape(a.Command)); n > MaxCommandBytes {
-		return fmt.Errorf("bash: the command is %d bytes as a person reads it (control characters shown as escapes); "+
-			"the limit is %d so that a person can read all of it before approving. "+
-			"Shorten it: write a script with write_file and run that", n, MaxCommandBytes)
+	if len(a.Command) > MaxCommandBytes {
+		return fmt.Errorf("bash: the command is %d bytes; the limit is %d so that a person can read all of it before approving. "+
+			"Shorten it: write a script with write_file and run that", len(a.Command), MaxCommandBytes)
 	}
 	if a.TimeoutSeconds < 0 {
 		return errors.New(`bash: "timeout_seconds" must be positive`)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,22 +23,7 @@ import (
 // whatever it finds. It must find nothing and be refused.
 func TestAgentCodeCannotActAsTheSession(t *testing.T) {
 	const name = "boundary"
-	m := manifest(`
-apiVersion: agentry.dev/v1alpha1
-kind: AgentSession
-metadata: {name: %s, namespace: %s}
-spec:
-  task: "[e2e:steal] Run a command."
-  repository: {url: "%s", ref: main}
-  model: {provider: %s, name: scripted}
-  tools: [bash]
-  approval: {bash: Ask}
-  runner: {image: "agentry/e2e-tools:dev"} # a toolchain with an HTTPS client, as an attacker's would have
-  limits: {maxTurns: 5, timeout: 5m}`, name, namespace, env.repoURL, providerName)
-	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
+	applyBashSession(t, name, "[e2e:steal]", "agentry/e2e-tools:dev") // a toolchain with an HTTPS client, as an attacker's would have
 
 	approved := approveUntilEnd(t, name)
 	if approved != 2 {
@@ -93,21 +79,7 @@ spec:
 // `kubectl agentry approve` and runs in the agent container as the agent's UID.
 func TestApprovedBashRunsInTheDefaultImage(t *testing.T) {
 	const name = "bash-default"
-	m := manifest(`
-apiVersion: agentry.dev/v1alpha1
-kind: AgentSession
-metadata: {name: %s, namespace: %s}
-spec:
-  task: "[e2e:bash] Run a command."
-  repository: {url: "%s", ref: main}
-  model: {provider: %s, name: scripted}
-  tools: [bash]
-  approval: {bash: Ask}
-  limits: {maxTurns: 3, timeout: 5m}`, name, namespace, env.repoURL, providerName)
-	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
+	applyBashSession(t, name, "[e2e:bash]", "")
 	if approved := approveUntilEnd(t, name); approved != 1 {
 		t.Errorf("approved %d commands through kubectl agentry, want 1", approved)
 	}
@@ -128,6 +100,31 @@ spec:
 	if !strings.Contains(result, "ran in bash as uid 65533") {
 		t.Errorf("the approved command's result in the default image: %q, want it run by bash as the agent's UID", result)
 	}
+}
+
+// applyBashSession creates a session whose model (the marker picks its script) runs bash
+// commands, each asked about (approval.bash Ask), in image ("" is the default runner image).
+func applyBashSession(t *testing.T, name, marker, image string) {
+	t.Helper()
+	runner := ""
+	if image != "" {
+		runner = fmt.Sprintf("\n  runner: {image: %q}", image)
+	}
+	m := manifest(`
+apiVersion: agentry.dev/v1alpha1
+kind: AgentSession
+metadata: {name: %s, namespace: %s}
+spec:
+  task: "%s Run a command."
+  repository: {url: "%s", ref: main}
+  model: {provider: %s, name: scripted}
+  tools: [bash]
+  approval: {bash: Ask}%s
+  limits: {maxTurns: 5, timeout: 5m}`, name, namespace, marker, env.repoURL, providerName, runner)
+	if _, err := kubectlIn(m, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kubectl("-n", namespace, "delete", "agentsession", name, "--ignore-not-found", "--wait=false") }) //nolint:errcheck
 }
 
 // approveUntilEnd approves every command the session asks about with the kubectl plugin,
