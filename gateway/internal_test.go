@@ -130,3 +130,48 @@ func TestRecordDecisionMergesAndBounds(t *testing.T) {
 		t.Errorf("bounded list: %d entries from %s to %s, want %d ending in the newest", len(got), got[0].ID, got[len(got)-1].ID, maxDecidedApprovals)
 	}
 }
+
+// A replica's status write reaches the cache (and the next call's observeStored) before
+// the write returns. The count it carries already holds the charges the write sent, so
+// it must not be added to them again: before this was fixed, a session that had used
+// 4,020 tokens counted 8,040 for a moment, the namespace's budget index kept that
+// figure, and the runner's next call was refused with half the budget unused.
+func TestOwnStatusWriteSeenInTheCacheIsNotCountedTwice(t *testing.T) {
+	usage := func(u contract.Usage) *v1.Usage {
+		return &v1.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.Total()}
+	}
+	call := contract.Usage{PromptTokens: 4000, CompletionTokens: 20}
+	ss := &session{}
+	ss.addTokens(call)
+
+	// The write of 4,020 goes out; the cache shows it before the write returns.
+	ss.mu.Lock()
+	sent, base := ss.pending, ss.stored
+	ss.writing = true
+	ss.observeStored(usage(base.Add(sent)))
+	if got := ss.tokens().Total(); got != 4020 {
+		t.Errorf("while the write is in flight the session counts %d tokens, want 4020", got)
+	}
+	ss.wrote(base, sent, "2", true)
+	if got := ss.tokens().Total(); got != 4020 || ss.pending != (contract.Usage{}) {
+		t.Errorf("after the write the session counts %d tokens (pending %+v), want 4020 and nothing pending", got, ss.pending)
+	}
+
+	// Another replica's later write (4,020 of ours + 1,000 of its own) counts in full.
+	ss.observeStored(usage(call.Add(contract.Usage{PromptTokens: 1000})))
+	if got := ss.tokens().Total(); got != 5020 {
+		t.Errorf("after another replica's write the session counts %d tokens, want 5020", got)
+	}
+
+	// A write that does not land: this replica's new charge stays pending, and what was
+	// observed meanwhile is read again rather than guessed at.
+	ss.addTokens(contract.Usage{CompletionTokens: 30})
+	sent, base = ss.pending, ss.stored
+	ss.writing = true
+	ss.observeStored(usage(base.Add(sent)))
+	ss.wrote(base, sent, "", false)
+	if got := ss.tokens().Total(); got != 5050 || ss.pending.Total() != 30 {
+		t.Errorf("after a failed write the session counts %d tokens (pending %+v), want 5050 with 30 pending", got, ss.pending)
+	}
+	ss.mu.Unlock()
+}

@@ -64,6 +64,13 @@ type session struct {
 	stored  contract.Usage
 	pending contract.Usage
 	rv      string
+	// writing is set while a status write is at the apiserver; seenWhileWriting is the
+	// largest count observed meanwhile. The cache can deliver this replica's own write
+	// before the write returns: taken in at once, that count (which already holds the
+	// pending charges it sent) plus pending would count those charges twice, and the
+	// budgets would refuse calls they have room for. It is taken in when the write ends.
+	writing          bool
+	seenWhileWriting contract.Usage
 	// pendingSince is when the oldest charge not yet written was made (zero when none is).
 	pendingSince time.Time
 	// writeMu orders status writes so an older snapshot never lands after a newer one.
@@ -219,20 +226,16 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 		sent, base, rv := ss.pending, ss.stored, ss.rv
 		ss.setUsageLocked()
 		snapshot, err := ss.status.applyBody()
+		ss.writing = err == nil
 		ss.mu.Unlock()
 		if err != nil {
 			return err
 		}
 		newRV, err := s.applyStatus(ctx, ss.id, rv, snapshot)
+		ss.mu.Lock()
+		ss.wrote(base, sent, newRV, err == nil)
+		ss.mu.Unlock()
 		if err == nil {
-			ss.mu.Lock()
-			ss.stored = maxUsage(ss.stored, base.Add(sent))
-			ss.pending = subUsage(ss.pending, sent)
-			if ss.pending == (contract.Usage{}) {
-				ss.pendingSince = time.Time{}
-			}
-			ss.rv = newRV
-			ss.mu.Unlock()
 			return nil
 		}
 		if !apierrors.IsConflict(err) || try == maxStatusConflicts {
@@ -462,7 +465,31 @@ func (s *Server) floorUsageLater(ss *session, runner contract.Usage) {
 // other replicas' charges become part of what the budgets check. Usage only grows, so
 // the larger figure is the fresher. Callers hold ss.mu.
 func (ss *session) observeStored(u *v1.Usage) {
+	if ss.writing {
+		ss.seenWhileWriting = maxUsage(ss.seenWhileWriting, usageOf(u))
+		return
+	}
 	ss.stored = maxUsage(ss.stored, usageOf(u))
+}
+
+// wrote ends a status write that sent base+sent. When it landed, what is stored is at
+// least base+sent, and what was observed meanwhile is either older (at most base) or
+// holds this write, so neither is counted on top of it. When it did not land, nothing
+// observed holds sent, but an observation may hold this write all the same (a timeout
+// after the apiserver took it): it is left to the next read (the caller rereads on a
+// conflict), which keeps the count from holding the charges twice. Callers hold ss.mu.
+func (ss *session) wrote(base, sent contract.Usage, rv string, landed bool) {
+	seen := ss.seenWhileWriting
+	ss.writing, ss.seenWhileWriting = false, contract.Usage{}
+	if !landed {
+		return
+	}
+	ss.stored = maxUsage(ss.stored, maxUsage(base.Add(sent), seen))
+	ss.pending = subUsage(ss.pending, sent)
+	if ss.pending == (contract.Usage{}) {
+		ss.pendingSince = time.Time{}
+	}
+	ss.rv = rv
 }
 
 // tokens is the session's count as this replica knows it. Callers hold ss.mu.
