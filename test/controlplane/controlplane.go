@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	agentryv1alpha1 "github.com/agentry-dev/agentry/api/v1alpha1"
 )
@@ -153,6 +156,13 @@ func (e *Env) CreateNamespace(ctx context.Context, prefix string, labels map[str
 // Main is a package's TestMain: it starts a control plane, hands it to setup (which keeps
 // it, and may create shared objects), runs the tests, stops the control plane and exits.
 func Main(m *testing.M, setup func(*Env) error) {
+	// The managers the tests start log through controller-runtime; AGENTRY_TEST_LOGS=1
+	// shows those logs (on stderr) when a test needs explaining.
+	var logs io.Writer = io.Discard
+	if os.Getenv("AGENTRY_TEST_LOGS") != "" {
+		logs = os.Stderr
+	}
+	ctrllog.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
 	env, err := Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
