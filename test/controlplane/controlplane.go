@@ -153,16 +153,21 @@ func (e *Env) CreateNamespace(ctx context.Context, prefix string, labels map[str
 	return ns.Name, nil
 }
 
-// Main is a package's TestMain: it starts a control plane, hands it to setup (which keeps
-// it, and may create shared objects), runs the tests, stops the control plane and exits.
-func Main(m *testing.M, setup func(*Env) error) {
-	// The managers the tests start log through controller-runtime; AGENTRY_TEST_LOGS=1
-	// shows those logs (on stderr) when a test needs explaining.
+// SetLogger sets controller-runtime's logger for a test binary: the managers the tests
+// start log nothing, unless AGENTRY_TEST_LOGS=1 asks for their logs on stderr (a failure
+// that needs explaining).
+func SetLogger() {
 	var logs io.Writer = io.Discard
 	if os.Getenv("AGENTRY_TEST_LOGS") != "" {
 		logs = os.Stderr
 	}
 	ctrllog.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
+}
+
+// Main is a package's TestMain: it starts a control plane, hands it to setup (which keeps
+// it, and may create shared objects), runs the tests, stops the control plane and exits.
+func Main(m *testing.M, setup func(*Env) error) {
+	SetLogger()
 	env, err := Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
