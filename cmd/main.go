@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -65,6 +66,7 @@ type managerFlags struct {
 	s3Secure                                   bool
 	gwTLS                                      gatewayTLSFlags
 	consoleAddr, consoleURL, consoleKey        string
+	maxRequestBytes                            resource.QuantityValue
 	zap                                        zap.Options
 }
 
@@ -92,6 +94,8 @@ func (f *managerFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.gwTLS.extraNames, "gateway-tls-dns-names", "", "Extra DNS names, comma-separated, for the managed serving certificate (the --gateway-url host and its Service short names are always in it).")
 	fs.StringVar(&f.gw.OperatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "agentry-system"), "Namespace holding the ModelProviders' API key Secrets.")
 	fs.DurationVar(&f.gw.StatusInterval, "gateway-status-interval", time.Second, "Least time between two status writes for one session.")
+	f.maxRequestBytes.Quantity = *resource.NewQuantity(gateway.DefaultMaxRequestBytesInFlight, resource.BinarySI)
+	fs.Var(&f.maxRequestBytes, "gateway-max-request-bytes", "Request bodies all sessions together may have in flight on one gateway replica (a quantity: 256Mi; at least 64Mi, the largest body the gateway takes); a request past it is refused with 503 and Retry-After, and the runner retries it.")
 	fs.BoolVar(&f.gw.WebFetchAllowPrivateAddresses, "web-fetch-allow-private-addresses", false, "Let web_fetch reach allowed domains that resolve to loopback, private or CGNAT addresses (an internal documentation server); link-local addresses such as the cloud metadata endpoint stay refused.")
 	fs.StringVar(&f.gw.S3.Endpoint, "s3-endpoint", os.Getenv("AGENTRY_S3_ENDPOINT"), "Object storage for transcripts: host:port or http(s):// URL (env AGENTRY_S3_ENDPOINT).")
 	fs.StringVar(&f.gw.S3.Bucket, "s3-bucket", envOr("AGENTRY_S3_BUCKET", "agentry"), "Bucket for transcripts (env AGENTRY_S3_BUCKET).")
@@ -229,6 +233,9 @@ func setupGateway(ctx context.Context, mgr ctrl.Manager, f *managerFlags, certs 
 	// S3 credentials come from the environment (a Secret), never from flags.
 	gw.S3.CredentialsFromEnv(os.Getenv)
 	gw.S3.Insecure = !f.s3Secure
+	if gw.MaxRequestBytesInFlight = f.maxRequestBytes.Value(); gw.MaxRequestBytesInFlight < gateway.MaxRequestBody {
+		return fmt.Errorf("--gateway-max-request-bytes %s: must be at least 64Mi, the largest request body the gateway takes", f.maxRequestBytes.String())
+	}
 	if certs != nil {
 		// The first certificate before the gateway listens: a manager that cannot get one
 		// (RBAC, a broken Secret) stops here with the reason rather than failing handshakes.

@@ -52,6 +52,20 @@ func Tokens(n int64) string {
 	return fmt.Sprint(n)
 }
 
+// Bytes renders a size as people read it: 512 B, 1.5 KiB, 64.0 MiB ("?" when unknown).
+func Bytes(n int64) string {
+	switch {
+	case n < 0:
+		return "?"
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	default:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+}
+
 // ResultDetail summarises a successful tool result in a few words: bash's exit code, a file
 // tool's one-line answer, a listing's count line, else its number of lines.
 func ResultDetail(tool, output string) string {

@@ -20,6 +20,7 @@ import (
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
+	"github.com/agentry-dev/agentry/display"
 )
 
 // Extra fields the apiserver puts in a pod-bound ServiceAccount token's review.
@@ -66,6 +67,7 @@ const (
 	refusedFinished       = "finished"
 	refusedBodyTooLarge   = "body_too_large"
 	refusedInFlight       = "too_many_in_flight"
+	refusedGatewayBusy    = "gateway_busy"
 )
 
 func refusal(status int, reason, format string, a ...any) error {
@@ -371,13 +373,17 @@ func (s *Server) authenticated(name string, h func(http.ResponseWriter, *http.Re
 		var sess *v1.AgentSession
 		id, err := s.auth.authenticate(r.Context(), bearer(r))
 		if err == nil {
-			// The in-flight bound comes before admission, so it also bounds the
+			// The in-flight bounds come before admission, so they also bound the
 			// apiserver reads admission makes for a session.
-			release, ok := s.acquire(id.UID)
-			if !ok {
-				refusedTotal.WithLabelValues(refusedInFlight).Inc()
+			bytes := r.ContentLength
+			if bytes < 0 { // undeclared: as large as the endpoint takes
+				bytes = limit
+			}
+			release, refused := s.acquire(id, bytes)
+			if refused != nil {
+				refusedTotal.WithLabelValues(refused.reason).Inc()
 				rec.Header().Set("Retry-After", "1")
-				s.refuse(rec, name, http.StatusTooManyRequests, fmt.Sprintf("session %s already has %d requests in flight; retry later", id.Session, s.cfg.MaxInFlightPerSession))
+				s.refuse(rec, name, refused.status, refused.msg)
 				return
 			}
 			defer release()
@@ -424,21 +430,47 @@ func (s *Server) notFinished(handler string, id identity, sess *v1.AgentSession)
 	return refusal(http.StatusForbidden, refusedFinished, "session %s already finished: it can no longer call the model, send events or ask for approvals", id.Session)
 }
 
-// acquire takes one of the session's in-flight slots; release gives it back.
-func (s *Server) acquire(uid types.UID) (release func(), ok bool) {
+// inFlight is what one session's requests hold on this replica.
+type inFlight struct {
+	requests int
+	bytes    int64
+}
+
+// acquire takes one of the session's in-flight slots and n bytes of request body, of
+// the session's share and of the replica's; release gives them back. It refuses (429)
+// a session at its bound, and (503) any session when the replica's bodies together are
+// at theirs: both pass once requests in flight end.
+func (s *Server) acquire(id identity, n int64) (release func(), refused *authError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inflight[uid] >= s.cfg.MaxInFlightPerSession {
-		return nil, false
+	held := s.inflight[id.UID]
+	switch {
+	case held.requests >= s.cfg.MaxInFlightPerSession:
+		return nil, &authError{http.StatusTooManyRequests, refusedInFlight,
+			fmt.Sprintf("session %s already has %d requests in flight; retry later", id.Session, s.cfg.MaxInFlightPerSession)}
+	case held.bytes+n > MaxRequestBody:
+		return nil, &authError{http.StatusTooManyRequests, refusedInFlight,
+			fmt.Sprintf("session %s already has %s of request bodies in flight, and this one (%s) would take it past %s; retry later", id.Session, display.Bytes(held.bytes), display.Bytes(n), display.Bytes(MaxRequestBody))}
+	case s.bytesInFlight+n > s.cfg.MaxRequestBytesInFlight:
+		return nil, &authError{http.StatusServiceUnavailable, refusedGatewayBusy,
+			fmt.Sprintf("the gateway holds %s of request bodies, and this one (%s) would take it past its bound of %s; retry shortly", display.Bytes(s.bytesInFlight), display.Bytes(n), display.Bytes(s.cfg.MaxRequestBytesInFlight))}
 	}
-	s.inflight[uid]++
+	s.inflight[id.UID] = inFlight{requests: held.requests + 1, bytes: held.bytes + n}
+	s.bytesInFlight += n
+	requestBytesInFlight.Add(float64(n))
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.inflight[uid]--; s.inflight[uid] <= 0 {
-			delete(s.inflight, uid)
+		s.bytesInFlight -= n
+		requestBytesInFlight.Sub(float64(n))
+		h := s.inflight[id.UID]
+		if h.requests--; h.requests <= 0 {
+			delete(s.inflight, id.UID)
+			return
 		}
-	}, true
+		h.bytes -= n
+		s.inflight[id.UID] = h
+	}, nil
 }
 
 // refuse answers in the dialect the caller speaks: OpenAI-style for the proxy.

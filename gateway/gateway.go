@@ -68,6 +68,15 @@ type Config struct {
 	// 8); more are refused with 429 and Retry-After, so one session cannot
 	// hold the gateway's memory with parallel bodies.
 	MaxInFlightPerSession int
+	// MaxRequestBytesInFlight bounds the request bodies all sessions together may
+	// have in flight on this replica (default DefaultMaxRequestBytesInFlight): a
+	// body counts from when its request is admitted until its handler returns, by
+	// its Content-Length, or by its endpoint's limit when it declares none. A
+	// request that would pass the bound is refused with 503 and Retry-After, so
+	// many sessions' large bodies together cannot take the manager's memory. One
+	// session's bodies together may not pass the largest endpoint limit
+	// (MaxRequestBody, 64 MiB), and a smaller bound is raised to it.
+	MaxRequestBytesInFlight int64
 	// WebFetchAllowPrivateAddresses lets web_fetch reach loopback, private
 	// and CGNAT addresses (a documentation server inside the network). Off by
 	// default: the allowed domains' names are then the only way in, and none
@@ -107,7 +116,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[types.UID]*session
-	inflight map[types.UID]int
+	inflight map[types.UID]inFlight
+	// bytesInFlight is the sum of every session's inFlight.bytes.
+	bytesInFlight int64
 	// conflicts counts the conflicting event batches kept per session.
 	conflicts map[types.UID]int
 
@@ -131,6 +142,10 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 	if cfg.MaxInFlightPerSession <= 0 {
 		cfg.MaxInFlightPerSession = 8
 	}
+	if cfg.MaxRequestBytesInFlight <= 0 {
+		cfg.MaxRequestBytesInFlight = DefaultMaxRequestBytesInFlight
+	}
+	cfg.MaxRequestBytesInFlight = max(cfg.MaxRequestBytesInFlight, MaxRequestBody)
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = 10 * time.Minute
 	}
@@ -147,7 +162,7 @@ func New(ctx context.Context, cfg Config, c client.Client, reader client.Reader)
 		http:      &http.Client{Transport: upstreamTransport()},
 		now:       time.Now,
 		sessions:  map[types.UID]*session{},
-		inflight:  map[types.UID]int{},
+		inflight:  map[types.UID]inFlight{},
 		conflicts: map[types.UID]int{},
 		ready:     make(chan struct{}),
 
@@ -268,8 +283,13 @@ func writeError(w http.ResponseWriter, status int, format string, a ...any) {
 	writeJSON(w, status, contract.GatewayError{Error: fmt.Sprintf(format, a...)})
 }
 
-// maxBody bounds a chat request and what is read of a provider's error.
-const maxBody = 64 << 20
+// MaxRequestBody bounds a chat request and what is read of a provider's error. It is also
+// the most one session's request bodies together may hold at once.
+const MaxRequestBody = 64 << 20
+
+// DefaultMaxRequestBytesInFlight is Config.MaxRequestBytesInFlight's default: half
+// the chart's 512Mi memory limit for the manager, which also runs the controllers.
+const DefaultMaxRequestBytesInFlight = 256 << 20
 
 // Request body limits per endpoint. The runner's batches, approval requests
 // and finish (with a patch of at most 8 MiB, base64 in JSON) fit well within
@@ -294,7 +314,7 @@ func bodyLimit(handler string) int64 {
 	case "web_fetch", "web_search":
 		return maxWebRequestBody
 	}
-	return maxBody
+	return MaxRequestBody
 }
 
 func tooLargeMessage(handler string, limit int64) string {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -416,6 +417,89 @@ func TestBodyCapsAndInFlightBound(t *testing.T) {
 	if code, body := post(t, g.URL+contract.PathEvents, tok, batchOf(event(1, "one"))); code != http.StatusOK {
 		t.Errorf("after the polls returned: %d %s", code, body)
 	}
+}
+
+// Request bodies in flight are bounded per session (64 MiB, 429) and per replica
+// (MaxRequestBytesInFlight, 503), both with Retry-After, counted from the declared
+// length before a byte of the body is read: many sessions' large bodies together cannot
+// take the manager's memory, and a refused request passes once the bodies ahead of it end.
+func TestRequestBodiesInFlightAreBoundedPerSessionAndReplica(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	f := newFixture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gw{t: t, addr: ln.Addr().String(), URL: "https://" + ln.Addr().String(), maxRequestBytes: 64 << 20}
+	g.serve(ln)
+	t.Cleanup(g.stop)
+	a, b := f.session("big-a"), f.session("big-b")
+	tokA := f.token(contract.GatewayAudience, boundTo(f.runnerPod(a)))
+	tokB := f.token(contract.GatewayAudience, boundTo(f.runnerPod(b)))
+
+	// Session a's 40 MiB model call is admitted: the gateway asks for its body.
+	held, code, _ := expectContinue(t, g, contract.PathChatCompletions, tokA, 40<<20)
+	if code != http.StatusContinue {
+		t.Fatalf("a 40 MiB call with nothing else in flight: %d, want 100 Continue", code)
+	}
+	// Another 30 MiB from a would take a past its 64 MiB.
+	if _, code, body := expectContinue(t, g, contract.PathChatCompletions, tokA, 30<<20); code != http.StatusTooManyRequests ||
+		!strings.Contains(body, "big-a already has 40.0 MiB of request bodies in flight") {
+		t.Errorf("a's second large call: %d %s, want 429 naming the session's bodies in flight", code, body)
+	}
+	// 30 MiB from b would take the replica past its 64 MiB.
+	if _, code, body := expectContinue(t, g, contract.PathChatCompletions, tokB, 30<<20); code != http.StatusServiceUnavailable ||
+		!strings.Contains(body, "past its bound of 64.0 MiB") {
+		t.Errorf("b's large call while a's is in flight: %d %s, want 503 naming the gateway's bound", code, body)
+	}
+	// Small requests still pass: b's events are stored.
+	if code, body := post(t, g.URL+contract.PathEvents, tokB, batchOf(event(1, "small"))); code != http.StatusOK {
+		t.Errorf("b's small batch while a's call is in flight: %d %s", code, body)
+	}
+	if n := len(f.llm.Requests()); n != 0 {
+		t.Errorf("the provider received %d calls; none was complete", n)
+	}
+	// Once a's call ends, b's large call is admitted.
+	held.Close()
+	eventually(t, 10*time.Second, "b's 30 MiB call to be admitted after a's ended", func() bool {
+		conn, code, _ := expectContinue(t, g, contract.PathChatCompletions, tokB, 30<<20)
+		if conn != nil {
+			conn.Close()
+		}
+		return code == http.StatusContinue
+	})
+}
+
+// expectContinue sends a POST's head declaring length bytes and "Expect: 100-continue",
+// and reads the gateway's first answer. 100 means the request was admitted and its
+// handler is reading the body: the connection is returned open, holding the request in
+// flight until it is closed. Any other status is the gateway's refusal, with its body.
+func expectContinue(t *testing.T, g *gw, path, token string, length int) (net.Conn, int, string) {
+	t.Helper()
+	conn, err := gwClient.Transport.(*http.Transport).DialTLSContext(context.Background(), "tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", path, token, length)
+	if _, err := io.WriteString(conn, head); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		conn.Close()
+		t.Fatalf("reading the answer to POST %s: %v", path, err)
+	}
+	if resp.StatusCode == http.StatusContinue {
+		_ = conn.SetReadDeadline(time.Time{})
+		return conn, resp.StatusCode, ""
+	}
+	defer conn.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return nil, resp.StatusCode, string(body)
 }
 
 // rawPost sends a request over its own connection and reads the answer even when the

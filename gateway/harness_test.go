@@ -150,6 +150,8 @@ type gw struct {
 	client client.Client
 	// statusInterval overrides the status coalescing interval (200ms when zero).
 	statusInterval time.Duration
+	// maxRequestBytes overrides Config.MaxRequestBytesInFlight (the default when zero).
+	maxRequestBytes int64
 }
 
 func startGateway(t *testing.T) *gw {
@@ -174,6 +176,8 @@ func (g *gw) serve(ln net.Listener) {
 		ApprovalPollWindow: 2 * time.Second,
 		ShutdownTimeout:    300 * time.Millisecond,
 		GetCertificate:     certs.GetCertificate,
+
+		MaxRequestBytesInFlight: g.maxRequestBytes,
 	}, g.apiClient(), g.apiClient())
 	if err != nil {
 		cancel()

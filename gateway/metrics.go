@@ -47,6 +47,10 @@ var (
 		Name: "agentry_gateway_active_sessions",
 		Help: "Sessions this gateway replica holds state for.",
 	})
+	requestBytesInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "agentry_gateway_request_bytes_in_flight",
+		Help: "Request body bytes this gateway replica has admitted and not finished (declared lengths; an undeclared one counts as its endpoint's limit), against --gateway-max-request-bytes.",
+	})
 	eventsStored = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentry_gateway_events_stored_total",
 		Help: "Transcript events stored in object storage and acknowledged.",
@@ -61,7 +65,7 @@ var (
 	})
 	refusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agentry_gateway_refused_total",
-		Help: "Requests refused before their handler ran, or by it for the session's state, by reason (unauthenticated, not_runner_pod, pod_gone, pod_not_recorded, session_gone, session_ended, finished, body_too_large, too_many_in_flight).",
+		Help: "Requests refused before their handler ran, or by it for the session's state, by reason (unauthenticated, not_runner_pod, pod_gone, pod_not_recorded, session_gone, session_ended, finished, body_too_large, too_many_in_flight, gateway_busy).",
 	}, []string{"reason"})
 	eventConflicts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentry_gateway_event_conflicts_total",
@@ -95,7 +99,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, llmDuration, llmErrors, llmTokens,
-		toolDuration, toolErrors, sessionTurns, activeSessions, eventsStored, storeErrors, statusWrites, statusWriteErrors,
+		toolDuration, toolErrors, sessionTurns, activeSessions, requestBytesInFlight, eventsStored, storeErrors, statusWrites, statusWriteErrors,
 		refusedTotal, eventConflicts, approvalConflicts)
 	metrics.Registry.MustRegister(webRequests, webBytes, statusConflicts, chargesOverdue)
 }

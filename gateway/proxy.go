@@ -65,11 +65,11 @@ type chatCall struct {
 // state, the provider, the model and the key.
 func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, id identity) (*chatCall, bool) {
 	ctx := r.Context()
-	body, err := decodeChatRequest(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := decodeChatRequest(http.MaxBytesReader(w, r.Body, MaxRequestBody))
 	if err != nil {
 		if isBodyTooLarge(err) { // a chunked body announces no length: found while reading
 			refusedTotal.WithLabelValues(refusedBodyTooLarge).Inc()
-			writeOpenAIError(w, http.StatusRequestEntityTooLarge, tooLargeMessage("chat", maxBody), "invalid_request_error", "")
+			writeOpenAIError(w, http.StatusRequestEntityTooLarge, tooLargeMessage("chat", MaxRequestBody), "invalid_request_error", "")
 			return nil, false
 		}
 		writeOpenAIError(w, http.StatusBadRequest, "decoding request body: "+err.Error(), "invalid_request_error", "")
@@ -260,7 +260,7 @@ func (s *Server) relayAnswer(ctx context.Context, w http.ResponseWriter, c *chat
 		})
 		return
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxRequestBody))
 	if resp.StatusCode < 300 {
 		c.usage = usageFromJSON(b)
 	}

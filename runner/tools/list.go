@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/agentry-dev/agentry/display"
 	"github.com/agentry-dev/agentry/runner/workspace"
 )
 
@@ -77,7 +78,7 @@ func (t *ListDir) Execute(_ context.Context, raw json.RawMessage) (string, error
 			if info, err := e.Info(); err == nil {
 				size = info.Size()
 			}
-			fmt.Fprintf(&b, "%s  (%s)\n", e.Name(), humanBytes(size))
+			fmt.Fprintf(&b, "%s  (%s)\n", e.Name(), display.Bytes(size))
 		}
 	}
 	if shown == 0 {
@@ -91,19 +92,6 @@ func joinRel(dir, name string) string {
 		return name
 	}
 	return dir + "/" + name
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n < 0:
-		return "?"
-	case n < 1<<10:
-		return fmt.Sprintf("%d B", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	default:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
 }
 
 // Glob finds files by path pattern.
