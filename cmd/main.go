@@ -109,6 +109,14 @@ func (f *managerFlags) bind(fs *flag.FlagSet) {
 	f.zap.BindFlags(fs)
 }
 
+// maxRequestBytesInFlight is --gateway-max-request-bytes in bytes.
+func (f *managerFlags) maxRequestBytesInFlight() (int64, error) {
+	if n := f.maxRequestBytes.Value(); n >= gateway.MaxRequestBody {
+		return n, nil
+	}
+	return 0, fmt.Errorf("--gateway-max-request-bytes %s: must be at least 64Mi, the largest request body the gateway takes", f.maxRequestBytes.String())
+}
+
 // gatewayEnabled reports whether this manager serves the session gateway.
 func (f *managerFlags) gatewayEnabled() bool { return f.gw.Addr != "0" }
 
@@ -233,8 +241,9 @@ func setupGateway(ctx context.Context, mgr ctrl.Manager, f *managerFlags, certs 
 	// S3 credentials come from the environment (a Secret), never from flags.
 	gw.S3.CredentialsFromEnv(os.Getenv)
 	gw.S3.Insecure = !f.s3Secure
-	if gw.MaxRequestBytesInFlight = f.maxRequestBytes.Value(); gw.MaxRequestBytesInFlight < gateway.MaxRequestBody {
-		return fmt.Errorf("--gateway-max-request-bytes %s: must be at least 64Mi, the largest request body the gateway takes", f.maxRequestBytes.String())
+	var err error
+	if gw.MaxRequestBytesInFlight, err = f.maxRequestBytesInFlight(); err != nil {
+		return err
 	}
 	if certs != nil {
 		// The first certificate before the gateway listens: a manager that cannot get one

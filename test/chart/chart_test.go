@@ -231,7 +231,7 @@ func TestChartInstallsOnARealAPIServer(t *testing.T) {
 		t.Errorf("chart ships %d CRDs, want 6", crdCount)
 	}
 	args := fmt.Sprint(managerArgs(t, objs))
-	for _, flag := range []string{"--runner-image=agentry/runner:dev", "--gateway-url=https://agentry-gateway.agentry-system.svc:8443", "--s3-bucket=agentry"} {
+	for _, flag := range []string{"--runner-image=agentry/runner:dev", "--gateway-url=https://agentry-gateway.agentry-system.svc:8443", "--s3-bucket=agentry", "--gateway-max-request-bytes=256Mi"} {
 		if !strings.Contains(args, flag) {
 			t.Errorf("chart Deployment lacks %s: %s", flag, args)
 		}

@@ -75,7 +75,7 @@ func TestGatewayTLSModes(t *testing.T) {
 			objs := decode(t, mustTemplate(t, tc.args...))
 			var got []string
 			for _, a := range managerArgs(t, objs) {
-				if strings.HasPrefix(a, "--gateway-") && !slices.Contains([]string{"--gateway-bind-address", "--gateway-port", "--gateway-token-ttl"}, strings.SplitN(a, "=", 2)[0]) {
+				if strings.HasPrefix(a, "--gateway-") && !slices.Contains([]string{"--gateway-bind-address", "--gateway-port", "--gateway-token-ttl", "--gateway-max-request-bytes"}, strings.SplitN(a, "=", 2)[0]) {
 					got = append(got, a)
 				}
 			}
@@ -191,6 +191,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		"misspelt key":           {[]string{"--set", "gateway.tlss.mode=none"}, "'tlss' not allowed"},
 		"misspelt top-level key": {[]string{"--set", "replica=3"}, "'replica' not allowed"},
 		"token TTL in days":      {[]string{"--set", "gateway.tokenTTL=1d"}, "/gateway/tokenTTL"},
+		"body bound in words":    {[]string{"--set", "gateway.maxRequestBytes=lots"}, "/gateway/maxRequestBytes"},
 		"unknown pull policy":    {[]string{"--set", "image.pullPolicy=Sometimes"}, "/image/pullPolicy"},
 		"port out of range":      {[]string{"--set", "gateway.port=70000"}, "/gateway/port"},
 		"test timeout in days":   {[]string{"--set", "test.timeout=1d"}, "/test/timeout"},
