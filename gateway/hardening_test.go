@@ -493,12 +493,13 @@ func expectContinue(t *testing.T, g *gw, path, token string, length int) (net.Co
 		conn.Close()
 		t.Fatalf("reading the answer to POST %s: %v", path, err)
 	}
+	body, _ := io.ReadAll(resp.Body) // none with 100 Continue
+	resp.Body.Close()
 	if resp.StatusCode == http.StatusContinue {
 		_ = conn.SetReadDeadline(time.Time{})
 		return conn, resp.StatusCode, ""
 	}
-	defer conn.Close()
-	body, _ := io.ReadAll(resp.Body)
+	conn.Close()
 	return nil, resp.StatusCode, string(body)
 }
 

@@ -157,7 +157,7 @@ func (e *Env) CreateNamespace(ctx context.Context, prefix string, labels map[str
 // start log nothing, unless AGENTRY_TEST_LOGS=1 asks for their logs on stderr (a failure
 // that needs explaining).
 func SetLogger() {
-	var logs io.Writer = io.Discard
+	logs := io.Discard
 	if os.Getenv("AGENTRY_TEST_LOGS") != "" {
 		logs = os.Stderr
 	}
