@@ -24,4 +24,9 @@ if [[ -z "${bin}" ]]; then
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends chromium
 	bin="$(find_chromium)"
 fi
+# Debian's /usr/bin/chromium is a wrapper whose /etc/chromium.d scripts print a shell error
+# on some machines (a multi-line findmnt answer); the version comes from the browser itself.
+if [[ -x /usr/lib/chromium/chromium ]]; then
+	bin=/usr/lib/chromium/chromium
+fi
 "${bin}" --version
