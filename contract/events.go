@@ -99,6 +99,17 @@ type Usage struct {
 	CachedTokens     int64 `json:"cachedTokens"`
 }
 
+// MaxTokenCount bounds every token count Agentry takes from another party (a provider's
+// usage, a runner's summary, a status another writer set): about a trillion, past any
+// real session, and small enough that the sums of millions of such counts never overflow.
+const MaxTokenCount = 1 << 40
+
+// Bounded returns u with each count within [0, MaxTokenCount].
+func (u Usage) Bounded() Usage {
+	b := func(n int64) int64 { return min(max(n, 0), MaxTokenCount) }
+	return Usage{PromptTokens: b(u.PromptTokens), CompletionTokens: b(u.CompletionTokens), CachedTokens: b(u.CachedTokens)}
+}
+
 // Total is what the maxTokens limit counts: prompt plus completion tokens.
 func (u Usage) Total() int64 { return u.PromptTokens + u.CompletionTokens }
 

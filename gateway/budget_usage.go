@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
+	"github.com/agentry-dev/agentry/contract"
 )
 
 // Informers is where the gateway follows AgentSessions and AgentPolicies: the
@@ -32,12 +33,41 @@ type usageIndex struct {
 	ns map[string]*nsUsage
 }
 
-// policyBudget is one AgentPolicy's tokenBudget.
+// policyBudget is one AgentPolicy's tokenBudget, with the use its status last recorded.
 type policyBudget struct {
 	name   string
 	uid    types.UID
 	tokens int64
 	window time.Duration
+	// recorded is status.tokensUsed for the window that began at recordedStart: a floor
+	// for that window's use. It keeps counting what sessions deleted since then used,
+	// across a restart, where the sessions alone would give their tokens back.
+	recorded      int64
+	recordedStart time.Time
+}
+
+// newPolicyBudget reads a policy's budget (nil: it has none) and recorded use.
+func newPolicyBudget(p *v1.AgentPolicy) *policyBudget {
+	b := p.Spec.TokenBudget
+	if b == nil {
+		return nil
+	}
+	pb := &policyBudget{name: p.Name, uid: p.UID, tokens: b.Tokens, window: budgetWindow(b), recorded: min(max(p.Status.TokensUsed, 0), b.Tokens)}
+	if p.Status.WindowStart != nil {
+		pb.recordedStart = p.Status.WindowStart.Time
+	}
+	return pb
+}
+
+// windowStart is the start of the window of length window that holds now, windows
+// being aligned to the Unix epoch (a 168h window starts on a Thursday, 00:00 UTC).
+func windowStart(now time.Time, window time.Duration) time.Time {
+	ns, w := now.UnixNano(), window.Nanoseconds()
+	off := ns % w
+	if off < 0 {
+		off += w
+	}
+	return time.Unix(0, ns-off).UTC()
 }
 
 // sessionUsage is what one session counts: the larger of its stored
@@ -120,7 +150,10 @@ func (x *usageIndex) sessionSeen(ns string, uid types.UID, stored int64, complet
 	n.set(uid, u)
 }
 
-func (x *usageIndex) sessionGone(ns string, uid types.UID) {
+// sessionGone forgets a deleted session without giving its tokens back: they still
+// count in the windows they counted in (a running session's, in the window it was
+// deleted in), until those windows end. Deleting sessions is no way around a budget.
+func (x *usageIndex) sessionGone(ns string, uid types.UID, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	n := x.ns[ns]
@@ -128,7 +161,14 @@ func (x *usageIndex) sessionGone(ns string, uid types.UID) {
 		return
 	}
 	if old, ok := n.sessions[uid]; ok {
-		n.account(old, -1)
+		if old.completed.IsZero() {
+			n.open -= old.counted()
+			for _, w := range n.windows {
+				if !now.Before(w.start) {
+					w.sum += old.counted()
+				}
+			}
+		}
 		delete(n.sessions, uid)
 	}
 	x.prune(ns)
@@ -150,14 +190,15 @@ func (x *usageIndex) countedLocally(ns string, uid types.UID, local int64) {
 	}
 }
 
-// policySeen records an AgentPolicy's budget (nil: it has none).
-func (x *usageIndex) policySeen(ns, name string, uid types.UID, b *v1.TokenBudget) {
+// policySeen records an AgentPolicy's budget and recorded use (nil: the policy has no
+// budget, or was deleted).
+func (x *usageIndex) policySeen(ns, name string, b *policyBudget) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	n := x.space(ns)
 	budgets := slices.DeleteFunc(slices.Clone(n.budgets), func(p policyBudget) bool { return p.name == name })
 	if b != nil {
-		budgets = append(budgets, policyBudget{name: name, uid: uid, tokens: b.Tokens, window: budgetWindow(b)})
+		budgets = append(budgets, *b)
 		slices.SortFunc(budgets, func(a, b policyBudget) int { return strings.Compare(a.name, b.name) })
 	}
 	n.setBudgets(budgets)
@@ -182,8 +223,8 @@ func (x *usageIndex) replace(ns string, policies []v1.AgentPolicy, sessions []v1
 	n := &nsUsage{sessions: map[types.UID]sessionUsage{}, windows: map[time.Duration]*windowSum{}}
 	var budgets []policyBudget
 	for i := range policies {
-		if b := policies[i].Spec.TokenBudget; b != nil {
-			budgets = append(budgets, policyBudget{name: policies[i].Name, uid: policies[i].UID, tokens: b.Tokens, window: budgetWindow(b)})
+		if b := newPolicyBudget(&policies[i]); b != nil {
+			budgets = append(budgets, *b)
 		}
 	}
 	slices.SortFunc(budgets, func(a, b policyBudget) int { return strings.Compare(a.name, b.name) })
@@ -200,7 +241,7 @@ func (x *usageIndex) replace(ns string, policies []v1.AgentPolicy, sessions []v1
 // holds now. A window that has rolled over since the last check is summed
 // afresh, once; every other check is constant time. Callers hold mu.
 func (n *nsUsage) used(window time.Duration, now time.Time) int64 {
-	start := now.Truncate(window)
+	start := windowStart(now, window)
 	w := n.windows[window]
 	if w == nil || !w.start.Equal(start) {
 		w = &windowSum{start: start}
@@ -233,7 +274,11 @@ func (x *usageIndex) check(ns string, now time.Time, f func([]budgetUse)) {
 	}
 	uses := make([]budgetUse, len(n.budgets))
 	for i, b := range n.budgets {
-		uses[i] = budgetUse{policyBudget: b, start: now.Truncate(b.window), used: n.used(b.window, now)}
+		u := budgetUse{policyBudget: b, start: windowStart(now, b.window), used: n.used(b.window, now)}
+		if b.recordedStart.Equal(u.start) {
+			u.used = max(u.used, b.recorded)
+		}
+		uses[i] = u
 	}
 	f(uses)
 }
@@ -242,7 +287,7 @@ func (x *usageIndex) check(ns string, now time.Time, f func([]budgetUse)) {
 func storedUsage(s *v1.AgentSession) (int64, time.Time) {
 	var stored int64
 	if s.Status.Usage != nil {
-		stored = s.Status.Usage.TotalTokens
+		stored = min(max(s.Status.Usage.TotalTokens, 0), 2*contract.MaxTokenCount) // prompt + completion, each bounded
 	}
 	var completed time.Time
 	if c := s.Status.CompletionTime; c != nil {
@@ -309,13 +354,16 @@ func (s *Server) sessionDeleted(obj any) {
 		obj = d.Obj
 	}
 	if sess, ok := obj.(*v1.AgentSession); ok {
-		s.usage.sessionGone(sess.Namespace, sess.UID)
+		s.usage.sessionGone(sess.Namespace, sess.UID, s.now())
+		// The policies' status.tokensUsed keeps what the session used once nothing else
+		// does: a replica that starts later counts it from there.
+		s.policyChanged(sess.Namespace)
 	}
 }
 
 func (s *Server) policyEvent(obj any) {
 	if p, ok := obj.(*v1.AgentPolicy); ok {
-		s.usage.policySeen(p.Namespace, p.Name, p.UID, p.Spec.TokenBudget)
+		s.usage.policySeen(p.Namespace, p.Name, newPolicyBudget(p))
 	}
 }
 
@@ -324,7 +372,7 @@ func (s *Server) policyDeleted(obj any) {
 		obj = d.Obj
 	}
 	if p, ok := obj.(*v1.AgentPolicy); ok {
-		s.usage.policySeen(p.Namespace, p.Name, p.UID, nil)
+		s.usage.policySeen(p.Namespace, p.Name, nil)
 	}
 }
 

@@ -118,3 +118,101 @@ func TestNamespaceBudgetCountsUsageAnotherReplicaWrote(t *testing.T) {
 		return code == http.StatusOK
 	})
 }
+
+// Deleting sessions is no way around a namespace budget. A session that spent the budget
+// is deleted (as ttlSecondsAfterFinished or kubectl delete would) within the window: the
+// gateway keeps counting what it used, records it in the AgentPolicy's status, and a
+// gateway started afterwards, which never saw the session, refuses the next call too.
+func TestDeletingSessionsDoesNotGiveTheirTokensBack(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t)
+	up := newUpstream(t, 30, 12)
+	const budget = 1_000_000
+	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
+		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: 168 * time.Hour}}}}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	g := startCachedGateway(t, f.ns)
+	prov := f.upstreamProvider(up)
+	here := f.session("here", usesProvider(prov))
+	spent := f.session("spent", usesProvider(prov))
+	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(here)))
+	applyUsage(t, spent, budget-10)
+	f.setStatus(spent, `{"status":{"phase":"Succeeded","completionTime":"`+time.Now().UTC().Format(time.RFC3339)+`"}}`)
+	refused := func(g *gw) func() bool {
+		return func() bool {
+			code, body := post(t, g.URL+contract.PathChatCompletions, tok, chatBody(""))
+			return code == http.StatusTooManyRequests && strings.Contains(body, "budget")
+		}
+	}
+	eventually(t, 10*time.Second, "the spent budget to refuse calls", refused(g))
+	before := len(up.calls()) // calls sent before this gateway's cache had the spent session
+
+	if err := env.Client.Delete(ctx, spent); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the AgentPolicy's status to record the deleted session's tokens", func() bool {
+		p := &v1.AgentPolicy{}
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(policy), p) == nil && p.Status.TokensUsed >= budget-10
+	})
+	for i := range 5 {
+		if !refused(g)() {
+			t.Fatalf("call %d after the spent session was deleted passed: its tokens were given back", i)
+		}
+	}
+	if n := len(up.calls()) - before; n != 0 {
+		t.Errorf("the provider received %d calls after the deletion", n)
+	}
+
+	// A replica started now has never seen the deleted session.
+	if !refused(startCachedGateway(t, f.ns))() {
+		t.Error("a gateway started after the deletion let a call through: the recorded use was not a floor")
+	}
+}
+
+// A runner's finish summary is its claim, and the gateway raises a session's usage to it
+// (calls a killed replica charged and never wrote). Claims near the int64 limit from two
+// sessions once wrapped the namespace's sum negative and let a spent budget pass calls
+// again; every count taken from outside is now bounded, and no sum overflows.
+func TestRunnerUsageClaimsCannotWrapTheNamespaceBudget(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t)
+	up := newUpstream(t, 30, 12)
+	const budget = 1000
+	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
+		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: 24 * time.Hour}}}}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	g := startCachedGateway(t, f.ns)
+	prov := f.upstreamProvider(up)
+	other := f.session("other", usesProvider(prov))
+	applyUsage(t, other, budget-5)
+	otherTok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(other)))
+	eventually(t, 10*time.Second, "the spent budget to refuse calls", func() bool {
+		code, _ := post(t, g.URL+contract.PathChatCompletions, otherTok, chatBody(""))
+		return code == http.StatusTooManyRequests
+	})
+	var evil []*v1.AgentSession
+	for _, name := range []string{"evil1", "evil2"} {
+		s := f.session(name, usesProvider(prov))
+		tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(s)))
+		if code, body := post(t, g.URL+contract.PathFinish, tok, `{"lastSeq":0,"summary":{"outcome":"completed","usage":{"promptTokens":9223372036854775000,"completionTokens":9223372036854775000}}}`); code != http.StatusOK {
+			t.Fatalf("finish of %s: %d %s", name, code, body)
+		}
+		evil = append(evil, s)
+	}
+	for _, s := range evil {
+		eventually(t, 10*time.Second, s.Name+"'s usage to be raised to its bounded claim", func() bool {
+			return usedTokens(f, s) == 2*contract.MaxTokenCount
+		})
+	}
+	if code, body := post(t, g.URL+contract.PathChatCompletions, otherTok, chatBody("")); code != http.StatusTooManyRequests {
+		t.Errorf("the spent budget after two huge claims: %d %s, want 429", code, body)
+	}
+}

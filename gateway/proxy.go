@@ -283,11 +283,12 @@ func usageFromJSON(b []byte) *contract.Usage {
 	if json.Unmarshal(b, &u) != nil || u.Usage == nil {
 		return nil
 	}
-	out := &contract.Usage{PromptTokens: u.Usage.PromptTokens, CompletionTokens: u.Usage.CompletionTokens}
+	out := contract.Usage{PromptTokens: u.Usage.PromptTokens, CompletionTokens: u.Usage.CompletionTokens}
 	if d := u.Usage.PromptTokensDetails; d != nil {
 		out.CachedTokens = d.CachedTokens
 	}
-	return out
+	out = out.Bounded()
+	return &out
 }
 
 // relayStream copies SSE lines as they come, flushing each event, and picks

@@ -499,6 +499,7 @@ func (ss *session) tokens() contract.Usage { return ss.stored.Add(ss.pending) }
 // runner's own count covers calls whose charge was never written (see floorUsageLater).
 // Callers hold ss.mu.
 func (ss *session) raiseTokens(u contract.Usage) contract.Usage {
+	u = u.Bounded() // the runner's claim: hostile input
 	missing := subUsage(maxUsage(ss.tokens(), u), ss.tokens())
 	if missing != (contract.Usage{}) {
 		ss.addTokens(missing)
@@ -524,7 +525,7 @@ func usageOf(u *v1.Usage) contract.Usage {
 	if u == nil {
 		return contract.Usage{}
 	}
-	return contract.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CachedTokens: u.CachedTokens}
+	return contract.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CachedTokens: u.CachedTokens}.Bounded()
 }
 
 func maxUsage(a, b contract.Usage) contract.Usage {
