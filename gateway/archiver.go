@@ -105,6 +105,11 @@ func (a *Archiver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	if err := s.store.put(ctx, sKey, b, "application/json"); err != nil {
 		return ctrl.Result{}, err
 	}
+	if runnerSum != nil {
+		if err := s.raiseToRunner(ctx, ss, runnerSum.Usage); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	ss.mu.Lock()
 	if runnerSum != nil {
 		fillFromSummary(ss, runnerSum)
@@ -153,11 +158,11 @@ func (a *Archiver) runnerSummary(ctx context.Context, sess *v1.AgentSession) (*c
 	return nil, nil
 }
 
-// fillFromSummary fills the result and usage the gateway has not recorded from the runner's
-// own summary. The session is terminal and past the archiver's grace, so every live
-// replica has written what it charged: tokens are raised to the runner's count only where
-// it is higher (calls that never went through the proxy, or whose charge died with a
-// replica), as at /finish. Callers hold ss.mu.
+// fillFromSummary fills the result the gateway has not recorded from the runner's own
+// summary. Its usage was taken in before, by raiseToRunner: the session is terminal and
+// past the archiver's grace, so every live replica has written what it charged, and tokens
+// are raised to the runner's count only where it is higher (calls that never went through
+// the proxy, or whose charge died with a replica), as at /finish. Callers hold ss.mu.
 func fillFromSummary(ss *session, sum *contract.Summary) {
 	st := &ss.status
 	if st.Result == nil {
@@ -174,7 +179,6 @@ func fillFromSummary(ss *session, sum *contract.Summary) {
 	if r.Summary == "" && r.FilesChanged == 0 && r.Additions == 0 && r.Deletions == 0 && len(r.OmittedFiles) == 0 {
 		st.Result = nil // never apply an empty object (see applyBody)
 	}
-	ss.raiseTokens(sum.Usage)
 	if st.Usage != nil && st.Usage.ToolCalls == 0 {
 		st.Usage.ToolCalls = int32(sum.ToolCalls)
 	}

@@ -257,8 +257,16 @@ func TestProxyClampsNAndMaxTokens(t *testing.T) {
 	if code, body := post(t, g.URL+contract.PathChatCompletions, tok, chatBody(`,"n":5`)); code != http.StatusBadRequest || !strings.Contains(body, "n must be 1") {
 		t.Errorf("n=5: %d %s, want 400", code, body)
 	}
+	// Image parts cost a provider hundreds of tokens each for a few bytes of URL: the prompt
+	// estimate could not bound them, so only text is taken; a text part passes.
+	images := `{"model":"gpt-test","messages":[{"role":"user","content":[{"type":"text","text":"look"}` +
+		strings.Repeat(`,{"type":"image_url","image_url":{"url":"https://x.test/a.png","detail":"high"}}`, 100) + `]}]}`
+	if code, body := post(t, g.URL+contract.PathChatCompletions, tok, images); code != http.StatusBadRequest ||
+		!strings.Contains(body, `messages[0].content[1] has type \"image_url\": the gateway budgets text only`) {
+		t.Errorf("100 image parts: %d %s, want 400 naming the part", code, body)
+	}
 	if n := len(up.calls()); n != 0 {
-		t.Fatalf("n=5 reached the provider")
+		t.Fatalf("a refused call reached the provider")
 	}
 	cases := []struct {
 		extra, field string
@@ -269,13 +277,18 @@ func TestProxyClampsNAndMaxTokens(t *testing.T) {
 		{`,"max_tokens":40`, "max_tokens", 40},
 		{`,"max_completion_tokens":100000`, "max_completion_tokens", 100},
 	}
+	textParts := `{"model":"gpt-test","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`
+	if code, body := post(t, g.URL+contract.PathChatCompletions, tok, textParts); code != http.StatusOK {
+		t.Errorf("content as text parts: %d %s", code, body)
+	}
+	before := len(up.calls())
 	for i, c := range cases {
 		if code, body := post(t, g.URL+contract.PathChatCompletions, tok, chatBody(c.extra)); code != http.StatusOK {
 			t.Fatalf("%s: %d %s", c.extra, code, body)
 		}
-		if calls := up.calls(); len(calls) <= i {
+		if calls := up.calls(); len(calls) <= before+i {
 			t.Fatalf("%s: provider got %d calls", c.extra, len(calls))
-		} else if got := calls[i][c.field]; got != c.want {
+		} else if got := calls[before+i][c.field]; got != c.want {
 			t.Errorf("%s: provider got %s=%v, want %v", c.extra, c.field, got, c.want)
 		}
 	}

@@ -60,8 +60,14 @@ func startCachedGateway(t *testing.T, ns string) *gw {
 // apply under the gateway's field manager, straight to the apiserver.
 func applyUsage(t *testing.T, s *v1.AgentSession, total int64) {
 	t.Helper()
-	body := fmt.Sprintf(`{"apiVersion":%q,"kind":"AgentSession","metadata":{"name":%q,"namespace":%q,"uid":%q},"status":{"usage":{"promptTokens":%d,"totalTokens":%d}}}`,
-		v1.GroupVersion.String(), s.Name, s.Namespace, s.UID, total, total)
+	applyUsageOf(t, s, contract.Usage{PromptTokens: total})
+}
+
+// applyUsageOf is applyUsage with prompt and completion tokens.
+func applyUsageOf(t *testing.T, s *v1.AgentSession, u contract.Usage) {
+	t.Helper()
+	body := fmt.Sprintf(`{"apiVersion":%q,"kind":"AgentSession","metadata":{"name":%q,"namespace":%q,"uid":%q},"status":{"usage":{"promptTokens":%d,"completionTokens":%d,"totalTokens":%d}}}`,
+		v1.GroupVersion.String(), s.Name, s.Namespace, s.UID, u.PromptTokens, u.CompletionTokens, u.Total())
 	obj := &v1.AgentSession{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace}}
 	if err := env.Client.Status().Patch(context.Background(), obj, client.RawPatch(types.ApplyPatchType, []byte(body)), gateway.FieldOwner, client.ForceOwnership); err != nil {
 		t.Fatalf("applying usage of %s as another replica: %v", s.Name, err)

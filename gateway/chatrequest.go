@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -103,4 +104,37 @@ func (c chatRequest) encode() []byte {
 		buf = append(buf, v...)
 	}
 	return append(buf, '}')
+}
+
+// textOnly refuses message content the prompt estimate cannot bound: an image, audio or
+// file part costs the provider hundreds to thousands of tokens for a few bytes of URL, so
+// a call made of them could pass a budget many times over. The runner sends text only.
+func (c chatRequest) textOnly() error {
+	raw, ok := c["messages"]
+	if !ok {
+		return nil
+	}
+	var msgs []struct {
+		Content json.RawMessage `json:"content"`
+	}
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return fmt.Errorf("messages: %w", err)
+	}
+	for i, m := range msgs {
+		if t := bytes.TrimSpace(m.Content); len(t) == 0 || t[0] != '[' {
+			continue // a string, null or absent
+		}
+		var parts []struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(m.Content, &parts); err != nil {
+			return fmt.Errorf("messages[%d].content: %w", i, err)
+		}
+		for j, p := range parts {
+			if p.Type != "text" && p.Type != "refusal" {
+				return fmt.Errorf("messages[%d].content[%d] has type %q: the gateway budgets text only (type text)", i, j, p.Type)
+			}
+		}
+	}
+	return nil
 }

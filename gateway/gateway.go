@@ -263,8 +263,26 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	err := srv.Shutdown(shutdown)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = srv.Close()
+		// Close cuts the connections but not the handlers: a model call still settles
+		// its reservation as it returns. Their charges are written too if they end soon.
+		s.awaitHandlers(s.cfg.ShutdownTimeout)
 	}
-	return errors.Join(err, s.flushAll(shutdown))
+	// flush outlives the expired shutdown context: every write gets its own time.
+	return errors.Join(err, s.flushAll(ctx))
+}
+
+// awaitHandlers waits, for at most d, until no request is in flight.
+func (s *Server) awaitHandlers(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		n := len(s.inflight)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Addr is the address the server listens on, once it serves.

@@ -152,7 +152,7 @@ func TestOwnStatusWriteSeenInTheCacheIsNotCountedTwice(t *testing.T) {
 	if got := ss.tokens().Total(); got != 4020 {
 		t.Errorf("while the write is in flight the session counts %d tokens, want 4020", got)
 	}
-	ss.wrote(base, sent, "2", true)
+	ss.wrote(base, sent, time.Now(), "2", true)
 	if got := ss.tokens().Total(); got != 4020 || ss.pending != (contract.Usage{}) {
 		t.Errorf("after the write the session counts %d tokens (pending %+v), want 4020 and nothing pending", got, ss.pending)
 	}
@@ -169,9 +169,27 @@ func TestOwnStatusWriteSeenInTheCacheIsNotCountedTwice(t *testing.T) {
 	sent, base = ss.pending, ss.stored
 	ss.writing = true
 	ss.observeStored(usage(base.Add(sent)))
-	ss.wrote(base, sent, "", false)
+	ss.wrote(base, sent, time.Now(), "", false)
 	if got := ss.tokens().Total(); got != 5050 || ss.pending.Total() != 30 {
 		t.Errorf("after a failed write the session counts %d tokens (pending %+v), want 5050 with 30 pending", got, ss.pending)
 	}
 	ss.mu.Unlock()
+}
+
+// A charge made while a status write is out stays pending after it; the oldest unwritten
+// charge is then no older than that write's snapshot, not the charge the write took, so
+// the next model call is not held to write charges that are not overdue.
+func TestPendingSinceFollowsTheOldestUnwrittenCharge(t *testing.T) {
+	ss := &session{}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.addTokens(contract.Usage{PromptTokens: 100})
+	ss.pendingSince = time.Now().Add(-time.Minute) // charged a minute ago
+	sent, base, at := ss.pending, ss.stored, time.Now()
+	ss.writing = true
+	ss.addTokens(contract.Usage{PromptTokens: 10}) // charged while the write is out
+	ss.wrote(base, sent, at, "2", true)
+	if ss.pending.Total() != 10 || ss.pendingSince.Before(at) {
+		t.Errorf("after the write: pending %+v since %v, want 10 tokens since no earlier than %v", ss.pending, ss.pendingSince, at)
+	}
 }

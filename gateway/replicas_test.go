@@ -383,3 +383,41 @@ func TestModelCallsWaitForOverdueChargesToBeWritten(t *testing.T) {
 		return usageIs(f.get(s).Status.Usage, contract.Usage{PromptTokens: 300, CompletionTokens: 30})
 	})
 }
+
+// A replica stopped gracefully (a rolling update) while a model call is still open: the
+// open call outlasts the shutdown timeout, the server cuts it, and the charges this
+// replica had not written yet (a long status interval holds them) are still written.
+// Before, the final writes ran on the shutdown's expired context and all failed.
+func TestGracefulStopWritesChargesWhileACallIsOpen(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	f := newFixture(t)
+	up := newUpstream(t, 100, 10)
+	prov := f.upstreamProvider(up)
+	g, _ := startReplica(t, 5*time.Second)
+	s := f.session("rolling", usesProvider(prov))
+	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(s)))
+	for i := range 2 {
+		if code, body := post(t, g.URL+contract.PathChatCompletions, tok, chatBody("")); code != http.StatusOK {
+			t.Fatalf("call %d: %d %s", i, code, body)
+		}
+	}
+	up.hold = make(chan struct{})
+	open := make(chan struct{})
+	go func() {
+		defer close(open)
+		req, _ := http.NewRequest(http.MethodPost, g.URL+contract.PathChatCompletions, strings.NewReader(chatBody("")))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Close = true
+		if resp, err := gwClient.Do(req); err == nil { // cut by the stop: an error is expected
+			resp.Body.Close()
+		}
+	}()
+	eventually(t, 10*time.Second, "the third call to reach the provider", func() bool { return len(up.calls()) == 3 })
+	g.stop() // ShutdownTimeout 300ms: the open call is cut
+	close(up.hold)
+	<-open
+	if got := usedTokens(f, s); got < 220 {
+		t.Errorf("two calls of 110 tokens were charged before the stop; status.usage.totalTokens = %d", got)
+	}
+}

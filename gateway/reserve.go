@@ -100,6 +100,9 @@ func boundRequest(sess *v1.AgentSession, body chatRequest) (prompt, output int64
 			return 0, 0, fmt.Errorf("n must be 1: the gateway budgets one choice per call")
 		}
 	}
+	if err := body.textOnly(); err != nil {
+		return 0, 0, err
+	}
 	req, found, err := requestedOutput(body)
 	if err != nil {
 		return 0, 0, err

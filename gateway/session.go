@@ -176,8 +176,13 @@ func (s *Server) changed(ss *session) {
 	})
 }
 
-// flush writes the status now if it changed since the last write.
+// flush writes the status now if it changed since the last write. The write outlives a
+// caller that goes away (a runner hanging up on its model call or its finish): a write
+// cut short after the apiserver took it would leave its charges pending here, and they
+// would be written a second time.
 func (s *Server) flush(ctx context.Context, ss *session) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+	defer cancel()
 	ss.writeMu.Lock()
 	defer ss.writeMu.Unlock()
 	ss.mu.Lock()
@@ -210,6 +215,9 @@ func (s *Server) flush(ctx context.Context, ss *session) error {
 	return nil
 }
 
+// statusWriteTimeout bounds one status write, with its rereads after conflicts.
+const statusWriteTimeout = 30 * time.Second
+
 // maxStatusConflicts bounds the rereads of one status write. A conflict means someone
 // else wrote the session in between (the reconciler, another replica), which is rare
 // per session, so a handful of tries always suffices unless the apiserver misbehaves.
@@ -223,7 +231,7 @@ const maxStatusConflicts = 5
 func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 	for try := 1; ; try++ {
 		ss.mu.Lock()
-		sent, base, rv := ss.pending, ss.stored, ss.rv
+		sent, base, rv, snapshotAt := ss.pending, ss.stored, ss.rv, time.Now()
 		ss.setUsageLocked()
 		snapshot, err := ss.status.applyBody()
 		ss.writing = err == nil
@@ -233,7 +241,7 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 		}
 		newRV, err := s.applyStatus(ctx, ss.id, rv, snapshot)
 		ss.mu.Lock()
-		ss.wrote(base, sent, newRV, err == nil)
+		ss.wrote(base, sent, snapshotAt, newRV, err == nil)
 		ss.mu.Unlock()
 		if err == nil {
 			return nil
@@ -446,19 +454,33 @@ func (s *Server) floorUsageLater(ss *session, runner contract.Usage) {
 	time.AfterFunc(3*s.cfg.StatusInterval, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		fresh := &v1.AgentSession{}
-		if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil || fresh.UID != ss.id.UID {
-			return // deleted, or the apiserver is away: the proxy's count stands
-		}
-		ss.mu.Lock()
-		ss.observeStored(fresh.Status.Usage)
-		if missing := ss.raiseTokens(runner); missing != (contract.Usage{}) {
-			log.Log.WithName("gateway").Info("Raising usage to the runner's count: some calls' charges were never written (a replica died)",
-				"AgentSession", ss.id.Session, "tokens", missing.Total())
-			s.changed(ss)
-		}
-		ss.mu.Unlock()
+		_ = s.raiseToRunner(ctx, ss, runner) // deleted, or the apiserver is away: the proxy's count stands
 	})
+}
+
+// raiseToRunner makes the session's usage at least the runner's own count, against the
+// count as the API holds it now. No status write of this replica is in flight meanwhile,
+// and the count is read fresh: raised against an older one, what another replica wrote
+// in between would be added a second time.
+func (s *Server) raiseToRunner(ctx context.Context, ss *session, runner contract.Usage) error {
+	ss.writeMu.Lock()
+	defer ss.writeMu.Unlock()
+	fresh := &v1.AgentSession{}
+	if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil {
+		return fmt.Errorf("reading %s before raising its usage to the runner's count: %w", ss.id.Session, err)
+	}
+	if fresh.UID != ss.id.UID {
+		return apierrors.NewNotFound(v1.GroupVersion.WithResource("agentsessions").GroupResource(), ss.id.Session.Name)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.observeStored(fresh.Status.Usage)
+	if missing := ss.raiseTokens(runner); missing != (contract.Usage{}) {
+		log.Log.WithName("gateway").Info("Raising usage to the runner's count: some calls' charges were never written (a replica died)",
+			"AgentSession", ss.id.Session, "tokens", missing.Total())
+		s.changed(ss)
+	}
+	return nil
 }
 
 // observeStored takes in a count read from the API (the cache's copy of the session):
@@ -478,7 +500,7 @@ func (ss *session) observeStored(u *v1.Usage) {
 // observed holds sent, but an observation may hold this write all the same (a timeout
 // after the apiserver took it): it is left to the next read (the caller rereads on a
 // conflict), which keeps the count from holding the charges twice. Callers hold ss.mu.
-func (ss *session) wrote(base, sent contract.Usage, rv string, landed bool) {
+func (ss *session) wrote(base, sent contract.Usage, snapshotAt time.Time, rv string, landed bool) {
 	seen := ss.seenWhileWriting
 	ss.writing, ss.seenWhileWriting = false, contract.Usage{}
 	if !landed {
@@ -488,6 +510,11 @@ func (ss *session) wrote(base, sent contract.Usage, rv string, landed bool) {
 	ss.pending = subUsage(ss.pending, sent)
 	if ss.pending == (contract.Usage{}) {
 		ss.pendingSince = time.Time{}
+	} else {
+		// What is left was charged while the write was out: no earlier than its snapshot.
+		if ss.pendingSince.Before(snapshotAt) {
+			ss.pendingSince = snapshotAt
+		}
 	}
 	ss.rv = rv
 }

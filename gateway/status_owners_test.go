@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,5 +139,42 @@ func assertOwns(t *testing.T, owners map[string]map[string]bool, manager string,
 		if !owners[manager][f] {
 			t.Errorf("%s does not own status.%s; it owns %v", manager, f, testutil.SortedKeys(owners[manager]))
 		}
+	}
+}
+
+// The archiver raises a session's usage to the count the runner left in its termination
+// message against the count the API holds at that moment. Replica A (the leader) served a
+// call and still holds the session; replica B then charged 500 more and wrote them; the
+// runner exits without /finish, counting both. The result is what was charged (610),
+// never B's 500 twice (1,110, as when A raised against its own older count).
+func TestArchiverRaisesUsageAgainstTheCountTheAPIHolds(t *testing.T) {
+	s3Lock.RLock()
+	defer s3Lock.RUnlock()
+	ctx := context.Background()
+	f := newFixture(t)
+	up := newUpstream(t, 100, 10)
+	prov := f.upstreamProvider(up)
+	g := startOperator(t, f.ns)
+	s := f.session("stale", usesProvider(prov))
+	pod := &corev1.Pod{}
+	eventually(t, 20*time.Second, "the runner pod", func() bool {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "stale-runner"}, pod) == nil
+	})
+	kubeletRun(t, pod)
+	tok := f.token(contract.GatewayAudience, boundTo(pod))
+	eventually(t, 20*time.Second, "a call through replica A", func() bool {
+		code, _ := post(t, g.URL+contract.PathChatCompletions, tok, chatBody(""))
+		return code == http.StatusOK
+	})
+	eventually(t, 10*time.Second, "A's charge to be written", func() bool { return usedTokens(f, s) == 110 })
+	applyUsageOf(t, s, contract.Usage{PromptTokens: 600, CompletionTokens: 10}) // replica B's write
+	sum, err := contract.Summary{Outcome: contract.OutcomeCompleted, Message: "done", Usage: contract.Usage{PromptTokens: 600, CompletionTokens: 10}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeletExit(t, pod, 0, string(sum))
+	got := waitFinishedAndArchived(t, f, s, v1.PhaseSucceeded)
+	if u := got.Status.Usage; u == nil || u.TotalTokens != 610 || u.PromptTokens != 600 {
+		t.Errorf("usage = %+v, want the 610 tokens both replicas charged and the runner counted", u)
 	}
 }
