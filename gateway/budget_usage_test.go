@@ -74,6 +74,21 @@ func applyUsageOf(t *testing.T, s *v1.AgentSession, u contract.Usage) {
 	}
 }
 
+// budgetedNamespace is a fixture whose namespace has an AgentPolicy with a token budget of
+// the given size and window, served by a cached gateway, with a provider that reports 42
+// tokens (30 + 12) a call.
+func budgetedNamespace(t *testing.T, budget int64, window time.Duration) (f *fixture, up *upstream, g *gw, policy *v1.AgentPolicy, prov string) {
+	t.Helper()
+	f = newFixture(t)
+	up = newUpstream(t, 30, 12)
+	policy = &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
+		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: window}}}}
+	if err := env.Client.Create(context.Background(), policy); err != nil {
+		t.Fatal(err)
+	}
+	return f, up, startCachedGateway(t, f.ns), policy, f.upstreamProvider(up)
+}
+
 // Another replica charged a session of the namespace almost the whole budget and wrote it
 // to status. This replica never served that session; its next call for another session of
 // the namespace must be refused. The budget is large, so this replica's own calls could not
@@ -82,16 +97,8 @@ func TestNamespaceBudgetCountsUsageAnotherReplicaWrote(t *testing.T) {
 	s3Lock.RLock()
 	defer s3Lock.RUnlock()
 	ctx := context.Background()
-	f := newFixture(t)
-	up := newUpstream(t, 30, 12)
 	const budget = 1_000_000
-	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
-		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: 24 * time.Hour}}}}
-	if err := env.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	g := startCachedGateway(t, f.ns)
-	prov := f.upstreamProvider(up)
+	f, _, g, policy, prov := budgetedNamespace(t, budget, 24*time.Hour)
 	here := f.session("here", usesProvider(prov))
 	elsewhere := f.session("elsewhere", usesProvider(prov))
 	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(here)))
@@ -133,16 +140,8 @@ func TestDeletingSessionsDoesNotGiveTheirTokensBack(t *testing.T) {
 	s3Lock.RLock()
 	defer s3Lock.RUnlock()
 	ctx := context.Background()
-	f := newFixture(t)
-	up := newUpstream(t, 30, 12)
 	const budget = 1_000_000
-	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
-		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: 168 * time.Hour}}}}
-	if err := env.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	g := startCachedGateway(t, f.ns)
-	prov := f.upstreamProvider(up)
+	f, up, g, policy, prov := budgetedNamespace(t, budget, 168*time.Hour)
 	here := f.session("here", usesProvider(prov))
 	spent := f.session("spent", usesProvider(prov))
 	tok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(here)))
@@ -186,17 +185,8 @@ func TestDeletingSessionsDoesNotGiveTheirTokensBack(t *testing.T) {
 func TestRunnerUsageClaimsCannotWrapTheNamespaceBudget(t *testing.T) {
 	s3Lock.RLock()
 	defer s3Lock.RUnlock()
-	ctx := context.Background()
-	f := newFixture(t)
-	up := newUpstream(t, 30, 12)
 	const budget = 1000
-	policy := &v1.AgentPolicy{ObjectMeta: metav1.ObjectMeta{Name: "budget", Namespace: f.ns},
-		Spec: v1.AgentPolicySpec{TokenBudget: &v1.TokenBudget{Tokens: budget, Window: &metav1.Duration{Duration: 24 * time.Hour}}}}
-	if err := env.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	g := startCachedGateway(t, f.ns)
-	prov := f.upstreamProvider(up)
+	f, _, g, _, prov := budgetedNamespace(t, budget, 24*time.Hour)
 	other := f.session("other", usesProvider(prov))
 	applyUsage(t, other, budget-5)
 	otherTok := f.token(contract.GatewayAudience, boundTo(f.runnerPod(other)))

@@ -215,6 +215,19 @@ func (s *Server) flush(ctx context.Context, ss *session) error {
 	return nil
 }
 
+// readFresh reads the session from the apiserver, not the cache; NotFound when it is
+// gone or is another session of the same name.
+func (s *Server) readFresh(ctx context.Context, ss *session, why string) (*v1.AgentSession, error) {
+	fresh := &v1.AgentSession{}
+	if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil {
+		return nil, fmt.Errorf("reading %s %s: %w", ss.id.Session, why, err)
+	}
+	if fresh.UID != ss.id.UID {
+		return nil, apierrors.NewNotFound(v1.GroupVersion.WithResource("agentsessions").GroupResource(), ss.id.Session.Name)
+	}
+	return fresh, nil
+}
+
 // statusWriteTimeout bounds one status write, with its rereads after conflicts.
 const statusWriteTimeout = 30 * time.Second
 
@@ -250,12 +263,9 @@ func (s *Server) writeStatus(ctx context.Context, ss *session) error {
 			return err
 		}
 		statusConflicts.Inc()
-		fresh := &v1.AgentSession{}
-		if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil {
-			return fmt.Errorf("reading %s again after a conflicting write: %w", ss.id.Session, err)
-		}
-		if fresh.UID != ss.id.UID {
-			return apierrors.NewNotFound(v1.GroupVersion.WithResource("agentsessions").GroupResource(), ss.id.Session.Name)
+		fresh, err := s.readFresh(ctx, ss, "again after a conflicting write")
+		if err != nil {
+			return err
 		}
 		ss.mu.Lock()
 		ss.observeStored(fresh.Status.Usage)
@@ -465,12 +475,9 @@ func (s *Server) floorUsageLater(ss *session, runner contract.Usage) {
 func (s *Server) raiseToRunner(ctx context.Context, ss *session, runner contract.Usage) error {
 	ss.writeMu.Lock()
 	defer ss.writeMu.Unlock()
-	fresh := &v1.AgentSession{}
-	if err := s.fresh().Get(ctx, ss.id.Session, fresh); err != nil {
-		return fmt.Errorf("reading %s before raising its usage to the runner's count: %w", ss.id.Session, err)
-	}
-	if fresh.UID != ss.id.UID {
-		return apierrors.NewNotFound(v1.GroupVersion.WithResource("agentsessions").GroupResource(), ss.id.Session.Name)
+	fresh, err := s.readFresh(ctx, ss, "before raising its usage to the runner's count")
+	if err != nil {
+		return err
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
