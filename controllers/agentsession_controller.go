@@ -217,24 +217,33 @@ func (r *AgentSessionReconciler) reconcileCancel(ctx context.Context, s *scope) 
 }
 
 // reconcileTimeout ends the session when spec.limits.timeout has passed since the pod
-// started (or since creation, for a pod that never starts).
+// started (or since the pod's creation, for a pod that never starts).
 func (r *AgentSessionReconciler) reconcileTimeout(ctx context.Context, s *scope) error {
 	if s.obj.Spec.Limits.Timeout == nil {
 		return nil
 	}
 	// The clock starts with the pod: time spent queued or waiting for a provider does not
-	// count. A pod that never starts is timed from the session's creation.
+	// count. A pod that never starts is timed from its own creation.
 	if s.obj.Status.StartTime == nil && s.obj.Status.PodName == "" {
 		return nil
 	}
-	start := s.obj.CreationTimestamp.Time
-	if s.obj.Status.StartTime != nil {
+	pod := r.recordedPod(ctx, s.obj)
+	var start time.Time
+	switch {
+	case s.obj.Status.StartTime != nil:
 		start = s.obj.Status.StartTime.Time
+	case pod != nil:
+		start = pod.CreationTimestamp.Time // a pod that has not started: timed from its creation
+	default:
+		return nil // the pod just created is not in the cache yet: timed once it is
 	}
 	deadline := start.Add(s.obj.Spec.Limits.Timeout.Duration)
 	if s.now.Before(deadline) {
 		s.wakeAt(deadline.Sub(s.now))
 		return nil
+	}
+	if pod != nil && runnerEndedBy(pod, deadline) {
+		return nil // it finished in time, seen late (a restart, a backed-up queue): observePod records how
 	}
 	if err := r.deletePod(ctx, s.obj); err != nil {
 		return err
@@ -242,6 +251,36 @@ func (r *AgentSessionReconciler) reconcileTimeout(ctx context.Context, s *scope)
 	finish(s.obj, v1.PhaseFailed, v1.ReasonTimeout,
 		fmt.Sprintf("The session ran past spec.limits.timeout (%s).", s.obj.Spec.Limits.Timeout.Duration), s.now)
 	return nil
+}
+
+// recordedPod is the session's runner pod from the cache, when it is the one status
+// records; nil otherwise.
+func (r *AgentSessionReconciler) recordedPod(ctx context.Context, sess *v1.AgentSession) *corev1.Pod {
+	if sess.Status.PodName == "" {
+		return nil
+	}
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: sess.Namespace, Name: sess.Status.PodName}, pod); err != nil {
+		return nil
+	}
+	if sess.Status.PodUID != "" && string(pod.UID) != sess.Status.PodUID {
+		return nil
+	}
+	return pod
+}
+
+// runnerEndedBy reports whether the pod has ended and its runner container terminated
+// before deadline.
+func runnerEndedBy(pod *corev1.Pod, deadline time.Time) bool {
+	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+		return false
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if t := cs.State.Terminated; cs.Name == contract.ContainerRunner && t != nil && !t.FinishedAt.IsZero() {
+			return t.FinishedAt.Time.Before(deadline)
+		}
+	}
+	return false
 }
 
 // reconcileAdmission decides whether a session without a pod may start: its ModelProvider

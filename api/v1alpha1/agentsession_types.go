@@ -93,6 +93,11 @@ func (p SessionPhase) IsTerminal() bool {
 // under it.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be undone once set to true"
 // +kubebuilder:validation:XValidation:rule="has(self.delivery) == has(oldSelf.delivery)",message="delivery is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.setup) == has(oldSelf.setup)",message="setup is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.mcpServers) == has(oldSelf.mcpServers)",message="mcpServers is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.continueFrom) == has(oldSelf.continueFrom)",message="continueFrom is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.instructions) == has(oldSelf.instructions)",message="instructions is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.instructionsFrom) == has(oldSelf.instructionsFrom)",message="instructionsFrom is immutable"
 type AgentSessionSpec struct {
 	// task is the instruction given to the agent, in plain language. Immutable.
 	// +required
@@ -139,8 +144,10 @@ type AgentSessionSpec struct {
 	Runner RunnerSpec `json:"runner,omitempty"`
 
 	// network widens the runner pod's egress. By default the pod may reach only the
-	// Agentry gateway, cluster DNS and the repository host. Immutable.
+	// Agentry gateway, cluster DNS and the repository host. Immutable: it cannot be added
+	// after creation either (it defaults to empty, so an update always compares it).
 	// +optional
+	// +kubebuilder:default={}
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="network is immutable"
 	Network NetworkSpec `json:"network,omitempty"`
 
