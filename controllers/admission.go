@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -137,7 +138,7 @@ func admitSession(s *v1.AgentSession, provider *v1.ModelProvider, secret *metav1
 			}
 			if o.Status.PodName != "" {
 				active++
-			} else if queuedBefore(o, s) {
+			} else if queuedBefore(o, s) && !waitingForInputs(o) {
 				ahead++
 			}
 		}
@@ -208,6 +209,15 @@ func repositoryHost(repo string) string {
 // isPlainHTTP reports whether a repository URL is http:// (in any case).
 func isPlainHTTP(url string) bool {
 	return len(url) >= 7 && strings.EqualFold(url[:7], "http://")
+}
+
+// waitingForInputs reports whether a session without a pod is held for its ModelProvider
+// or credentials Secret, not for a slot: it does not queue ahead of others, or one session
+// naming a missing Secret would keep a free slot from everyone created after it. It takes
+// a slot, in its creation order, once what it waits for exists.
+func waitingForInputs(o *v1.AgentSession) bool {
+	c := meta.FindStatusCondition(o.Status.Conditions, v1.ConditionSucceeded)
+	return o.Status.Phase == v1.PhasePending && c != nil && c.Reason == v1.ReasonPending
 }
 
 // queuedBefore orders waiting sessions oldest first, by name on ties.

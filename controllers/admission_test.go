@@ -270,6 +270,19 @@ func TestAdmitSession(t *testing.T) {
 			siblings: []v1.AgentSession{session("old", time.Hour, "", v1.PhaseQueued)},
 			want:     queue, wantMessage: "1 queued ahead",
 		},
+		// One session naming a ModelProvider or Secret that does not exist waits; it must
+		// not hold a free slot from the sessions created after it.
+		"a session waiting for its provider does not queue ahead": {
+			session: ptr.To(session("young", time.Minute, "", v1.PhaseQueued)), provider: provider,
+			policies: policy(func(p *v1.AgentPolicySpec) { p.MaxConcurrentSessions = ptr.To[int32](1) }),
+			siblings: []v1.AgentSession{func() v1.AgentSession {
+				w := session("typo", time.Hour, "", v1.PhasePending)
+				w.Status.Conditions = []metav1.Condition{{Type: v1.ConditionSucceeded, Status: metav1.ConditionUnknown, Reason: v1.ReasonPending,
+					Message: `ModelProvider "defualt" does not exist; the session starts once it is created.`}}
+				return w
+			}()},
+			want: admit, wantModel: "gpt-4.1",
+		},
 		"the strictest policy wins": {
 			session: ptr.To(session("new", 0, "", "")), provider: provider,
 			policies: append(policy(func(p *v1.AgentPolicySpec) { p.MaxConcurrentSessions = ptr.To[int32](5) }),
