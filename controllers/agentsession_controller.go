@@ -379,10 +379,10 @@ func (r *AgentSessionReconciler) reconcileAdmission(ctx context.Context, s *scop
 // runs unconfined.
 func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *scope) error {
 	np := &networkingv1.NetworkPolicy{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}, np)
+	key := client.ObjectKey{Namespace: s.obj.Namespace, Name: podName(s.obj)}
+	err := r.Get(ctx, key, np)
 	if err == nil {
-		s.netpol, s.resolved, s.setupEgress = np, resolvedFromPolicy(np), setupEgressFromPolicy(np)
-		return nil
+		return r.useNetworkPolicy(s, np)
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading NetworkPolicy: %w", err)
@@ -412,12 +412,32 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 	}
 	log.FromContext(ctx).Info("Creating NetworkPolicy", "NetworkPolicy", klog.KObj(np))
 	if err := r.Create(ctx, np, FieldOwner); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return nil // a stale cache: the next reconcile reads it
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating NetworkPolicy: %w", err)
 		}
-		return fmt.Errorf("creating NetworkPolicy: %w", err)
+		// A stale cache, or a policy of that name the cache does not hold (it holds only
+		// session-labelled ones): the apiserver says which.
+		existing := &networkingv1.NetworkPolicy{}
+		if err := r.APIReader.Get(ctx, key, existing); err != nil {
+			return fmt.Errorf("reading NetworkPolicy %s: %w", key.Name, err)
+		}
+		return r.useNetworkPolicy(s, existing)
 	}
 	s.netpol = np
+	return nil
+}
+
+// useNetworkPolicy takes the session's NetworkPolicy, or ends the session when a policy of
+// that name belongs to something else: the pod is never created without its own policy,
+// and nothing in a foreign policy (its recorded addresses, its setup egress) is trusted.
+func (r *AgentSessionReconciler) useNetworkPolicy(s *scope, np *networkingv1.NetworkPolicy) error {
+	if !metav1.IsControlledBy(np, s.obj) {
+		msg := fmt.Sprintf("NetworkPolicy %s already exists and is not controlled by this session; delete it or recreate the session under another name.", np.Name)
+		r.Recorder.Event(s.obj, corev1.EventTypeWarning, v1.ReasonNetworkPolicyNameInUse, msg)
+		finish(s.obj, v1.PhaseFailed, v1.ReasonNetworkPolicyNameInUse, msg, s.now)
+		return nil
+	}
+	s.netpol, s.resolved, s.setupEgress = np, resolvedFromPolicy(np), setupEgressFromPolicy(np)
 	return nil
 }
 

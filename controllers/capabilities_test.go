@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -217,5 +218,43 @@ func TestForeignPodWithTheRunnerNameIsNeitherAdoptedNorDeleted(t *testing.T) {
 	still := &corev1.Pod{}
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(foreign), still); err != nil || still.UID != foreign.UID || !still.DeletionTimestamp.IsZero() {
 		t.Fatalf("the foreign pod was touched: %v, deletion %v", err, still.DeletionTimestamp)
+	}
+}
+
+// A NetworkPolicy already holding the runner pod's name that the session does not control
+// (unlabelled, so the manager's cache cannot see it; or labelled like a session's) ends
+// the session with a clear reason, and no runner pod is created: before, the create's
+// AlreadyExists was taken for a stale cache and the pod ran without its own policy, with
+// nothing holding its model calls, or ran under the foreign policy's recorded addresses.
+func TestForeignNetworkPolicyWithTheRunnerNameStopsTheSession(t *testing.T) {
+	for name, labels := range map[string]map[string]string{
+		"unlabelled": nil,
+		"labelled":   {contract.LabelSessionUID: "someone-else"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t, time.Minute)
+			ns := restrictedNamespace(t, ctx)
+			foreign := &networkingv1.NetworkPolicy{
+				ObjectMeta: metav1.ObjectMeta{Name: "clash-runner", Namespace: ns, Labels: labels},
+				Spec:       networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"nothing": "x"}}},
+			}
+			if err := env.Client.Create(ctx, foreign); err != nil {
+				t.Fatal(err)
+			}
+			m := startManager(t, ns)
+			s := create(t, testutil.Session("clash", ns).Obj())
+			got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonNetworkPolicyNameInUse)
+			if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "NetworkPolicy clash-runner already exists and is not controlled by this session") {
+				t.Errorf("message = %q", msg)
+			}
+			expectEvent(t, m, v1.ReasonNetworkPolicyNameInUse)
+			var pods corev1.PodList
+			if err := env.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+				t.Fatal(err)
+			}
+			if len(pods.Items) != 0 {
+				t.Errorf("a runner pod was created without the session's own NetworkPolicy: %s", pods.Items[0].Name)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -98,8 +99,10 @@ func (r *AgentSessionReconciler) applyStatus(ctx context.Context, s *scope) erro
 	obj.Name, obj.Namespace = s.obj.Name, s.obj.Namespace
 	// ForceOwnership takes these fields over from the merge patches of earlier versions,
 	// recorded under the same name with operation Update; no other manager sends them.
-	if err := r.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), FieldOwner, client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying status: %w", client.IgnoreNotFound(err))
+	if err := r.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), FieldOwner, client.ForceOwnership); apierrors.IsNotFound(err) {
+		return nil // deleted meanwhile: nothing to record, nothing to retry
+	} else if err != nil {
+		return fmt.Errorf("applying status: %w", err)
 	}
 	r.remember(obj, ownedByController(obj.Status))
 	return nil

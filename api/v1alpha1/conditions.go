@@ -40,6 +40,9 @@ const (
 	// ReasonPodNameInUse: a pod with the runner pod's name exists and belongs to something
 	// else; the session cannot get its pod.
 	ReasonPodNameInUse = "PodNameInUse"
+	// ReasonNetworkPolicyNameInUse: a NetworkPolicy with the runner pod's name exists and
+	// belongs to something else; the pod is not created without its own policy.
+	ReasonNetworkPolicyNameInUse = "NetworkPolicyNameInUse"
 	// ReasonUnrecordedPod (an Event, not a condition): a pod with the runner pod's name and
 	// the session's controller reference that the manager never recorded creating was
 	// deleted, and the runner pod is created anew.
