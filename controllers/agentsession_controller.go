@@ -4,6 +4,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,10 @@ type AgentSessionReconciler struct {
 	Clock     clock.PassiveClock
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
+	// StuckPodGrace is how long past its deletion time a pod holding the runner pod's name,
+	// which the session did not create, may stay terminating before the session gives up
+	// on the name (default 30s): a finalizer someone put on it would hold it for ever.
+	StuckPodGrace time.Duration
 
 	// admissions serialises admission per operator, and remembers sessions admitted whose
 	// pod is not yet visible in the cache, so parallel reconciles never overshoot a
@@ -684,6 +689,14 @@ func (r *AgentSessionReconciler) createdByUs(session, uid types.UID) bool {
 // controller reference but was never recorded as its runner pod, and looks again shortly to
 // create the real one.
 func (r *AgentSessionReconciler) replaceUnrecordedPod(ctx context.Context, s *scope, pod *corev1.Pod) error {
+	if dt := pod.DeletionTimestamp; dt != nil && s.now.After(dt.Add(cmp.Or(r.StuckPodGrace, 30*time.Second))) {
+		// It will not go: the session cannot have its pod under that name.
+		msg := fmt.Sprintf("Pod %s, which this session did not create, was deleted but is still terminating (finalizers: %s); the runner pod cannot be created under its name. Recreate the session under another name.",
+			pod.Name, orNone(pod.Finalizers))
+		r.Recorder.Event(s.obj, corev1.EventTypeWarning, v1.ReasonPodNameInUse, msg)
+		finish(s.obj, v1.PhaseFailed, v1.ReasonPodNameInUse, msg, s.now)
+		return nil
+	}
 	if pod.DeletionTimestamp.IsZero() {
 		log.FromContext(ctx).Info("Deleting a pod never recorded as the runner pod", "Pod", klog.KObj(pod), "podUID", pod.UID)
 		r.Recorder.Eventf(s.obj, corev1.EventTypeWarning, v1.ReasonUnrecordedPod,

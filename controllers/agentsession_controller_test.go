@@ -665,3 +665,61 @@ func TestReplacedPodIsNotTrusted(t *testing.T) {
 		t.Errorf("message %q does not say the pod was replaced", msg)
 	}
 }
+
+// A forged pod under the runner pod's name that its maker holds with a finalizer is
+// deleted but never goes: the session ends with a clear reason once the pod has stayed
+// past its deletion for StuckPodGrace, and frees its slot, instead of retrying every
+// second for ever while a waiting session holds the namespace's only slot.
+func TestForgedPodHeldByAFinalizerEndsTheSession(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	if err := env.Client.Create(ctx, &v1.AgentPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: ns},
+		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptr.To[int32](1)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	startManagerWith(t, ns, func(r *AgentSessionReconciler) { r.StuckPodGrace = 2 * time.Second })
+	provider := "later-" + ns
+	waiting := testutil.Session("victim", ns).Obj()
+	waiting.Spec.Model.Provider = provider
+	s := create(t, waiting)
+	waitForPhase(t, ctx, s, v1.PhasePending, v1.ReasonPending)
+	forged := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "victim-runner", Namespace: ns, Finalizers: []string{"example.com/hold"}, Labels: map[string]string{
+			contract.LabelSession: s.Name, contract.LabelSessionUID: string(s.UID)}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: contract.ContainerRunner, Image: "attacker.example/hold:1", SecurityContext: restrictedContainerSecurity()}},
+		},
+	}
+	if err := controllerutil.SetControllerReference(s, forged, env.Client.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // let the namespace go
+		p := &corev1.Pod{}
+		if env.Client.Get(context.Background(), client.ObjectKeyFromObject(forged), p) == nil {
+			p.Finalizers = nil
+			_ = env.Client.Update(context.Background(), p)
+		}
+	})
+	if err := env.Client.Create(ctx, &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider},
+		Spec: v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider}}) })
+
+	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPodNameInUse)
+	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "still terminating (finalizers: example.com/hold)") {
+		t.Errorf("message = %q", msg)
+	}
+	if got.Status.PodUID != "" {
+		t.Errorf("status.podUID = %q: the forged pod was bound", got.Status.PodUID)
+	}
+	// The slot is free: the next session of the namespace gets its pod.
+	waitForPod(t, ctx, create(t, testutil.Session("next", ns).Obj()))
+}
