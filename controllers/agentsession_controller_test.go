@@ -711,7 +711,9 @@ func TestForgedPodHeldByAFinalizerEndsTheSession(t *testing.T) {
 		Spec: v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider}}) })
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider}})
+	})
 
 	got := waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonPodNameInUse)
 	if msg := cond(got, v1.ConditionSucceeded).Message; !strings.Contains(msg, "still terminating (finalizers: example.com/hold)") {
