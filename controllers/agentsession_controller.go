@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -730,7 +731,10 @@ func (r *AgentSessionReconciler) observePod(ctx context.Context, s *scope) error
 // reconcileFinished handles a terminal session: stop a pod that should not run, then
 // delete the session when its TTL runs out.
 func (r *AgentSessionReconciler) reconcileFinished(ctx context.Context, s *scope) (ctrl.Result, error) {
-	if s.obj.Status.Phase == v1.PhaseCancelled || (s.obj.Status.Phase == v1.PhaseFailed && reason(s.obj) == v1.ReasonTimeout) {
+	// A pod that may still start is stopped: cancelled, timed out, or failed pulling its
+	// image (a pull that succeeds later would run it outside the namespace's slots, under
+	// the checkout phase's wider egress).
+	if s.obj.Status.Phase == v1.PhaseCancelled || (s.obj.Status.Phase == v1.PhaseFailed && slices.Contains([]string{v1.ReasonTimeout, v1.ReasonImagePullFailed}, reason(s.obj))) {
 		if err := r.deletePod(ctx, s.obj); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -6,8 +6,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
@@ -97,5 +99,29 @@ func TestRunnerThatEndedInTimeIsNotATimeoutWhenSeenLate(t *testing.T) {
 			t.Fatalf("the runner ended 52 s into a 1m timeout; the session ended %s/%s", got.Status.Phase, cond(got, v1.ConditionSucceeded).Reason)
 		}
 		return nil
+	})
+}
+
+// A session that failed pulling its image stops its pod: a pull that succeeds later would
+// otherwise run the agent after the session ended, outside the namespace's slots.
+func TestImagePullFailureStopsThePod(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	ns := restrictedNamespace(t, ctx)
+	startManager(t, ns)
+	s := create(t, testutil.Session("bad-image", ns).Obj())
+	pod := waitForPod(t, ctx, s)
+	kubelet{t}.update(ctx, pod, func(st *corev1.PodStatus) {
+		st.Phase = corev1.PodPending
+		st.ContainerStatuses = []corev1.ContainerStatus{waiting(contract.ContainerAgent, "InvalidImageName", "couldn't parse image name")}
+	})
+	waitForPhase(t, ctx, s, v1.PhaseFailed, v1.ReasonImagePullFailed)
+	eventually(t, ctx, "the pod to be deleted", func() error {
+		p := &corev1.Pod{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), p); apierrors.IsNotFound(err) || (err == nil && p.DeletionTimestamp != nil) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		return fmt.Errorf("pod %s still there, not deleting", pod.Name)
 	})
 }
