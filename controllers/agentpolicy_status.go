@@ -7,9 +7,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -76,7 +79,15 @@ func (r *AgentPolicyStatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.AgentPolicy{}).
 		Named("agentpolicy-status").
-		Watches(&v1.AgentSession{}, handler.EnqueueRequestsFromMapFunc(r.policiesOf)).
+		// The counts change only with a session's phase or pod, not with the progress and
+		// usage the gateway writes about once a second per running session.
+		Watches(&v1.AgentSession{}, handler.EnqueueRequestsFromMapFunc(r.policiesOf), builder.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				o, okOld := e.ObjectOld.(*v1.AgentSession)
+				n, okNew := e.ObjectNew.(*v1.AgentSession)
+				return !okOld || !okNew || o.Status.Phase != n.Status.Phase || o.Status.PodName != n.Status.PodName
+			},
+		})).
 		Complete(r)
 }
 
