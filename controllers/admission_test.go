@@ -278,7 +278,7 @@ func TestAdmitSession(t *testing.T) {
 			siblings: []v1.AgentSession{func() v1.AgentSession {
 				w := session("typo", time.Hour, "", v1.PhasePending)
 				w.Status.Conditions = []metav1.Condition{{Type: v1.ConditionSucceeded, Status: metav1.ConditionUnknown, Reason: v1.ReasonPending,
-					Message: `ModelProvider "defualt" does not exist; the session starts once it is created.`}}
+					Message: `ModelProvider "missing" does not exist; the session starts once it is created.`}}
 				return w
 			}()},
 			want: admit, wantModel: "gpt-4.1",
