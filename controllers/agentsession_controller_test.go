@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
 	"github.com/agentry-dev/agentry/contract"
@@ -395,12 +394,7 @@ func TestRestrictedAdmissionIsEnforced(t *testing.T) {
 func TestQueueingUnderAgentPolicy(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	ns := restrictedNamespace(t, ctx)
-	if err := env.Client.Create(ctx, &v1.AgentPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "two-at-a-time", Namespace: ns},
-		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptr.To[int32](2)},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	slotPolicy(t, ctx, ns, "two-at-a-time", 2)
 	startManager(t, ns)
 	var sessions []*v1.AgentSession
 	for i := range 5 {
@@ -498,21 +492,7 @@ func TestPodMadeBeforeTheControllerIsNeverTheRunnerPod(t *testing.T) {
 	s := create(t, waiting)
 	waitForPhase(t, ctx, s, v1.PhasePending, v1.ReasonPending)
 
-	forged := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "victim-runner", Namespace: ns, Labels: map[string]string{
-			contract.LabelSession: s.Name, contract.LabelSessionUID: string(s.UID)}},
-		Spec: corev1.PodSpec{
-			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-			Containers: []corev1.Container{{Name: contract.ContainerRunner, Image: "attacker.example/steal:1", SecurityContext: restrictedContainerSecurity()}},
-		},
-	}
-	if err := controllerutil.SetControllerReference(s, forged, env.Client.Scheme()); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Create(ctx, forged); err != nil {
-		t.Fatal(err)
-	}
+	forged := forgedRunnerPod(t, ctx, s, "attacker.example/steal:1")
 	if err := env.Client.Create(ctx, &v1.ModelProvider{ObjectMeta: metav1.ObjectMeta{Name: provider},
 		Spec: v1.ModelProviderSpec{BaseURL: "https://llm.example.com/v1"}}); err != nil {
 		t.Fatal(err)
@@ -673,33 +653,14 @@ func TestReplacedPodIsNotTrusted(t *testing.T) {
 func TestForgedPodHeldByAFinalizerEndsTheSession(t *testing.T) {
 	ctx := testContext(t, time.Minute)
 	ns := restrictedNamespace(t, ctx)
-	if err := env.Client.Create(ctx, &v1.AgentPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: ns},
-		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptr.To[int32](1)},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	slotPolicy(t, ctx, ns, "one", 1)
 	startManagerWith(t, ns, func(r *AgentSessionReconciler) { r.StuckPodGrace = 2 * time.Second })
 	provider := "later-" + ns
 	waiting := testutil.Session("victim", ns).Obj()
 	waiting.Spec.Model.Provider = provider
 	s := create(t, waiting)
 	waitForPhase(t, ctx, s, v1.PhasePending, v1.ReasonPending)
-	forged := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "victim-runner", Namespace: ns, Finalizers: []string{"example.com/hold"}, Labels: map[string]string{
-			contract.LabelSession: s.Name, contract.LabelSessionUID: string(s.UID)}},
-		Spec: corev1.PodSpec{
-			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-			Containers: []corev1.Container{{Name: contract.ContainerRunner, Image: "attacker.example/hold:1", SecurityContext: restrictedContainerSecurity()}},
-		},
-	}
-	if err := controllerutil.SetControllerReference(s, forged, env.Client.Scheme()); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Create(ctx, forged); err != nil {
-		t.Fatal(err)
-	}
+	forged := forgedRunnerPod(t, ctx, s, "attacker.example/hold:1", "example.com/hold")
 	t.Cleanup(func() { // let the namespace go
 		p := &corev1.Pod{}
 		if env.Client.Get(context.Background(), client.ObjectKeyFromObject(forged), p) == nil {

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -275,4 +276,37 @@ func runManager(t *testing.T, ns string, setup func(ctrl.Manager) error) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// slotPolicy creates an AgentPolicy in ns that lets n sessions run at once.
+func slotPolicy(t *testing.T, ctx context.Context, ns, name string, n int32) {
+	t.Helper()
+	if err := env.Client.Create(ctx, &v1.AgentPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptr.To(n)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forgedRunnerPod creates, as a namespace user who may create pods would, a pod under s's
+// runner pod name with its labels and controller reference, running image.
+func forgedRunnerPod(t *testing.T, ctx context.Context, s *v1.AgentSession, image string, finalizers ...string) *corev1.Pod {
+	t.Helper()
+	forged := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: podName(s), Namespace: s.Namespace, Finalizers: finalizers, Labels: map[string]string{
+			contract.LabelSession: s.Name, contract.LabelSessionUID: string(s.UID)}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: contract.ContainerRunner, Image: image, SecurityContext: restrictedContainerSecurity()}},
+		},
+	}
+	if err := controllerutil.SetControllerReference(s, forged, env.Client.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	return forged
 }

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/agentry-dev/agentry/api/v1alpha1"
@@ -29,12 +28,7 @@ func (c aheadClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 func TestTimeQueuedDoesNotCountAgainstTheTimeout(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
 	ns := restrictedNamespace(t, ctx)
-	if err := env.Client.Create(ctx, &v1.AgentPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: ns},
-		Spec:       v1.AgentPolicySpec{MaxConcurrentSessions: ptr.To[int32](1)},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	slotPolicy(t, ctx, ns, "one", 1)
 	startManager(t, ns)
 	first := create(t, testutil.Session("first", ns).Obj())
 	firstPod := waitForPod(t, ctx, first)
