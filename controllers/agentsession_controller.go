@@ -233,20 +233,23 @@ func (r *AgentSessionReconciler) reconcileTimeout(ctx context.Context, s *scope)
 	if s.obj.Status.StartTime == nil && s.obj.Status.PodName == "" {
 		return nil
 	}
-	pod := r.recordedPod(ctx, s.obj)
-	var start time.Time
-	switch {
-	case s.obj.Status.StartTime != nil:
-		start = s.obj.Status.StartTime.Time
-	case pod != nil:
-		start = pod.CreationTimestamp.Time // a pod that has not started: timed from its creation
-	default:
-		return nil // the pod just created is not in the cache yet: timed once it is
+	// The pod is read only when its creation is the start, or once the deadline has
+	// passed, not on every reconcile of a running session.
+	var pod *corev1.Pod
+	start := s.obj.Status.StartTime
+	if start == nil {
+		if pod = r.recordedPod(ctx, s.obj); pod == nil {
+			return nil // the pod just created is not in the cache yet: timed once it is
+		}
+		start = &pod.CreationTimestamp // a pod that has not started: timed from its creation
 	}
 	deadline := start.Add(s.obj.Spec.Limits.Timeout.Duration)
 	if s.now.Before(deadline) {
 		s.wakeAt(deadline.Sub(s.now))
 		return nil
+	}
+	if pod == nil {
+		pod = r.recordedPod(ctx, s.obj)
 	}
 	if pod != nil && runnerEndedBy(pod, deadline) {
 		return nil // it finished in time, seen late (a restart, a backed-up queue): observePod records how
@@ -438,9 +441,7 @@ func (r *AgentSessionReconciler) ensureNetworkPolicy(ctx context.Context, s *sco
 // and nothing in a foreign policy (its recorded addresses, its setup egress) is trusted.
 func (r *AgentSessionReconciler) useNetworkPolicy(s *scope, np *networkingv1.NetworkPolicy) error {
 	if !metav1.IsControlledBy(np, s.obj) {
-		msg := fmt.Sprintf("NetworkPolicy %s already exists and is not controlled by this session; delete it or recreate the session under another name.", np.Name)
-		r.Recorder.Event(s.obj, corev1.EventTypeWarning, v1.ReasonNetworkPolicyNameInUse, msg)
-		finish(s.obj, v1.PhaseFailed, v1.ReasonNetworkPolicyNameInUse, msg, s.now)
+		r.nameInUse(s, v1.ReasonNetworkPolicyNameInUse, "NetworkPolicy", np.Name)
 		return nil
 	}
 	s.netpol, s.resolved, s.setupEgress = np, resolvedFromPolicy(np), setupEgressFromPolicy(np)
@@ -517,8 +518,7 @@ func (r *AgentSessionReconciler) gatewayClusterIP(ctx context.Context) string {
 // namespace's explicit consent. It fails the session (false) when neither is possible.
 func (r *AgentSessionReconciler) gatewayTrust(ctx context.Context, s *scope) (bool, error) {
 	untrusted := func(msg string) (bool, error) {
-		finish(s.obj, v1.PhaseFailed, v1.ReasonGatewayUntrusted, msg, s.now)
-		r.Recorder.Eventf(s.obj, corev1.EventTypeWarning, v1.ReasonGatewayUntrusted, "%s", msg)
+		r.failSession(s, v1.ReasonGatewayUntrusted, msg)
 		return false, nil
 	}
 	if name := r.Runner.GatewayCAConfigMap; name != "" {
@@ -547,14 +547,18 @@ func (r *AgentSessionReconciler) gatewayTrust(ctx context.Context, s *scope) (bo
 	return true, nil
 }
 
-// podNameInUse ends a session whose runner pod name is taken by a pod it does not control
-// (the cache only holds session-labelled pods, so it is usually found on create). The name is
-// deterministic, so retrying cannot help, and adopting the pod would run the session in a pod
-// someone else built.
-func (r *AgentSessionReconciler) podNameInUse(s *scope, name string) {
-	msg := fmt.Sprintf("Pod %s already exists and is not controlled by this session; delete it or recreate the session under another name.", name)
-	r.Recorder.Event(s.obj, corev1.EventTypeWarning, v1.ReasonPodNameInUse, msg)
-	finish(s.obj, v1.PhaseFailed, v1.ReasonPodNameInUse, msg, s.now)
+// failSession ends the session Failed for reason, and says why in a Warning event too.
+func (r *AgentSessionReconciler) failSession(s *scope, reason, msg string) {
+	r.Recorder.Event(s.obj, corev1.EventTypeWarning, reason, msg)
+	finish(s.obj, v1.PhaseFailed, reason, msg, s.now)
+}
+
+// nameInUse ends a session whose runner pod or NetworkPolicy name is taken by an object it
+// does not control (the cache only holds session-labelled ones, so it is usually found on
+// create). The name is deterministic, so retrying cannot help, and adopting the object
+// would run the session in a pod, or under a policy, someone else built.
+func (r *AgentSessionReconciler) nameInUse(s *scope, reason, kind, name string) {
+	r.failSession(s, reason, fmt.Sprintf("%s %s already exists and is not controlled by this session; delete it or recreate the session under another name.", kind, name))
 }
 
 // ensurePod creates the runner pod, or notices that it vanished.
@@ -564,7 +568,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 	err := r.Get(ctx, key, pod)
 	if err == nil {
 		if !metav1.IsControlledBy(pod, s.obj) {
-			r.podNameInUse(s, key.Name)
+			r.nameInUse(s, v1.ReasonPodNameInUse, "Pod", key.Name)
 			return nil
 		}
 		return r.bindPod(ctx, s, pod)
@@ -603,7 +607,7 @@ func (r *AgentSessionReconciler) ensurePod(ctx context.Context, s *scope) error 
 				return fmt.Errorf("reading runner pod %s after AlreadyExists: %w", key.Name, err)
 			}
 			if !metav1.IsControlledBy(existing, s.obj) {
-				r.podNameInUse(s, key.Name)
+				r.nameInUse(s, v1.ReasonPodNameInUse, "Pod", key.Name)
 				return nil
 			}
 			return r.bindPod(ctx, s, existing)
@@ -692,10 +696,8 @@ func (r *AgentSessionReconciler) createdByUs(session, uid types.UID) bool {
 func (r *AgentSessionReconciler) replaceUnrecordedPod(ctx context.Context, s *scope, pod *corev1.Pod) error {
 	if dt := pod.DeletionTimestamp; dt != nil && s.now.After(dt.Add(cmp.Or(r.StuckPodGrace, 30*time.Second))) {
 		// It will not go: the session cannot have its pod under that name.
-		msg := fmt.Sprintf("Pod %s, which this session did not create, was deleted but is still terminating (finalizers: %s); the runner pod cannot be created under its name. Recreate the session under another name.",
-			pod.Name, orNone(pod.Finalizers))
-		r.Recorder.Event(s.obj, corev1.EventTypeWarning, v1.ReasonPodNameInUse, msg)
-		finish(s.obj, v1.PhaseFailed, v1.ReasonPodNameInUse, msg, s.now)
+		r.failSession(s, v1.ReasonPodNameInUse, fmt.Sprintf("Pod %s, which this session did not create, was deleted but is still terminating (finalizers: %s); the runner pod cannot be created under its name. Recreate the session under another name.",
+			pod.Name, orNone(pod.Finalizers)))
 		return nil
 	}
 	if pod.DeletionTimestamp.IsZero() {

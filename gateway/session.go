@@ -517,11 +517,9 @@ func (ss *session) wrote(base, sent contract.Usage, snapshotAt time.Time, rv str
 	ss.pending = subUsage(ss.pending, sent)
 	if ss.pending == (contract.Usage{}) {
 		ss.pendingSince = time.Time{}
-	} else {
+	} else if ss.pendingSince.Before(snapshotAt) {
 		// What is left was charged while the write was out: no earlier than its snapshot.
-		if ss.pendingSince.Before(snapshotAt) {
-			ss.pendingSince = snapshotAt
-		}
+		ss.pendingSince = snapshotAt
 	}
 	ss.rv = rv
 }
